@@ -1,0 +1,1 @@
+"""The REST transport (Starlette), described by the OpenAPI document it serves."""

@@ -1,0 +1,126 @@
+"""The OpenAPI 3.1 document, built from the routes' own declarations.
+
+Each handler is declared with ``Operation``: its method, path, request body,
+query parameters and responses (as msgspec types). The same declarations
+register the Starlette routes and produce ``/openapi.json``, so the document
+cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hubbub.api.schema import ErrorBody
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    description: str
+    type: str = "integer"
+    required: bool = False
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    responses: dict[int, type | None]
+    body: type | None = None
+    query: list[Query] = field(default_factory=list)
+    errors: tuple[int, ...] = ()
+    auth: bool = True
+    tag: str = "chat"
+
+
+ERROR_DESCRIPTIONS = {
+    401: "Missing, invalid or expired token (`unauthorized`)",
+    403: "Not a member (`forbidden`)",
+    404: "No such resource (`not_found`)",
+    409: "Conflicts with stored state (`conflict`)",
+    413: "Body or list too large (`too_large`)",
+    422: "Malformed request (`invalid`)",
+    503: "Database unavailable (`unavailable`)",
+}
+
+
+def build_spec(operations: list[Operation], version: str) -> dict[str, Any]:
+    types: list[Any] = [ErrorBody]
+    for op in operations:
+        types.extend(t for t in op.responses.values() if t is not None)
+        if op.body is not None:
+            types.append(op.body)
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    ref = dict(zip(types, schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        item: dict[str, Any] = {
+            "summary": op.summary,
+            "operationId": op.handler.__name__,
+            "tags": [op.tag],
+            "responses": {},
+        }
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _path_params(op.path)
+        ]
+        params += [
+            {
+                "name": q.name,
+                "in": "query",
+                "required": q.required,
+                "description": q.description,
+                "schema": {"type": q.type},
+            }
+            for q in op.query
+        ]
+        if params:
+            item["parameters"] = params
+        if op.body is not None:
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref[op.body]}},
+            }
+        if op.auth:
+            item["security"] = [{"bearer": []}]
+        for status, body in op.responses.items():
+            response: dict[str, Any] = {"description": "OK" if status < 300 else "Error"}
+            if body is not None:
+                response["content"] = {"application/json": {"schema": ref[body]}}
+            item["responses"][str(status)] = response
+        for status in (*op.errors, *((401,) if op.auth else ())):
+            item["responses"][str(status)] = {
+                "description": ERROR_DESCRIPTIONS.get(status, "Error"),
+                "content": {"application/json": {"schema": ref[ErrorBody]}},
+            }
+        paths.setdefault(op.path, {})[op.method.lower()] = item
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "hubbub",
+            "version": version,
+            "description": "REST API of the hubbub chat server. The WebSocket protocol "
+            "is described in docs/protocol.md.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]

@@ -1,0 +1,1 @@
+"""Notification port: carries events between processes, never the only copy."""

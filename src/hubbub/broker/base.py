@@ -1,0 +1,39 @@
+"""The broker port.
+
+A broker carries an already-encoded event to every process that may have a
+recipient connected. It is never the only copy of anything: the store has
+every event, and clients recover gaps from it with their cursors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event for the members of one conversation."""
+
+    conversation_id: str
+    seq: int
+    """The event's position in the conversation (0 for events outside the stream)."""
+    recipients: tuple[str, ...]
+    payload: bytes
+    """The event as a JSON text frame body, encoded once for every recipient."""
+
+
+Handler = Callable[[Delivery], None]
+
+
+class Broker(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def subscribe(self, handler: Handler) -> None:
+        """Call ``handler`` for every delivery published by any process."""
+
+    def publish(self, delivery: Delivery) -> None:
+        """Send without waiting; delivery is best effort."""

@@ -1,0 +1,23 @@
+"""The in-process broker of the single-process default."""
+
+from __future__ import annotations
+
+from hubbub.broker.base import Delivery, Handler
+
+
+class MemoryBroker:
+    def __init__(self) -> None:
+        self._handlers: list[Handler] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self._handlers.clear()
+
+    def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def publish(self, delivery: Delivery) -> None:
+        for handler in self._handlers:
+            handler(delivery)

@@ -1,0 +1,152 @@
+"""Configuration from the environment (``HUBBUB_*``); CLI flags may override.
+
+Every setting is listed, with its default, in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits a client should know; the WebSocket ``hello`` frame announces them."""
+
+    max_frame_bytes: int = 64 * 1024
+    """A WebSocket message larger than this is refused with ``too_large``."""
+    max_body_chars: int = 4000
+    max_group_members: int = 10_000
+    outbound_buffer_bytes: int = 4 * 1024 * 1024
+    """Bytes queued for one connection before it is closed as too slow (4409)."""
+    resume_limit: int = 1000
+    """Events replayed per conversation by ``resume``; more means too far behind."""
+    page_max: int = 100
+    page_default: int = 50
+    resume_window: float = 1.0
+    """Seconds live events are held after connect, waiting for a ``resume``."""
+    pending_commands: int = 256
+    """Commands queued per connection before the server stops reading from it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    env: str = "dev"
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    heartbeat_interval: float = 30.0
+    heartbeat_timeout: float = 10.0
+    sqlite_synchronous: str = "NORMAL"
+    log_level: str = "info"
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def sqlite_path(self) -> Path:
+        url = self.database_url or f"sqlite:///{self.data_dir / 'hubbub.db'}"
+        if not url.startswith("sqlite:///"):
+            raise ConfigError(
+                f"HUBBUB_DATABASE_URL {url!r}: only sqlite:///PATH is supported by this build"
+            )
+        return Path(url.removeprefix("sqlite:///"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(f"HUBBUB_{name}")
+            return value if value not in (None, "") else default
+
+        def number(name: str, default: float, kind: type = float) -> Any:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"HUBBUB_{name}={raw!r} is not a number") from None
+            if value <= 0:
+                raise ConfigError(f"HUBBUB_{name} must be positive")
+            return value
+
+        base = Limits()
+        limits = Limits(
+            max_frame_bytes=number("MAX_FRAME_BYTES", base.max_frame_bytes, int),
+            max_body_chars=number("MAX_BODY_CHARS", base.max_body_chars, int),
+            max_group_members=number("MAX_GROUP_MEMBERS", base.max_group_members, int),
+            outbound_buffer_bytes=number("OUTBOUND_BUFFER_BYTES", base.outbound_buffer_bytes, int),
+            resume_limit=number("RESUME_LIMIT", base.resume_limit, int),
+            resume_window=number("RESUME_WINDOW", base.resume_window),
+        )
+        algorithms = tuple(
+            a.strip() for a in (get("JWT_ALGORITHMS") or "").split(",") if a.strip()
+        )
+        public_key = get("JWT_PUBLIC_KEY")
+        if public_key and not public_key.lstrip().startswith("-----"):
+            try:
+                public_key = Path(public_key).read_text()
+            except OSError as exc:
+                raise ConfigError(f"HUBBUB_JWT_PUBLIC_KEY: cannot read {exc.filename}") from None
+        if not algorithms:
+            algorithms = ("HS256", "RS256", "ES256") if public_key else ("HS256",)
+        synchronous = (get("SQLITE_SYNCHRONOUS") or "NORMAL").upper()
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigError("HUBBUB_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        settings = cls(
+            host=get("HOST", "127.0.0.1") or "127.0.0.1",
+            port=number("PORT", 8000, int),
+            env=(get("ENV", "dev") or "dev").lower(),
+            data_dir=Path(get("DATA_DIR", "data") or "data"),
+            database_url=get("DATABASE_URL", "") or "",
+            jwt_secret=get("JWT_SECRET"),
+            jwt_public_key=public_key,
+            jwt_algorithms=algorithms,
+            heartbeat_interval=number("HEARTBEAT_INTERVAL", 30.0),
+            heartbeat_timeout=number("HEARTBEAT_TIMEOUT", 10.0),
+            sqlite_synchronous=synchronous,
+            log_level=(get("LOG_LEVEL", "info") or "info").lower(),
+            limits=limits,
+        )
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+    def with_secret(self) -> Settings:
+        """Return settings whose token secret is decided.
+
+        Production must be given a secret or a public key. In dev mode a secret
+        is generated once and kept in the data directory, so that the server and
+        ``hubbub token`` agree.
+        """
+        if self.jwt_secret or self.jwt_public_key:
+            return self
+        if self.production:
+            raise ConfigError(
+                "HUBBUB_ENV=production requires HUBBUB_JWT_SECRET or HUBBUB_JWT_PUBLIC_KEY"
+            )
+        path = self.data_dir / "dev-jwt-secret"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            secret = path.read_text().strip()
+        else:
+            secret = secrets.token_urlsafe(32)
+            with os.fdopen(fd, "w") as f:
+                f.write(secret + "\n")
+        return replace(self, jwt_secret=secret)

@@ -1,0 +1,1 @@
+"""The WebSocket transport: handshake, frames, sessions, fan-out, heartbeats."""

@@ -1,0 +1,240 @@
+"""The asyncio protocol for one WebSocket connection.
+
+uvicorn parses the HTTP request; when it is a WebSocket upgrade, uvicorn hands
+the socket to this protocol (its ``ws`` protocol class) instead of an ASGI app.
+Frame parsing and the handshake are done by the ``websockets`` sans-I/O
+``ServerProtocol``; outbound data frames are encoded once by the hub and
+written through this connection's coalescing ``Writer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs
+
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+
+from hubbub.errors import HubbubError, NotFound, Unauthorized
+from hubbub.gateway.session import Session
+from hubbub.gateway.writer import Writer
+from hubbub.protocol import events
+
+if TYPE_CHECKING:
+    from hubbub.gateway.server import Gateway
+
+log = logging.getLogger("hubbub.gateway")
+
+WS_PATH = "/ws"
+CLOSE_GRACE = 5.0
+
+# Close codes (docs/protocol.md).
+GOING_AWAY = 1001
+MESSAGE_TOO_BIG = 1009
+SERVICE_RESTART = 1012
+UNAUTHORIZED = 4401
+HEARTBEAT_TIMEOUT = 4408
+TOO_SLOW = 4409
+
+
+def _bearer(headers: Headers) -> str | None:
+    value = headers.get("Authorization")
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip()
+    return None
+
+
+class Connection(asyncio.Protocol):
+    gateway: ClassVar[Gateway]
+
+    def __init__(self, config: Any = None, server_state: Any = None, app_state: Any = None,
+                 _loop: Any = None) -> None:
+        limits = self.gateway.limits
+        # The hard ceiling: beyond it websockets closes with 1009. Between
+        # max_frame_bytes and it, the frame is refused with a too_large error
+        # and the connection stays open.
+        self._ws = ServerProtocol(max_size=max(limits.max_frame_bytes * 4, 1 << 20), logger=log)
+        self._server_connections: set[Any] = (
+            server_state.connections if server_state is not None else set()
+        )
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self._fragments: list[bytes] = []
+        self._fragment_size = 0
+        self._binary = False
+        self._closing = False
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._server_connections.add(self)
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server_connections.discard(self)
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+        if self.session is not None:
+            self.session.writer.discard()
+            self.session.on_close()
+            self.gateway.hub.remove(self.session)
+            self.session = None
+
+    def data_received(self, data: bytes) -> None:
+        ws = self._ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Request):
+                self._handshake(event)
+            elif self.session is not None:
+                self._frame(event)
+        self._write_protocol_output()
+
+    def eof_received(self) -> bool | None:
+        self._ws.receive_eof()
+        self._write_protocol_output()
+        return None
+
+    # uvicorn's server calls this on graceful shutdown.
+    def shutdown(self) -> None:
+        if self.session is not None:
+            self.close(SERVICE_RESTART, "server restarting")
+        elif self.transport is not None:
+            self.transport.close()
+
+    # Outbound -------------------------------------------------------------
+
+    def _write_protocol_output(self) -> None:
+        """Pongs, close frames and the handshake response, in order with data."""
+        assert self.transport is not None
+        for chunk in self._ws.data_to_send():
+            if chunk:
+                if self.session is not None and not self.session.writer.closed:
+                    self.session.writer.push(chunk)
+                else:
+                    self.transport.write(chunk)
+            else:  # end of stream: the closing handshake is done on our side
+                if self.session is not None:
+                    self.session.writer.flush()
+                    self.session.writer.discard()
+                self.transport.close()
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake; abort if the peer does not finish it."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        if self.session is not None:
+            if code in (TOO_SLOW,):
+                self.session.writer.discard()
+            else:
+                self.session.writer.flush()
+                self.session.writer.discard()
+        try:
+            self._ws.send_close(code, reason)
+        except Exception:  # already closing
+            pass
+        for chunk in self._ws.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+        self._abort_timer = asyncio.get_running_loop().call_later(
+            CLOSE_GRACE, self.transport.abort
+        )
+
+    def ping(self) -> None:
+        self._ws.send_ping(b"hb")
+        self._write_protocol_output()
+
+    def _overflow(self) -> None:
+        asyncio.get_running_loop().call_soon(self.close, TOO_SLOW, "too slow: resume to recover")
+
+    # Handshake --------------------------------------------------------------
+
+    def _reject(self, status: int, error: HubbubError) -> None:
+        body = events.http_error(error.code, error.message)
+        headers = Headers(
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            ]
+        )
+        self._ws.send_response(Response(status, HTTPStatus(status).phrase, headers, body))
+
+    def _handshake(self, request: Request) -> None:
+        gateway = self.gateway
+        path, _, query = request.path.partition("?")
+        if path != WS_PATH:
+            self._reject(404, NotFound(f"no WebSocket endpoint at {path}; use {WS_PATH}"))
+            return
+        token = parse_qs(query).get("token", [None])[0] or _bearer(request.headers)
+        try:
+            identity = gateway.verifier.verify(token)
+        except Unauthorized as exc:
+            self._reject(401, exc)
+            return
+        response = self._ws.accept(request)
+        self._ws.send_response(response)
+        if response.status_code != 101:
+            return
+        assert self.transport is not None
+        # The 101 response must precede any frame on the wire.
+        for chunk in self._ws.data_to_send():
+            self.transport.write(chunk)
+        writer = Writer(
+            self.transport, gateway.flusher, gateway.limits.outbound_buffer_bytes, self._overflow
+        )
+        session = Session(gateway, identity, writer, self, uuid.uuid4().hex)
+        self.session = session
+        gateway.hub.add(session)
+        session.send(gateway.hello(session))
+        gateway.seen(identity)
+
+    def pause_reading(self, pause: bool) -> None:
+        if self.transport is not None and not self._closing:
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    # Frames ---------------------------------------------------------------
+
+    def _frame(self, frame: Frame) -> None:
+        session = self.session
+        assert session is not None
+        # Any frame, a pong or not, shows the peer is alive.
+        session.last_activity = self.gateway.clock.monotonic()
+        session.ping_sent_at = None
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.CONT or opcode is Opcode.BINARY:
+            self._data(frame)
+
+    def _data(self, frame: Frame) -> None:
+        session = self.session
+        assert session is not None
+        if frame.opcode is not Opcode.CONT:
+            self._fragments = []
+            self._fragment_size = 0
+            self._binary = frame.opcode is Opcode.BINARY
+        limit = self.gateway.limits.max_frame_bytes
+        self._fragment_size += len(frame.data)
+        if self._fragment_size <= limit:
+            self._fragments.append(bytes(frame.data))
+        if not frame.fin:
+            return
+        fragments, self._fragments = self._fragments, []
+        if self._binary:
+            session.send(
+                events.error(None, "invalid", "binary frames are not supported; send JSON text")
+            )
+        elif self._fragment_size > limit:
+            session.send(events.error(None, "too_large", f"frame exceeds {limit} bytes"))
+        else:
+            session.on_text(fragments[0] if len(fragments) == 1 else b"".join(fragments))

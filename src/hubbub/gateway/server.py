@@ -1,0 +1,112 @@
+"""The gateway: wires connections to the service, the hub and the heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from hubbub.auth import Identity, TokenVerifier
+from hubbub.broker.base import Broker
+from hubbub.clock import Clock, iso_ms, now_ms
+from hubbub.config import Settings
+from hubbub.gateway.connection import HEARTBEAT_TIMEOUT, UNAUTHORIZED, Connection
+from hubbub.gateway.hub import Hub
+from hubbub.gateway.session import Session
+from hubbub.gateway.writer import Flusher
+from hubbub.protocol import events
+from hubbub.service.chat import ChatService
+
+log = logging.getLogger("hubbub.gateway")
+PROTOCOL_VERSION = 1
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        service: ChatService,
+        verifier: TokenVerifier,
+        broker: Broker,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.limits = settings.limits
+        self.service = service
+        self.verifier = verifier
+        self.clock = clock
+        self.hub = Hub()
+        self.flusher: Flusher
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        broker.subscribe(self.hub.deliver)
+
+    def connection_class(self) -> type[Connection]:
+        """The asyncio protocol class uvicorn instantiates per WebSocket."""
+        return type("HubbubConnection", (Connection,), {"gateway": self})
+
+    async def start(self) -> None:
+        self.flusher = Flusher(asyncio.get_running_loop())
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop())
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def hello(self, session: Session) -> bytes:
+        limits = self.limits
+        return events.event(
+            "hello",
+            user_id=session.user_id,
+            connection_id=session.connection_id,
+            protocol_version=PROTOCOL_VERSION,
+            server_time=iso_ms(now_ms(self.clock)),
+            heartbeat_interval_ms=int(self.settings.heartbeat_interval * 1000),
+            resume_window_ms=int(limits.resume_window * 1000),
+            limits={
+                "max_frame_bytes": limits.max_frame_bytes,
+                "max_body_chars": limits.max_body_chars,
+                "resume_limit": limits.resume_limit,
+                "outbound_buffer_bytes": limits.outbound_buffer_bytes,
+            },
+        )
+
+    def seen(self, identity: Identity) -> None:
+        self._spawn(self.service.seen(identity))
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def sweep(self) -> None:
+        """One heartbeat pass: ping idle connections, close dead and expired ones."""
+        now = self.clock.monotonic()
+        wall = self.clock.now()
+        interval = self.settings.heartbeat_interval
+        timeout = self.settings.heartbeat_timeout
+        for session in self.hub.sessions():
+            connection = session.connection
+            if session.identity.expires_at <= wall:
+                connection.close(UNAUTHORIZED, "token expired")
+            elif session.ping_sent_at is not None:
+                if now - session.ping_sent_at >= timeout:
+                    connection.close(HEARTBEAT_TIMEOUT, "no answer to ping")
+            elif now - session.last_activity >= interval:
+                session.ping_sent_at = now
+                connection.ping()
+
+    async def _heartbeat_loop(self) -> None:
+        period = min(self.settings.heartbeat_interval, self.settings.heartbeat_timeout) / 2
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("heartbeat sweep failed")

@@ -1,0 +1,179 @@
+"""One authenticated WebSocket connection: commands in order, replies, resume.
+
+Commands from one connection are handled strictly in arrival order. Consecutive
+``message.send`` commands that queued up while the previous batch was being
+committed are stored together in one transaction (in order), which keeps a
+pipelining client fast without reordering its messages.
+
+Live events are *held* from connect until the client's first command has been
+handled (or ``resume_window`` passes), and again while a ``resume`` runs, so
+that replayed events and live ones reach the client in seq order, each once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from hubbub.auth import Identity
+from hubbub.errors import HubbubError
+from hubbub.protocol import events
+from hubbub.protocol.commands import Command, Ping, ProtocolError, Resume, SendMessage, parse
+from hubbub.protocol.wsframe import text_frame
+from hubbub.service.models import SendItem
+
+if TYPE_CHECKING:
+    from hubbub.gateway.connection import Connection
+    from hubbub.gateway.server import Gateway
+    from hubbub.gateway.writer import Writer
+
+log = logging.getLogger("hubbub.gateway")
+
+MAX_SEND_BATCH = 64
+Held = tuple[str, int, bytes]
+
+
+class Session:
+    def __init__(
+        self,
+        gateway: Gateway,
+        identity: Identity,
+        writer: Writer,
+        connection: Connection,
+        connection_id: str,
+    ) -> None:
+        self.gateway = gateway
+        self.identity = identity
+        self.user_id = identity.user_id
+        self.connection_id = connection_id
+        self.writer = writer
+        self.held: list[Held] | None = []
+        self.connection = connection
+        self._paused = False
+        self._inbox: deque[Command] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._first_command_seen = False
+        self.last_activity = gateway.clock.monotonic()
+        self.ping_sent_at: float | None = None
+        self.closed = False
+        loop = asyncio.get_running_loop()
+        self._hold_timer = loop.call_later(gateway.limits.resume_window, self._release)
+
+    # Outbound ------------------------------------------------------------
+
+    def send(self, payload: bytes) -> None:
+        self.writer.push(text_frame(payload))
+
+    def _release(self, replayed: dict[str, int] | None = None) -> None:
+        """Stop holding live events; deliver the held ones not already replayed."""
+        held, self.held = self.held, None
+        if not held:
+            return
+        for conversation_id, seq, frame in held:
+            if replayed and seq and seq <= replayed.get(conversation_id, -1):
+                continue
+            self.writer.push(frame)
+
+    # Inbound -------------------------------------------------------------
+
+    def on_text(self, data: bytes) -> None:
+        try:
+            command = parse(data, self.gateway.limits.max_frame_bytes)
+        except ProtocolError as exc:
+            self.send(events.error(exc.request_id, exc.error.code, exc.error.message))
+            return
+        self._inbox.append(command)
+        if not self._paused and len(self._inbox) >= self.gateway.limits.pending_commands:
+            self._paused = True
+            self.connection.pause_reading(True)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def on_close(self) -> None:
+        self.closed = True
+        self._hold_timer.cancel()
+        self.held = None
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _drain(self) -> None:
+        inbox = self._inbox
+        try:
+            while inbox and not self.closed:
+                command = inbox.popleft()
+                if isinstance(command, SendMessage):
+                    batch = [command]
+                    while inbox and isinstance(inbox[0], SendMessage) and len(batch) < MAX_SEND_BATCH:
+                        batch.append(inbox.popleft())  # type: ignore[arg-type]
+                    await self._run(self._send, batch)
+                else:
+                    await self._run(self._dispatch, command)
+                if self._paused and len(inbox) < self.gateway.limits.pending_commands // 2:
+                    self._paused = False
+                    self.connection.pause_reading(False)
+        finally:
+            self._task = None
+
+    async def _run(self, handler: Callable[..., object], arg: object) -> None:
+        first = not self._first_command_seen
+        self._first_command_seen = True
+        try:
+            if first and not isinstance(arg, Resume):
+                self._hold_timer.cancel()
+                self._release()
+            await handler(arg)  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except HubbubError as exc:
+            request_id = arg[0].id if isinstance(arg, list) else getattr(arg, "id", None)
+            self.send(events.error(request_id, exc.code, exc.message))
+        except Exception:
+            log.exception("command failed for user %s", self.user_id)
+            request_id = arg[0].id if isinstance(arg, list) else getattr(arg, "id", None)
+            self.send(events.error(request_id, "internal", "internal error"))
+
+    async def _dispatch(self, command: Command) -> None:
+        if isinstance(command, Resume):
+            await self._resume(command)
+        elif isinstance(command, Ping):
+            self.send(events.ack(command.id))
+        else:  # pragma: no cover - parse() only returns known commands
+            raise AssertionError(command)
+
+    async def _send(self, batch: list[SendMessage]) -> None:
+        items = [SendItem(c.conversation_id, c.body, c.client_msg_id) for c in batch]
+        results = await self.gateway.service.send(self.user_id, items)
+        for command, result in zip(batch, results, strict=True):
+            if isinstance(result, HubbubError):
+                self.send(events.error(command.id, result.code, result.message))
+            else:
+                message, created = result
+                self.send(events.ack(command.id, message=message, duplicate=not created))
+
+    async def _resume(self, command: Resume) -> None:
+        self._hold_timer.cancel()
+        if self.held is None:
+            self.held = []
+        replayed: dict[str, int] = {}
+        try:
+            replays = await self.gateway.service.replay(self.user_id, command.cursors)
+        except BaseException:
+            self._release()
+            raise
+        report = {}
+        for replay in replays:
+            cid = replay.conversation_id
+            for message in replay.events:
+                self.send(events.message_new(message))
+            if replay.status == "ok":
+                replayed[cid] = replay.last_seq
+            report[cid] = {
+                "status": replay.status,
+                "last_seq": replay.last_seq,
+                "replayed": len(replay.events),
+            }
+        self._release(replayed)
+        self.send(events.ack(command.id, conversations=report))

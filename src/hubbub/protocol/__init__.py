@@ -1,0 +1,1 @@
+"""The wire protocol, free of I/O: frames in, typed commands out; events to bytes."""

@@ -1,0 +1,87 @@
+"""Client-to-server WebSocket frames, parsed into typed commands.
+
+Every frame is a JSON object with a ``type``; a request may carry an ``id``
+(string or integer) that the reply echoes. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from hubbub.errors import Invalid, TooLarge, UnknownType
+
+RequestId = str | int | None
+
+
+class Command(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    id: RequestId = None
+
+
+class SendMessage(Command, kw_only=True):
+    conversation_id: str
+    body: str
+    client_msg_id: str
+
+
+class Resume(Command, kw_only=True):
+    cursors: dict[str, int]
+
+
+class Ping(Command, kw_only=True):
+    pass
+
+
+COMMANDS: dict[str, type[Command]] = {
+    "message.send": SendMessage,
+    "resume": Resume,
+    "ping": Ping,
+}
+
+MAX_ID_CHARS = 128
+_decoder = msgspec.json.Decoder()
+
+
+class ProtocolError(Exception):
+    """A frame that cannot become a command; ``id`` is echoed when it was readable."""
+
+    def __init__(self, error: Invalid, request_id: RequestId = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.request_id = request_id
+
+
+def _request_id(obj: dict[str, Any]) -> RequestId:
+    rid = obj.get("id")
+    if rid is None or isinstance(rid, int) and not isinstance(rid, bool):
+        return rid
+    if isinstance(rid, str) and len(rid) <= MAX_ID_CHARS:
+        return rid
+    return None
+
+
+def parse(data: bytes | str, max_bytes: int) -> Command:
+    """Turn one text frame into a command, or raise ProtocolError."""
+    if len(data) > max_bytes:
+        raise ProtocolError(TooLarge(f"frame exceeds {max_bytes} bytes"))
+    try:
+        obj = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(Invalid(f"malformed JSON: {exc}")) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(Invalid("a frame must be a JSON object"))
+    rid = _request_id(obj)
+    if "id" in obj and obj["id"] is not None and rid is None:
+        raise ProtocolError(Invalid(f"'id' must be an integer or a string of at most {MAX_ID_CHARS} characters"))
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(Invalid("missing 'type'"), rid)
+    command_type = COMMANDS.get(kind)
+    if command_type is None:
+        raise ProtocolError(UnknownType(f"unknown type {kind!r}"), rid)
+    del obj["type"]
+    try:
+        return msgspec.convert(obj, command_type)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(Invalid(str(exc)), rid) from None

@@ -1,0 +1,89 @@
+"""Composition: build every part from the settings and serve them on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import uvicorn
+
+from hubbub.api.app import Api
+from hubbub.auth import TokenVerifier
+from hubbub.broker.memory import MemoryBroker
+from hubbub.clock import Clock, SystemClock
+from hubbub.config import Settings
+from hubbub.gateway.server import Gateway
+from hubbub.service.chat import ChatService
+from hubbub.store.sqlite import SQLiteStore
+
+log = logging.getLogger("hubbub")
+
+
+class Hubbub:
+    """One hubbub process: store, broker, service, REST API and WebSocket gateway."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings = settings.with_secret()
+        self.clock = clock or SystemClock()
+        self.store = SQLiteStore(settings.sqlite_path, settings.sqlite_synchronous)
+        self.broker = MemoryBroker()
+        self.service = ChatService(self.store, self.broker, self.clock, settings.limits)
+        self.verifier = TokenVerifier(settings)
+        self.gateway = Gateway(settings, self.service, self.verifier, self.broker, self.clock)
+        self.api = Api(self.service, self.verifier, lambda: len(self.gateway.hub))
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.broker.start()
+        await self.gateway.start()
+
+    async def stop(self) -> None:
+        await self.gateway.stop()
+        await self.broker.stop()
+        await self.store.close()
+
+    def uvicorn_config(self) -> uvicorn.Config:
+        return uvicorn.Config(
+            self.api.app(),
+            host=self.settings.host,
+            port=self.settings.port,
+            ws=self.gateway.connection_class(),
+            http="httptools",
+            lifespan="off",
+            log_level=self.settings.log_level,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+            backlog=4096,
+        )
+
+    async def serve(self) -> None:
+        server = uvicorn.Server(self.uvicorn_config())
+        await self.start()
+        log.info(
+            "hubbub on http://%s:%d (database %s, %s mode)",
+            self.settings.host,
+            self.settings.port,
+            self.settings.sqlite_path,
+            self.settings.env,
+        )
+        try:
+            await server.serve()
+        finally:
+            await self.stop()
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is absent on Windows only
+        asyncio.run(Hubbub(settings).serve())
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(Hubbub(settings).serve())

@@ -1,0 +1,1 @@
+"""The rules: authorization, sequence numbers, idempotency. No HTTP, no SQL."""

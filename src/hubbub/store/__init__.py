@@ -1,0 +1,1 @@
+"""Persistence port: ``base.Store`` and its implementations."""

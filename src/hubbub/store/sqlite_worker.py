@@ -1,0 +1,129 @@
+"""One thread that owns the SQLite connection and commits in groups.
+
+Jobs are plain functions ``fn(connection, *args)``. The worker takes every job
+waiting in its queue, runs each inside its own SAVEPOINT of one transaction,
+commits once, and only then resolves the callers' futures (so nothing is
+acknowledged before it is durable). A failing job rolls back to its savepoint
+and does not disturb the others; a failed COMMIT fails the whole group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hubbub.errors import Unavailable
+
+T = TypeVar("T")
+Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
+MAX_GROUP = 256
+
+
+class SQLiteWorker:
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="hubbub-sqlite", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait)
+        if self._open_error is not None:
+            raise self._open_error
+
+    async def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._thread is None or self._loop is None:
+            raise Unavailable("the database is not open")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put((fn, args, future))
+        return future
+
+    def _connect(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    break
+                group = [job]
+                stop = False
+                while len(group) < MAX_GROUP:
+                    try:
+                        more = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    group.append(more)
+                self._run_group(conn, group)
+                if stop:
+                    break
+        finally:
+            conn.close()
+
+    def _run_group(self, conn: sqlite3.Connection, group: list[Job]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, future in group:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = fn(conn, *args)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((future, None, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((future, result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = Unavailable(f"database error: {exc}")
+            outcomes = [(future, None, failure) for _, _, future in group]
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_resolve, outcomes)
+
+
+def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, exc in outcomes:
+        if future.cancelled():
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
