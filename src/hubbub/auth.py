@@ -46,11 +46,10 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise Unauthorized("malformed token") from None
         alg = header.get("alg")
-        for key, algorithms in self._keys:
-            if alg in algorithms:
-                break
-        else:
+        match = next(((k, algs) for k, algs in self._keys if alg in algs), None)
+        if match is None:
             raise Unauthorized(f"token algorithm {alg!r} is not accepted")
+        key, algorithms = match
         try:
             claims = jwt.decode(
                 token, key, algorithms=algorithms, options={"require": ["sub", "exp"]}
@@ -69,7 +68,12 @@ class TokenVerifier:
 
 
 def mint_token(
-    secret: str, user_id: str, *, name: str | None = None, ttl: float = 3600, now: float | None = None
+    secret: str,
+    user_id: str,
+    *,
+    name: str | None = None,
+    ttl: float = 3600,
+    now: float | None = None,
 ) -> str:
     """An HS256 token for local testing (``hubbub token``)."""
     issued = time.time() if now is None else now

@@ -95,9 +95,7 @@ class Settings:
             resume_limit=number("RESUME_LIMIT", base.resume_limit, int),
             resume_window=number("RESUME_WINDOW", base.resume_window),
         )
-        algorithms = tuple(
-            a.strip() for a in (get("JWT_ALGORITHMS") or "").split(",") if a.strip()
-        )
+        algorithms = tuple(a.strip() for a in (get("JWT_ALGORITHMS") or "").split(",") if a.strip())
         public_key = get("JWT_PUBLIC_KEY")
         if public_key and not public_key.lstrip().startswith("-----"):
             try:

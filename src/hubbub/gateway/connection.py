@@ -10,6 +10,7 @@ written through this connection's coalescing ``Writer``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from http import HTTPStatus
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
 
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
@@ -53,8 +55,9 @@ def _bearer(headers: Headers) -> str | None:
 class Connection(asyncio.Protocol):
     gateway: ClassVar[Gateway]
 
-    def __init__(self, config: Any = None, server_state: Any = None, app_state: Any = None,
-                 _loop: Any = None) -> None:
+    def __init__(
+        self, config: Any = None, server_state: Any = None, app_state: Any = None, _loop: Any = None
+    ) -> None:
         limits = self.gateway.limits
         # The hard ceiling: beyond it websockets closes with 1009. Between
         # max_frame_bytes and it, the frame is refused with a too_large error
@@ -93,7 +96,7 @@ class Connection(asyncio.Protocol):
         for event in ws.events_received():
             if isinstance(event, Request):
                 self._handshake(event)
-            elif self.session is not None:
+            elif isinstance(event, Frame) and self.session is not None:
                 self._frame(event)
         self._write_protocol_output()
 
@@ -131,22 +134,19 @@ class Connection(asyncio.Protocol):
         if self._closing or self.transport is None:
             return
         self._closing = True
-        if self.session is not None:
-            if code in (TOO_SLOW,):
-                self.session.writer.discard()
-            else:
-                self.session.writer.flush()
-                self.session.writer.discard()
-        try:
+        session = self.session
+        if session is not None:
+            # A closing connection receives nothing more and counts no longer.
+            self.gateway.hub.remove(session)
+            if code != TOO_SLOW:
+                session.writer.flush()
+            session.writer.discard()
+        with contextlib.suppress(InvalidState):  # the peer started closing first
             self._ws.send_close(code, reason)
-        except Exception:  # already closing
-            pass
         for chunk in self._ws.data_to_send():
             if chunk:
                 self.transport.write(chunk)
-        self._abort_timer = asyncio.get_running_loop().call_later(
-            CLOSE_GRACE, self.transport.abort
-        )
+        self._abort_timer = asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
 
     def ping(self) -> None:
         self._ws.send_ping(b"hb")

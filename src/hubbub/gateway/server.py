@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 
 from hubbub.auth import Identity, TokenVerifier
 from hubbub.broker.base import Broker
@@ -75,8 +76,8 @@ class Gateway:
     def seen(self, identity: Identity) -> None:
         self._spawn(self.service.seen(identity))
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

@@ -93,11 +93,13 @@ class Session:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     def on_close(self) -> None:
+        # The command being handled is left to finish: a send whose transaction
+        # is under way must still be fanned out to the other members after it
+        # commits. Commands not yet started are dropped (never acked).
         self.closed = True
         self._hold_timer.cancel()
         self.held = None
-        if self._task is not None:
-            self._task.cancel()
+        self._inbox.clear()
 
     async def _drain(self) -> None:
         inbox = self._inbox
@@ -106,7 +108,9 @@ class Session:
                 command = inbox.popleft()
                 if isinstance(command, SendMessage):
                     batch = [command]
-                    while inbox and isinstance(inbox[0], SendMessage) and len(batch) < MAX_SEND_BATCH:
+                    while (
+                        inbox and isinstance(inbox[0], SendMessage) and len(batch) < MAX_SEND_BATCH
+                    ):
                         batch.append(inbox.popleft())  # type: ignore[arg-type]
                     await self._run(self._send, batch)
                 else:

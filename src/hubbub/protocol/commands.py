@@ -54,7 +54,7 @@ class ProtocolError(Exception):
 
 def _request_id(obj: dict[str, Any]) -> RequestId:
     rid = obj.get("id")
-    if rid is None or isinstance(rid, int) and not isinstance(rid, bool):
+    if rid is None or (isinstance(rid, int) and not isinstance(rid, bool)):
         return rid
     if isinstance(rid, str) and len(rid) <= MAX_ID_CHARS:
         return rid
@@ -73,7 +73,9 @@ def parse(data: bytes | str, max_bytes: int) -> Command:
         raise ProtocolError(Invalid("a frame must be a JSON object"))
     rid = _request_id(obj)
     if "id" in obj and obj["id"] is not None and rid is None:
-        raise ProtocolError(Invalid(f"'id' must be an integer or a string of at most {MAX_ID_CHARS} characters"))
+        raise ProtocolError(
+            Invalid(f"'id' must be an integer or a string of at most {MAX_ID_CHARS} characters")
+        )
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise ProtocolError(Invalid("missing 'type'"), rid)

@@ -375,5 +375,3 @@ def _replay(
         ]
         replays.append(Replay(conversation_id=cid, status="ok", last_seq=last_seq, events=events))
     return replays
-
-

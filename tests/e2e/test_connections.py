@@ -1,0 +1,245 @@
+"""Connection lifecycle: heartbeats, token expiry, slow consumers, health, spec."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from hubbub.clock import ManualClock
+from hubbub.config import Settings
+from hubbub.server import Hubbub
+from tests.support import (
+    SECRET,
+    Client,
+    RawClient,
+    ServerProcess,
+    auth,
+    create_group,
+    free_port,
+    new_id,
+    token,
+)
+
+
+class InProcess:
+    def __init__(self, app: Hubbub, clock: ManualClock, port: int) -> None:
+        self.app, self.clock, self.port = app, clock, port
+
+
+@pytest.fixture
+async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
+    """A hubbub served on this test's loop, on a clock the test moves by hand."""
+    clock = ManualClock(start=time.time())
+    port = free_port()
+    settings = Settings(
+        port=port,
+        data_dir=tmp_path,
+        jwt_secret=SECRET,
+        heartbeat_interval=30,
+        heartbeat_timeout=10,
+        log_level="warning",
+    )
+    app = Hubbub(settings, clock)
+    server = uvicorn.Server(app.uvicorn_config())
+    await app.start()
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield InProcess(app, clock, port)
+    server.should_exit = True
+    await task
+    await app.stop()
+
+
+async def test_heartbeat_pings_idle_connection_and_closes_silent_one(in_process: InProcess) -> None:
+    raw = await RawClient.connect(in_process.port, "quiet")
+    opcode, hello = await raw.frame()
+    assert json.loads(hello)["heartbeat_interval_ms"] == 30_000
+    gateway = in_process.app.gateway
+
+    in_process.clock.advance(29)
+    gateway.sweep()
+    in_process.clock.advance(2)
+    gateway.sweep()
+    opcode, _ = await raw.frame()
+    assert opcode == 0x9  # ping after 30 s idle
+    in_process.clock.advance(9)
+    gateway.sweep()
+    assert len(gateway.hub) == 1  # still within the 10 s to answer
+    in_process.clock.advance(2)
+    gateway.sweep()
+    assert await raw.close_code() == 4408
+    await raw.close()
+
+
+async def test_answering_client_stays_connected(in_process: InProcess) -> None:
+    c = await Client.connect_url(f"ws://127.0.0.1:{in_process.port}/ws", "chatty")
+    gateway = in_process.app.gateway
+    for _ in range(5):
+        in_process.clock.advance(31)
+        gateway.sweep()
+        await asyncio.sleep(0.05)  # the client's library answers the ping
+        in_process.clock.advance(5)
+        gateway.sweep()
+    assert await c.request({"type": "ping"}) == {"type": "ack", "id": 1}
+    await c.close()
+
+
+async def test_token_expiring_mid_connection_closes_it(in_process: InProcess) -> None:
+    short = token("brief", ttl=60, now=in_process.clock.now())
+    c = await Client.connect_url(f"ws://127.0.0.1:{in_process.port}/ws", "brief", tok=short)
+    in_process.clock.advance(59)
+    in_process.app.gateway.sweep()
+    assert (await c.request({"type": "ping"}))["type"] == "ack"
+    in_process.clock.advance(2)
+    in_process.app.gateway.sweep()
+    with pytest.raises(Exception) as closed:
+        await c.recv()
+    assert closed.value.rcvd.code == 4401
+
+
+async def test_real_process_closes_silent_connection(fresh_server: ServerProcess) -> None:
+    fresh_server.env.update(HUBBUB_HEARTBEAT_INTERVAL="0.2", HUBBUB_HEARTBEAT_TIMEOUT="0.2")
+    fresh_server.start()
+    raw = await RawClient.connect(fresh_server.port, "silent")
+    assert await raw.close_code(timeout=5) == 4408
+    await raw.close()
+
+
+async def test_slow_consumer_is_closed_and_others_are_not_stalled(
+    fresh_server: ServerProcess,
+) -> None:
+    fresh_server.env["HUBBUB_OUTBOUND_BUFFER_BYTES"] = str(256 * 1024)
+    fresh_server.start()
+    cid = create_group(fresh_server, "fast", ["slow", "steady"])
+    slow = await RawClient.connect(fresh_server.port, "slow", rcvbuf=4096)
+    steady = await Client.connect(fresh_server, "steady")
+    sender = await Client.connect(fresh_server, "fast")
+    await steady.request({"type": "ping"})
+    body = "s" * 3900
+    total = 3000
+    acks = 0
+
+    async def read_acks() -> None:
+        nonlocal acks
+        while acks < total:
+            acks += (await sender.recv(timeout=10))["type"] == "ack"
+
+    async def read_steady() -> int:
+        got = 0
+        while got < total:
+            got += (await steady.recv(timeout=10))["type"] == "message.new"
+        return got
+
+    readers = asyncio.gather(read_acks(), read_steady())
+    for i in range(total):
+        while i - acks >= 32:  # a well-behaved sender keeps a window
+            await asyncio.sleep(0.001)
+        await sender.send(
+            {"type": "message.send", "conversation_id": cid, "body": body, "client_msg_id": f"s{i}"}
+        )
+    _, got = await readers
+    assert got == total
+    health = httpx.get(fresh_server.url + "/health").json()
+    assert health["connections"] == 2  # the slow one is gone
+    assert await slow.close_code(timeout=10) == 4409
+    await slow.close()
+    await steady.close()
+    await sender.close()
+
+
+async def test_concurrent_direct_creation_makes_one_conversation(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+
+        async def open_(user: str, other: str) -> httpx.Response:
+            return await client.post(
+                "/api/v1/conversations",
+                headers=auth(user),
+                json={"kind": "direct", "members": [other]},
+            )
+
+        replies = await asyncio.gather(
+            *(open_("da", "db") if i % 2 else open_("db", "da") for i in range(30))
+        )
+    assert {r.json()["conversation"]["id"] for r in replies} == {
+        replies[0].json()["conversation"]["id"]
+    }
+    assert sorted(r.status_code for r in replies) == [200] * 29 + [201]
+    listed = httpx.get(f"{server.url}/api/v1/conversations", headers=auth("da")).json()
+    assert len([c for c in listed["conversations"] if c["kind"] == "direct"]) == 1
+
+
+def test_health_and_openapi(server: ServerProcess, http: httpx.Client) -> None:
+    health = http.get("/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    spec = http.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.1")
+    paths = spec["paths"]
+    assert set(paths["/api/v1/conversations"]) == {"get", "post"}
+    assert set(paths["/api/v1/conversations/{conversation_id}/messages"]) == {"get", "post"}
+    post = paths["/api/v1/conversations/{conversation_id}/messages"]["post"]
+    schema_ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body_schema = spec["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]
+    assert set(body_schema["required"]) == {"body", "client_msg_id"}
+    assert {"201", "200", "401", "403", "404", "413", "422"} <= set(post["responses"])
+
+
+def test_display_name_from_token(server: ServerProcess, http: httpx.Client) -> None:
+    r = http.post(
+        "/api/v1/conversations",
+        headers=auth("na", name="Nadia"),
+        json={"kind": "group", "title": "names", "members": ["nb"]},
+    )
+    members = {m["user_id"]: m for m in r.json()["conversation"]["members"]}
+    assert members["na"]["name"] == "Nadia" and members["na"]["role"] == "owner"
+    assert members["nb"]["name"] is None and members["nb"]["role"] == "member"
+    cid = r.json()["conversation"]["id"]
+    http.post(
+        f"/api/v1/conversations/{cid}/messages",
+        headers=auth("na", name="Nadia R."),
+        json={"body": "renamed", "client_msg_id": new_id()},
+    )
+    again = http.get(f"/api/v1/conversations/{cid}", headers=auth("nb")).json()
+    assert {m["user_id"]: m["name"] for m in again["conversation"]["members"]}["na"] == "Nadia R."
+
+
+def test_production_refuses_to_start_without_secret(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HUBBUB_ENV": "production", "HUBBUB_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "hubbub", "run"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert "HUBBUB_JWT_SECRET" in done.stderr
+    assert not (tmp_path / "dev-jwt-secret").exists()
+
+
+async def test_dev_secret_is_shared_by_server_and_token_command(
+    fresh_server: ServerProcess,
+) -> None:
+    del fresh_server.env["HUBBUB_JWT_SECRET"]
+    fresh_server.start()
+    minted = subprocess.run(
+        [sys.executable, "-m", "hubbub", "token", "devuser", "--name", "Dev"],
+        env=fresh_server.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    r = httpx.get(
+        fresh_server.url + "/api/v1/conversations", headers={"Authorization": f"Bearer {minted}"}
+    )
+    assert r.status_code == 200
+    secret = (fresh_server.data_dir / "dev-jwt-secret").read_text().strip()
+    assert secret and secret != SECRET
+    forged = httpx.get(fresh_server.url + "/api/v1/conversations", headers=auth("devuser"))
+    assert forged.status_code == 401

@@ -1,0 +1,261 @@
+"""Helpers shared by the tests: a real hubbub process, tokens, WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from hubbub.auth import mint_token
+
+SECRET = "test-secret-" + "x" * 32
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``hubbub run`` in a child process, on a free port, with its own data dir."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "HUBBUB_DATA_DIR": str(data_dir),
+            "HUBBUB_JWT_SECRET": SECRET,
+            "HUBBUB_PORT": str(self.port),
+            "HUBBUB_LOG_LEVEL": "warning",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hubbub", "run"], env=self.env, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+
+def token(
+    user: str, *, name: str | None = None, ttl: float = 3600, now: float | None = None
+) -> str:
+    return mint_token(SECRET, user, name=name, ttl=ttl, now=now)
+
+
+def auth(user: str, **kw: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user, **kw)}"}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Client:
+    """A WebSocket client speaking hubbub's JSON frames."""
+
+    opened: ClassVar[list[Client]] = []  # closed by the conftest after each test
+
+    def __init__(self, ws: ClientConnection, hello: dict[str, Any]) -> None:
+        self.ws = ws
+        self.hello = hello
+        self._next = 0
+        self._backlog: list[dict[str, Any]] = []  # frames a request() passed over
+
+    @classmethod
+    async def connect(cls, server: ServerProcess, user: str, **kw: Any) -> Client:
+        return await cls.connect_url(server.ws_url, user, **kw)
+
+    @classmethod
+    async def connect_url(cls, url: str, user: str, tok: str | None = None, **kw: Any) -> Client:
+        ws = await websockets.connect(f"{url}?token={tok or token(user, **kw)}")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert hello["type"] == "hello"
+        client = cls(ws, hello)
+        cls.opened.append(client)
+        return client
+
+    async def send(self, frame: dict[str, Any]) -> Any:
+        self._next += 1
+        frame.setdefault("id", self._next)
+        await self.ws.send(json.dumps(frame))
+        return frame["id"]
+
+    async def recv(self, timeout: float = 5) -> dict[str, Any]:
+        if self._backlog:
+            return self._backlog.pop(0)
+        return dict(json.loads(await asyncio.wait_for(self.ws.recv(), timeout)))
+
+    async def recv_type(self, kind: str, timeout: float = 5) -> dict[str, Any]:
+        """The next frame of this type; frames of other types are skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            if frame["type"] == kind:
+                return frame
+
+    async def request(self, frame: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
+        """Send a request; return its ack or error (other frames stay queued for recv)."""
+        rid = await self.send(frame)
+        deadline = time.monotonic() + timeout
+        passed = []
+        while True:
+            remaining = max(0.01, deadline - time.monotonic())
+            reply = dict(json.loads(await asyncio.wait_for(self.ws.recv(), remaining)))
+            if reply["type"] in ("ack", "error") and reply.get("id") == rid:
+                self._backlog += passed
+                return reply
+            passed.append(reply)
+
+    async def send_message(
+        self, conversation_id: str, body: str, client_msg_id: str | None = None
+    ) -> dict[str, Any]:
+        reply = await self.request(
+            {
+                "type": "message.send",
+                "conversation_id": conversation_id,
+                "body": body,
+                "client_msg_id": client_msg_id or new_id(),
+            }
+        )
+        assert reply["type"] == "ack", reply
+        return dict(reply["message"])
+
+    async def no_frame(self, timeout: float = 0.3) -> None:
+        """Assert that nothing arrives within ``timeout``."""
+        assert not self._backlog, self._backlog
+        try:
+            frame = await asyncio.wait_for(self.ws.recv(), timeout)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame: {frame!r}")
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def create_group(server: ServerProcess, owner: str, members: list[str], title: str = "g") -> str:
+    r = httpx.post(
+        server.url + "/api/v1/conversations",
+        headers=auth(owner),
+        json={"kind": "group", "title": title, "members": members},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["conversation"]["id"])
+
+
+def open_direct(server: ServerProcess, user: str, other: str) -> str:
+    r = httpx.post(
+        server.url + "/api/v1/conversations",
+        headers=auth(user),
+        json={"kind": "direct", "members": [other]},
+    )
+    assert r.status_code in (200, 201), r.text
+    return str(r.json()["conversation"]["id"])
+
+
+class RawClient:
+    """A bare WebSocket client that answers nothing on its own (no pongs)."""
+
+    opened: ClassVar[list[RawClient]] = []
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int, user: str, rcvbuf: int | None = None) -> RawClient:
+        sock = socket.socket()
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(
+            (
+                f"GET /ws?token={token(user)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        client = cls(reader, writer)
+        cls.opened.append(client)
+        return client
+
+    async def frame(self, timeout: float = 5) -> tuple[int, bytes]:
+        """(opcode, payload) of the next frame from the server (never masked)."""
+        head = await asyncio.wait_for(self.reader.readexactly(2), timeout)
+        opcode, length = head[0] & 0x0F, head[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        return opcode, await asyncio.wait_for(self.reader.readexactly(length), timeout)
+
+    async def close_code(self, timeout: float = 5) -> int:
+        """Read until the server's close frame; return its code."""
+        while True:
+            opcode, payload = await self.frame(timeout)
+            if opcode == 0x8:
+                return int.from_bytes(payload[:2], "big")
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
