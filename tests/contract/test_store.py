@@ -1,0 +1,168 @@
+"""The store contract (store/base.py), run against every implementation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hubbub.errors import Forbidden, NotFound
+from hubbub.service.models import SendItem
+from hubbub.store.base import Store
+from tests.contract.conftest import StoreFactory
+
+NOW = 1_700_000_000_000
+
+
+async def send(store: Store, user: str, cid: str, body: str, cmid: str | None = None):
+    (result,) = await store.append_messages(user, [SendItem(cid, body, cmid or body)], NOW)
+    return result
+
+
+async def test_direct_conversation_is_unique_per_pair(store: Store) -> None:
+    first, created = await store.get_or_create_direct("a", "b", NOW)
+    again, created_again = await store.get_or_create_direct("b", "a", NOW + 1)
+    assert created and not created_again and first.id == again.id
+    assert {m.user_id for m in first.members} == {"a", "b"}
+    assert {m.role for m in first.members} == {"member"}
+    # Ids that would collide if naively joined stay distinct pairs.
+    x, _ = await store.get_or_create_direct("a:b", "c", NOW)
+    y, _ = await store.get_or_create_direct("a", "b:c", NOW)
+    assert x.id != y.id
+
+
+async def test_concurrent_direct_creation_yields_one(store: Store) -> None:
+    results = await asyncio.gather(*(store.get_or_create_direct("p", "q", NOW) for _ in range(20)))
+    assert len({c.id for c, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+async def test_group_has_owner_and_deduplicated_members(store: Store) -> None:
+    group = await store.create_group("own", "Team", ["m1", "m2", "m1", "own"], NOW)
+    roles = {m.user_id: m.role for m in group.members}
+    assert roles == {"own": "owner", "m1": "member", "m2": "member"}
+    assert group.title == "Team" and group.kind == "group" and group.last_seq == 0
+    assert sorted(await store.member_ids(group.id)) == ["m1", "m2", "own"]
+    assert await store.member_ids("c_missing") == []
+    assert await store.get_conversation("c_missing") is None
+
+
+async def test_seqs_are_gap_free_under_concurrent_appends(store: Store) -> None:
+    group = await store.create_group("u0", "g", [f"u{i}" for i in range(1, 8)], NOW)
+
+    async def writer(n: int) -> list[int]:
+        seqs = []
+        for i in range(25):
+            message, created = await send(store, f"u{n}", group.id, f"{n}/{i}")
+            assert created
+            seqs.append(message.seq)
+        return seqs
+
+    per_writer = await asyncio.gather(*(writer(n) for n in range(8)))
+    assert sorted(s for seqs in per_writer for s in seqs) == list(range(1, 201))
+    for seqs in per_writer:
+        assert seqs == sorted(seqs)
+    page = await store.list_messages("u0", group.id, before=None, after=0, limit=100)
+    assert [m.seq for m in page.messages] == list(range(1, 101))
+
+
+async def test_batch_is_stored_in_order_with_per_item_refusals(store: Store) -> None:
+    mine, _ = await store.get_or_create_direct("a", "b", NOW)
+    theirs, _ = await store.get_or_create_direct("c", "d", NOW)
+    items = [
+        SendItem(mine.id, "one", "1"),
+        SendItem(theirs.id, "nope", "2"),
+        SendItem("c_missing", "nope", "3"),
+        SendItem(mine.id, "two", "4"),
+        SendItem(mine.id, "one again", "1"),
+    ]
+    r1, r2, r3, r4, r5 = await store.append_messages("a", items, NOW)
+    assert isinstance(r2, Forbidden) and isinstance(r3, NotFound)
+    assert not isinstance(r1, Exception) and not isinstance(r4, Exception)
+    assert not isinstance(r5, Exception)
+    assert (r1[0].seq, r4[0].seq) == (1, 2) and r1[1] and r4[1]
+    assert r5 == (r1[0], False)  # the retry returns the original, body and all
+    assert (await store.get_conversation(theirs.id)).last_seq == 0  # type: ignore[union-attr]
+
+
+async def test_idempotency_is_per_sender_and_conversation(store: Store) -> None:
+    group = await store.create_group("a", "g", ["b"], NOW)
+    other = await store.create_group("a", "h", ["b"], NOW)
+    ma, _ = await send(store, "a", group.id, "x", "same")
+    mb, created_b = await send(store, "b", group.id, "x", "same")
+    mo, created_o = await send(store, "a", other.id, "x", "same")
+    assert created_b and created_o and len({ma.id, mb.id, mo.id}) == 3
+
+
+async def test_history_pages(store: Store) -> None:
+    conv, _ = await store.get_or_create_direct("a", "b", NOW)
+    for i in range(1, 11):
+        await send(store, "a", conv.id, f"m{i}")
+    latest = await store.list_messages("b", conv.id, before=None, after=None, limit=4)
+    assert [m.seq for m in latest.messages] == [7, 8, 9, 10] and latest.has_more
+    older = await store.list_messages("b", conv.id, before=3, after=None, limit=4)
+    assert [m.seq for m in older.messages] == [1, 2] and not older.has_more
+    newer = await store.list_messages("b", conv.id, before=None, after=8, limit=4)
+    assert [m.seq for m in newer.messages] == [9, 10] and not newer.has_more
+    between = await store.list_messages("b", conv.id, before=6, after=2, limit=2)
+    assert [m.seq for m in between.messages] == [4, 5] and between.has_more
+    empty = await store.list_messages("b", conv.id, before=3, after=2, limit=5)
+    assert empty.messages == [] and not empty.has_more
+    with pytest.raises(Forbidden):
+        await store.list_messages("z", conv.id, before=None, after=None, limit=5)
+    with pytest.raises(NotFound):
+        await store.list_messages("a", "c_missing", before=None, after=None, limit=5)
+
+
+async def test_conversation_list_and_unread(store: Store) -> None:
+    d, _ = await store.get_or_create_direct("me", "you", NOW)
+    g = await store.create_group("boss", "g", ["me"], NOW + 5)
+    await send(store, "you", d.id, "1")
+    await send(store, "you", d.id, "2")
+    await send(store, "me", d.id, "3")
+    await send(store, "you", d.id, "4")
+    listed = await store.list_conversations("me")
+    assert [c.id for c in listed] == [g.id, d.id]  # g was created later than any message
+    by_id = {c.id: c for c in listed}
+    assert by_id[d.id].unread_count == 1 and by_id[d.id].read_seq == 3
+    assert by_id[d.id].last_message is not None and by_id[d.id].last_message.body == "4"
+    assert by_id[g.id].last_message is None and by_id[g.id].unread_count == 0
+    assert [c.id for c in await store.list_conversations("you")] == [d.id]
+    assert await store.list_conversations("nobody") == []
+
+
+async def test_replay(store: Store) -> None:
+    conv, _ = await store.get_or_create_direct("a", "b", NOW)
+    for i in range(6):
+        await send(store, "a", conv.id, f"m{i}")
+    stranger, _ = await store.get_or_create_direct("c", "d", NOW)
+    ok, missing, foreign = await store.replay(
+        "b", {conv.id: 4, "c_missing": 0, stranger.id: 0}, limit=3
+    )
+    assert (ok.status, [m.seq for m in ok.events], ok.last_seq) == ("ok", [5, 6], 6)
+    assert missing.status == "unavailable" and foreign.status == "unavailable"
+    (behind,) = await store.replay("b", {conv.id: 0}, limit=3)
+    assert (behind.status, behind.events, behind.last_seq) == ("too_far_behind", [], 6)
+    caught_up = (await store.replay("b", {conv.id: 6}, limit=3))[0]
+    assert (caught_up.status, caught_up.events) == ("ok", [])
+
+
+async def test_everything_survives_reopening(store_factory: StoreFactory) -> None:
+    first = store_factory()
+    await first.open()
+    conv, _ = await first.get_or_create_direct("a", "b", NOW)
+    await first.set_user_name("a", "Ada", NOW)
+    message, _ = await send(first, "a", conv.id, "kept", "k1")
+    await first.close()
+
+    second = store_factory()
+    await second.open()
+    try:
+        again, created = await second.get_or_create_direct("b", "a", NOW)
+        assert not created and again.id == conv.id and again.last_seq == 1
+        assert {m.user_id: m.name for m in again.members} == {"a": "Ada", "b": None}
+        assert await send(second, "a", conv.id, "kept", "k1") == (message, False)
+        page = await second.list_messages("b", conv.id, before=None, after=None, limit=10)
+        assert page.messages == [message]
+    finally:
+        await second.close()

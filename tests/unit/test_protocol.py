@@ -1,0 +1,99 @@
+"""The pure protocol layer: bytes in, commands out; events to bytes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from hubbub.protocol import events
+from hubbub.protocol.commands import Ping, ProtocolError, Resume, SendMessage, parse
+from hubbub.protocol.wsframe import text_frame
+from hubbub.service.models import Message
+
+LIMIT = 1024
+
+
+def test_parse_send() -> None:
+    cmd = parse(
+        b'{"type":"message.send","id":7,"conversation_id":"c1","body":"hi","client_msg_id":"x"}',
+        LIMIT,
+    )
+    assert cmd == SendMessage(id=7, conversation_id="c1", body="hi", client_msg_id="x")
+
+
+def test_parse_resume_and_ping_with_string_ids() -> None:
+    assert parse('{"type":"resume","id":"r","cursors":{"c1":3}}', LIMIT) == Resume(
+        id="r", cursors={"c1": 3}
+    )
+    assert parse('{"type":"ping"}', LIMIT) == Ping(id=None)
+
+
+def test_unknown_fields_are_ignored() -> None:
+    assert parse('{"type":"ping","id":1,"extra":true}', LIMIT) == Ping(id=1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "rid"),
+    [
+        (b"{", "invalid", None),
+        (b"null", "invalid", None),
+        (b'"text"', "invalid", None),
+        (b'{"id":3}', "invalid", 3),
+        (b'{"type":5,"id":3}', "invalid", 3),
+        (b'{"type":"nope","id":"q"}', "unknown_type", "q"),
+        (b'{"type":"message.send","id":4,"body":"x","client_msg_id":"y"}', "invalid", 4),
+        (b'{"type":"resume","id":5,"cursors":{"c":"x"}}', "invalid", 5),
+        (b'{"type":"ping","id":true}', "invalid", None),
+        (b'{"type":"ping","id":"' + b"i" * 129 + b'"}', "invalid", None),
+        (b"x" * (LIMIT + 1), "too_large", None),
+    ],
+)
+def test_refusals_carry_code_and_readable_id(raw: bytes, code: str, rid: object) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse(raw, LIMIT)
+    assert refused.value.error.code == code
+    assert refused.value.request_id == rid
+    assert refused.value.error.message
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_text_frame_is_a_valid_unmasked_frame(size: int) -> None:
+    payload = b"a" * size
+    reader = StreamReader()
+    reader.feed_data(text_frame(payload))
+    parser = Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        frame = done.value
+    else:  # pragma: no cover
+        raise AssertionError("incomplete frame")
+    assert frame.opcode is Opcode.TEXT and frame.fin and frame.data == payload
+
+
+def test_events_put_type_first() -> None:
+    message = Message(
+        id="m1",
+        conversation_id="c1",
+        seq=1,
+        sender_id="u",
+        body="b",
+        client_msg_id="x",
+        created_at="2026-01-01T00:00:00.000Z",
+    )
+    encoded = events.message_new(message)
+    assert encoded.startswith(b'{"type":"message.new",')
+    assert json.loads(encoded)["message"]["seq"] == 1
+    assert events.ack(3, ok=True).startswith(b'{"type":"ack","id":3')
+    assert json.loads(events.error("r", "invalid", "no")) == {
+        "type": "error",
+        "id": "r",
+        "code": "invalid",
+        "message": "no",
+    }
+    assert json.loads(events.http_error("forbidden", "x")) == {
+        "error": {"code": "forbidden", "message": "x"}
+    }
