@@ -24,6 +24,7 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -100,10 +101,8 @@ def stop_process(proc: subprocess.Popen, name: str, grace: float = 10.0) -> None
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         log(f"{name} (pid {proc.pid}) ignored SIGTERM for {grace:.0f} s, killing it")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=10)
 
 
@@ -151,7 +150,9 @@ class Bench:
             import httpx
             import jwt
         except ImportError as e:  # pragma: no cover - depends on the venv
-            raise BenchError(f"the hubbub target needs PyJWT and httpx ({e}); use the project's .venv") from e
+            raise BenchError(
+                f"the hubbub target needs PyJWT and httpx ({e}); use the project's .venv"
+            ) from e
 
         n = self.args.receivers
         port = free_port()
@@ -163,16 +164,22 @@ class Bench:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in [str(REPO_DIR / "src"), env.get("PYTHONPATH", "")] if p
             )
-        cmd = self.pin(self.args.server_cpu) + [
-            self.args.python, "-m", "hubbub", "run", "--host", "127.0.0.1", "--port", str(port),
+        cmd = [
+            *self.pin(self.args.server_cpu),
+            *(self.args.python, "-m", "hubbub", "run"),
+            *("--host", "127.0.0.1", "--port", str(port)),
         ]
         log_path = self.workdir / f"hubbub-{port}.log"
-        logf = open(log_path, "wb")
-        proc = subprocess.Popen(
-            cmd, cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL, stdout=logf,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        logf.close()
+        with open(log_path, "wb") as logf:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=REPO_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         server = {"proc": proc, "name": "hubbub", "log": log_path, "port": port}
         try:
             base = f"http://127.0.0.1:{port}"
@@ -181,7 +188,8 @@ class Bench:
                 while True:
                     if proc.poll() is not None:
                         raise BenchError(
-                            f"hubbub exited with {proc.returncode} before /health answered:\n{tail(log_path)}"
+                            f"hubbub exited with {proc.returncode} before /health answered:\n"
+                            f"{tail(log_path)}"
                         )
                     try:
                         if client.get(f"{base}/health").status_code == 200:
@@ -190,15 +198,16 @@ class Bench:
                         pass
                     if time.monotonic() > deadline:
                         raise BenchError(
-                            f"hubbub: GET /health not 200 within {self.args.server_start_timeout} s:\n"
-                            f"{tail(log_path)}"
+                            "hubbub: GET /health not 200 within "
+                            f"{self.args.server_start_timeout} s:\n{tail(log_path)}"
                         )
                     time.sleep(0.1)
 
                 now = int(time.time())
                 users = [f"u{i:04d}" for i in range(n)]
                 tokens = [
-                    jwt.encode({"sub": u, "exp": now + 3600}, secret, algorithm="HS256") for u in users
+                    jwt.encode({"sub": u, "exp": now + 3600}, secret, algorithm="HS256")
+                    for u in users
                 ]
                 r = client.post(
                     f"{base}/api/v1/conversations",
@@ -229,13 +238,16 @@ class Bench:
     def start_ref(self) -> dict[str, Any]:
         port = free_port()
         log_path = self.workdir / f"ref-{port}.log"
-        logf = open(log_path, "wb")
-        cmd = self.pin(self.args.server_cpu) + [self.node, str(REF_SERVER), str(port)]
-        proc = subprocess.Popen(
-            cmd, cwd=NODE_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf,
-            start_new_session=True,
-        )
-        logf.close()
+        cmd = [*self.pin(self.args.server_cpu), self.node, str(REF_SERVER), str(port)]
+        with open(log_path, "wb") as logf:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=NODE_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=logf,
+                start_new_session=True,
+            )
         server = {"proc": proc, "name": "ref", "log": log_path, "port": port}
         try:
             deadline = time.monotonic() + self.args.server_start_timeout
@@ -243,7 +255,9 @@ class Bench:
             while not line.endswith(b"\n"):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise BenchError(f"ref server not ready within {self.args.server_start_timeout} s")
+                    raise BenchError(
+                        f"ref server not ready within {self.args.server_start_timeout} s"
+                    )
                 ready, _, _ = select.select([proc.stdout], [], [], left)
                 if ready:
                     ch = os.read(proc.stdout.fileno(), 1)
@@ -265,41 +279,47 @@ class Bench:
 
     def run_loadgen(self, target: str, mode: str, server: dict[str, Any]) -> dict[str, Any]:
         a = self.args
-        cmd = self.pin(a.loadgen_cpu) + [
-            self.node, str(LOADGEN),
-            "--target", target,
-            "--url", server["url"],
-            "--mode", mode,
-            "--receivers", str(a.receivers),
-            "--warmup", str(a.warmup),
-            "--duration", str(a.duration if mode == "throughput" else a.latency_duration),
-            "--window", str(a.window),
-            "--rate", str(a.rate),
-            "--body-size", str(a.body_size),
-            "--sample-every", str(a.sample_every),
-            "--connect-concurrency", str(a.connect_concurrency),
-            "--drain-timeout", str(a.drain_timeout),
-            "--client", a.client,
-            "--server-pid", str(server["proc"].pid),
+        duration = a.duration if mode == "throughput" else a.latency_duration
+        cmd = [
+            *self.pin(a.loadgen_cpu),
+            *(self.node, str(LOADGEN)),
+            *("--target", target, "--url", server["url"], "--mode", mode),
+            *("--receivers", str(a.receivers)),
+            *("--warmup", str(a.warmup), "--duration", str(duration)),
+            *("--window", str(a.window), "--rate", str(a.rate)),
+            *("--body-size", str(a.body_size), "--sample-every", str(a.sample_every)),
+            *("--connect-concurrency", str(a.connect_concurrency)),
+            *("--drain-timeout", str(a.drain_timeout), "--client", a.client),
+            *("--server-pid", str(server["proc"].pid)),
         ]
         if target == "hubbub":
-            cmd += ["--tokens", str(server["tokens_file"]), "--conversation", server["conversation_id"]]
+            cmd += [
+                "--tokens",
+                str(server["tokens_file"]),
+                "--conversation",
+                server["conversation_id"],
+            ]
         else:
             frame = a.ref_frame_bytes or self.hubbub_frame_bytes or 300
             cmd += ["--ref-frame-bytes", str(frame)]
         if a.coalesce_ms > 0:
             cmd += ["--coalesce-ms", str(a.coalesce_ms)]
-        duration = a.duration if mode == "throughput" else a.latency_duration
         timeout = 60 + a.receivers / 20 + a.warmup + duration + a.drain_timeout
         err_path = self.workdir / f"loadgen-{target}-{mode}-{server['port']}.err"
         with open(err_path, "wb") as errf:
             try:
                 p = subprocess.run(
-                    cmd, cwd=NODE_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=errf, timeout=timeout,
+                    cmd,
+                    cwd=NODE_DIR,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=errf,
+                    timeout=timeout,
                 )
-            except subprocess.TimeoutExpired:
-                raise BenchError(f"loadgen did not finish within {timeout:.0f} s:\n{tail(err_path)}")
+            except subprocess.TimeoutExpired as e:
+                raise BenchError(
+                    f"loadgen did not finish within {timeout:.0f} s:\n{tail(err_path)}"
+                ) from e
         lines = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.strip()]
         result: dict[str, Any] | None = None
         if lines:
@@ -348,8 +368,9 @@ class Bench:
                 )
             else:
                 log(
-                    f"run {run} {target:6s} {mode}: p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, "
-                    f"{record.get('received_deliveries')}/{record.get('expected_deliveries')} delivered"
+                    f"run {run} {target:6s} {mode}: p50 {lat.get('p50')} ms, "
+                    f"p99 {lat.get('p99')} ms, {record.get('received_deliveries')}/"
+                    f"{record.get('expected_deliveries')} delivered"
                 )
         else:
             log(f"run {run} {target} {mode}: FAILED: {record.get('error')}")
@@ -406,17 +427,22 @@ def summarize(results: list[dict[str, Any]], targets: list[str]) -> dict[str, An
     return summary
 
 
-def render_table(summary: dict[str, Any], targets: list[str], args: argparse.Namespace,
-                 machine: dict[str, Any]) -> str:
+def render_table(
+    summary: dict[str, Any], targets: list[str], args: argparse.Namespace, machine: dict[str, Any]
+) -> str:
     out = []
     out.append(
         f"fan-out: {args.receivers} receivers, 1 sender, median of {args.runs} run(s); "
         f"throughput window {args.window}, latency at {args.rate:g} msg/s"
     )
-    out.append(
-        f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), python {machine['server_python']}, "
-        f"node {machine['node']}, ws {machine['ws']}, pinned: {machine['pinned']}"
-    )
+    machine_parts = [
+        f"{machine['nproc']} CPUs ({machine['cpu_model']})",
+        f"python {machine['server_python']}",
+        f"node {machine['node']}",
+        f"ws {machine['ws']}",
+        f"pinned: {machine['pinned']}",
+    ]
+    out.append("machine: " + ", ".join(machine_parts))
     head = (
         f"{'target':8s} {'deliveries/s':>13s} {'msgs/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} "
         f"{'frame B':>8s} {'server cpu':>10s} {'loadgen cpu':>11s} {'ok runs':>8s}"
@@ -427,7 +453,8 @@ def render_table(summary: dict[str, Any], targets: list[str], args: argparse.Nam
         s = summary[t]
         ok = f"{s['throughput_ok']}/{s['throughput_runs']}+{s['latency_ok']}/{s['latency_runs']}"
         out.append(
-            f"{t:8s} {fmt_num(s['deliveries_per_sec']):>13s} {fmt_num(s['messages_per_sec'], 1):>9s} "
+            f"{t:8s} {fmt_num(s['deliveries_per_sec']):>13s} "
+            f"{fmt_num(s['messages_per_sec'], 1):>9s} "
             f"{fmt_num(s['latency_p50_ms'], 2):>8s} {fmt_num(s['latency_p99_ms'], 2):>8s} "
             f"{fmt_num(s['frame_bytes']):>8s} {fmt_pct(s['server_cpu']):>10s} "
             f"{fmt_pct(s['loadgen_cpu']):>11s} {ok:>8s}"
@@ -435,10 +462,8 @@ def render_table(summary: dict[str, Any], targets: list[str], args: argparse.Nam
     if "ratio_hubbub_ref_deliveries" in summary:
         ratio = summary["ratio_hubbub_ref_deliveries"]
         out.append(f"ratio hubbub/ref deliveries/s: {'-' if ratio is None else f'{ratio:.3f}'}")
-    out.append(
-        "deliveries/s and cpu from throughput mode; p50/p99 = send-to-receive latency in latency mode; "
-        "ok runs = throughput ok/total + latency ok/total"
-    )
+    out.append("deliveries/s, msgs/s and cpu: throughput mode; p50/p99: latency mode")
+    out.append("ok runs: throughput ok/total + latency ok/total")
     return "\n".join(out)
 
 
@@ -452,10 +477,10 @@ def machine_info(bench: Bench) -> dict[str, Any]:
     except OSError:
         pass
     ws_version = "unknown"
-    try:
-        ws_version = json.loads((NODE_DIR / "node_modules" / "ws" / "package.json").read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        pass
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        ws_version = json.loads((NODE_DIR / "node_modules" / "ws" / "package.json").read_text())[
+            "version"
+        ]
     server_python = command_output(
         [bench.args.python, "-c", "import platform; print(platform.python_version())"]
     )
@@ -469,7 +494,8 @@ def machine_info(bench: Bench) -> dict[str, Any]:
         "ws": ws_version,
         "pinned": (
             f"server cpu {bench.args.server_cpu}, loadgen cpu {bench.args.loadgen_cpu}"
-            if bench.pin_ok else "no"
+            if bench.pin_ok
+            else "no"
         ),
         "git_commit": command_output(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"]),
     }
@@ -493,35 +519,68 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--receivers", type=int, default=1000, help="connections, sender included")
     p.add_argument("--runs", type=int, default=3, help="repetitions of each target x mode")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds, throughput mode")
-    p.add_argument("--latency-duration", type=float, default=None,
-                   help="measured seconds, latency mode (default: --duration)")
+    p.add_argument(
+        "--latency-duration",
+        type=float,
+        default=None,
+        help="measured seconds, latency mode (default: --duration)",
+    )
     p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
-    p.add_argument("--window", type=int, default=64, help="throughput mode in-flight window (messages)")
+    p.add_argument(
+        "--window", type=int, default=64, help="throughput mode in-flight window (messages)"
+    )
     p.add_argument("--rate", type=float, default=50.0, help="latency mode send rate (msg/s)")
     p.add_argument("--body-size", type=int, default=80, help="message body length (chars)")
-    p.add_argument("--ref-frame-bytes", type=int, default=0,
-                   help="pad the ref payload to this size (default: hubbub's observed frame size, else 300)")
-    p.add_argument("--sample-every", type=int, default=20,
-                   help="throughput mode: every k-th receiver records latency")
+    p.add_argument(
+        "--ref-frame-bytes",
+        type=int,
+        default=0,
+        help="pad the ref payload to this size (default: hubbub's observed frame size, else 300)",
+    )
+    p.add_argument(
+        "--sample-every",
+        type=int,
+        default=20,
+        help="throughput mode: every k-th receiver records latency",
+    )
     p.add_argument("--connect-concurrency", type=int, default=100)
     p.add_argument("--drain-timeout", type=float, default=10.0)
-    p.add_argument("--client", choices=["raw", "ws"], default="raw",
-                   help="WebSocket client used by the load generator")
-    p.add_argument("--coalesce-ms", type=float, default=0.0,
-                   help="throughput mode: loadgen pauses this long per event-loop turn "
-                        "(headroom check: the result should not drop)")
+    p.add_argument(
+        "--client",
+        choices=["raw", "ws"],
+        default="raw",
+        help="WebSocket client used by the load generator",
+    )
+    p.add_argument(
+        "--coalesce-ms",
+        type=float,
+        default=0.0,
+        help="throughput mode: loadgen pauses this long per event-loop turn "
+        "(headroom check: the result should not drop)",
+    )
     p.add_argument("--python", default=default_python(), help="interpreter that runs hubbub")
-    p.add_argument("--no-src-path", action="store_true",
-                   help="do not put the repository's src/ first on PYTHONPATH for hubbub "
-                        "(use the hubbub installed for --python)")
+    p.add_argument(
+        "--no-src-path",
+        action="store_true",
+        help="do not put the repository's src/ first on PYTHONPATH for hubbub "
+        "(use the hubbub installed for --python)",
+    )
     p.add_argument("--node", default=shutil.which("node") or "/usr/bin/node")
     p.add_argument("--server-cpu", default="0", help="CPU list for the server (taskset -c)")
-    p.add_argument("--loadgen-cpu", default="1", help="CPU list for the load generator (taskset -c)")
+    p.add_argument(
+        "--loadgen-cpu", default="1", help="CPU list for the load generator (taskset -c)"
+    )
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     p.add_argument("--server-start-timeout", type=float, default=30.0)
-    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
-                   help="write raw results as JSON to PATH; without PATH, JSON goes to stdout "
-                        "and the table to stderr")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="write raw results as JSON to PATH; without PATH, JSON goes to stdout "
+        "and the table to stderr",
+    )
     p.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, tokens)")
     p.add_argument("-v", "--verbose", action="store_true", help="show loadgen diagnostics")
     args = p.parse_args(argv)
