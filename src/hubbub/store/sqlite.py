@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from importlib import resources
 from pathlib import Path
 
 from hubbub.clock import iso_ms
 from hubbub.errors import Conflict, Forbidden, NotFound
+from hubbub.ids import new_id
 from hubbub.service.models import (
     Conversation,
     ConversationSummary,
@@ -24,10 +24,6 @@ from hubbub.store.sqlite_worker import SQLiteWorker
 SCHEMA_VERSION = 1
 MESSAGE_COLUMNS = "id, conversation_id, seq, sender_id, kind, body, client_msg_id, created_at"
 CONVERSATION_COLUMNS = "id, kind, title, created_by, created_at, last_seq, last_activity_at"
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
 
 
 def direct_key(a: str, b: str) -> str:
