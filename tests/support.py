@@ -248,6 +248,20 @@ class RawClient:
             length = int.from_bytes(await self.reader.readexactly(8), "big")
         return opcode, await asyncio.wait_for(self.reader.readexactly(length), timeout)
 
+    async def send_text(self, text: str) -> None:
+        """One masked text frame (clients must mask)."""
+        payload = text.encode()
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x81])
+        if n < 126:
+            head += bytes([0x80 | n])
+        else:
+            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.writer.write(head + mask + masked)
+        await self.writer.drain()
+
     async def close_code(self, timeout: float = 5) -> int:
         """Read until the server's close frame; return its code."""
         while True:

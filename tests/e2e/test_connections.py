@@ -122,39 +122,45 @@ async def test_slow_consumer_is_closed_and_others_are_not_stalled(
     fresh_server.start()
     cid = create_group(fresh_server, "fast", ["slow", "steady"])
     slow = await RawClient.connect(fresh_server.port, "slow", rcvbuf=4096)
+    await slow.send_text('{"type": "ping", "id": 1}')  # then it stops reading
     steady = await Client.connect(fresh_server, "steady")
     sender = await Client.connect(fresh_server, "fast")
     await steady.request({"type": "ping"})
     body = "s" * 3900
-    total = 3000
-    acks = 0
+    sent = acks = got = 0
 
     async def read_acks() -> None:
         nonlocal acks
-        while acks < total:
+        while True:
             acks += (await sender.recv(timeout=10))["type"] == "ack"
 
-    async def read_steady() -> int:
-        got = 0
-        while got < total:
+    async def read_steady() -> None:
+        nonlocal got
+        while True:
             got += (await steady.recv(timeout=10))["type"] == "message.new"
-        return got
 
-    readers = asyncio.gather(read_acks(), read_steady())
-    for i in range(total):
-        while i - acks >= 32:  # a well-behaved sender keeps a window
+    readers = [asyncio.create_task(read_acks()), asyncio.create_task(read_steady())]
+    # Send until the server gives up on the slow reader (bounded: 80 MB at most).
+    while sent < 20_000:
+        if sent % 500 == 0 and httpx.get(fresh_server.url + "/health").json()["connections"] == 2:
+            break
+        while sent - acks >= 32:  # a well-behaved sender keeps a window
             await asyncio.sleep(0.001)
         await sender.send(
-            {"type": "message.send", "conversation_id": cid, "body": body, "client_msg_id": f"s{i}"}
+            {"type": "message.send", "conversation_id": cid, "body": body,
+             "client_msg_id": f"s{sent}"}
         )
-    _, got = await readers
-    assert got == total
-    health = httpx.get(fresh_server.url + "/health").json()
-    assert health["connections"] == 2  # the slow one is gone
+        sent += 1
+    assert httpx.get(fresh_server.url + "/health").json()["connections"] == 2
     assert await slow.close_code(timeout=10) == 4409
-    await slow.close()
-    await steady.close()
-    await sender.close()
+    # The others were never held up: everything sent reaches the steady reader.
+    for _ in range(1000):
+        if got == sent:
+            break
+        await asyncio.sleep(0.01)
+    assert got == sent and acks == sent
+    for task in readers:
+        task.cancel()
 
 
 async def test_concurrent_direct_creation_makes_one_conversation(server: ServerProcess) -> None:
@@ -243,3 +249,18 @@ async def test_dev_secret_is_shared_by_server_and_token_command(
     assert secret and secret != SECRET
     forged = httpx.get(fresh_server.url + "/api/v1/conversations", headers=auth("devuser"))
     assert forged.status_code == 401
+
+
+async def test_events_held_for_a_silent_new_connection_are_bounded(
+    fresh_server: ServerProcess,
+) -> None:
+    fresh_server.env.update(
+        HUBBUB_OUTBOUND_BUFFER_BYTES=str(64 * 1024), HUBBUB_RESUME_WINDOW="60"
+    )
+    fresh_server.start()
+    cid = create_group(fresh_server, "loud", ["mute"])
+    mute = await RawClient.connect(fresh_server.port, "mute")  # never sends a command
+    loud = await Client.connect(fresh_server, "loud")
+    for i in range(20):
+        await loud.send_message(cid, "h" * 3900, client_msg_id=f"h{i}")
+    assert await mute.close_code() == 4409

@@ -152,7 +152,7 @@ class Connection(asyncio.Protocol):
         self._ws.send_ping(b"hb")
         self._write_protocol_output()
 
-    def _overflow(self) -> None:
+    def overflow(self) -> None:
         asyncio.get_running_loop().call_soon(self.close, TOO_SLOW, "too slow: resume to recover")
 
     # Handshake --------------------------------------------------------------
@@ -189,7 +189,7 @@ class Connection(asyncio.Protocol):
         for chunk in self._ws.data_to_send():
             self.transport.write(chunk)
         writer = Writer(
-            self.transport, gateway.flusher, gateway.limits.outbound_buffer_bytes, self._overflow
+            self.transport, gateway.flusher, gateway.limits.outbound_buffer_bytes, self.overflow
         )
         session = Session(gateway, identity, writer, self, uuid.uuid4().hex)
         self.session = session

@@ -53,4 +53,4 @@ class Hub:
                 if session.held is None:
                     session.writer.push(frame)
                 else:
-                    session.held.append((delivery.conversation_id, delivery.seq, frame))
+                    session.hold(delivery.conversation_id, delivery.seq, frame)

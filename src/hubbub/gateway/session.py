@@ -51,6 +51,7 @@ class Session:
         self.connection_id = connection_id
         self.writer = writer
         self.held: list[Held] | None = []
+        self._held_bytes = 0
         self.connection = connection
         self._paused = False
         self._inbox: deque[Command] = deque()
@@ -67,9 +68,19 @@ class Session:
     def send(self, payload: bytes) -> None:
         self.writer.push(text_frame(payload))
 
+    def hold(self, conversation_id: str, seq: int, frame: bytes) -> None:
+        """Keep a live event until the replay it may overlap is done."""
+        assert self.held is not None
+        self.held.append((conversation_id, seq, frame))
+        self._held_bytes += len(frame)
+        if self._held_bytes > self.gateway.limits.outbound_buffer_bytes:
+            self.held = None
+            self.connection.overflow()
+
     def _release(self, replayed: dict[str, int] | None = None) -> None:
         """Stop holding live events; deliver the held ones not already replayed."""
         held, self.held = self.held, None
+        self._held_bytes = 0
         if not held:
             return
         for conversation_id, seq, frame in held:
@@ -161,6 +172,7 @@ class Session:
         self._hold_timer.cancel()
         if self.held is None:
             self.held = []
+            self._held_bytes = 0
         replayed: dict[str, int] = {}
         try:
             replays = await self.gateway.service.replay(self.user_id, command.cursors)
