@@ -15,6 +15,9 @@ from hubbub.clock import Clock, SystemClock
 from hubbub.config import Settings
 from hubbub.gateway.server import Gateway
 from hubbub.service.chat import ChatService
+from hubbub.service.conversations import ConversationService
+from hubbub.service.fanout import Fanout
+from hubbub.service.presence import PresenceService
 from hubbub.store.sqlite import SQLiteStore
 
 log = logging.getLogger("hubbub")
@@ -28,10 +31,18 @@ class Hubbub:
         self.clock = clock or SystemClock()
         self.store = SQLiteStore(settings.sqlite_path, settings.sqlite_synchronous)
         self.broker = MemoryBroker()
-        self.service = ChatService(self.store, self.broker, self.clock, settings.limits)
+        self.fanout = Fanout(self.store, self.broker)
+        self.chat = ChatService(self.store, self.fanout, self.clock, settings.limits)
+        self.conversations = ConversationService(
+            self.store, self.fanout, self.clock, settings.limits
+        )
+        self.presence = PresenceService(self.store, self.fanout, self.clock)
+        self.chat.presence = self.presence
         self.verifier = TokenVerifier(settings)
-        self.gateway = Gateway(settings, self.service, self.verifier, self.broker, self.clock)
-        self.api = Api(self.service, self.verifier, lambda: len(self.gateway.hub))
+        self.gateway = Gateway(
+            settings, self.chat, self.presence, self.verifier, self.broker, self.clock
+        )
+        self.api = Api(self, lambda: len(self.gateway.hub))
 
     async def start(self) -> None:
         await self.store.open()

@@ -147,8 +147,12 @@ async def test_slow_consumer_is_closed_and_others_are_not_stalled(
         while sent - acks >= 32:  # a well-behaved sender keeps a window
             await asyncio.sleep(0.001)
         await sender.send(
-            {"type": "message.send", "conversation_id": cid, "body": body,
-             "client_msg_id": f"s{sent}"}
+            {
+                "type": "message.send",
+                "conversation_id": cid,
+                "body": body,
+                "client_msg_id": f"s{sent}",
+            }
         )
         sent += 1
     assert httpx.get(fresh_server.url + "/health").json()["connections"] == 2
@@ -254,9 +258,7 @@ async def test_dev_secret_is_shared_by_server_and_token_command(
 async def test_events_held_for_a_silent_new_connection_are_bounded(
     fresh_server: ServerProcess,
 ) -> None:
-    fresh_server.env.update(
-        HUBBUB_OUTBOUND_BUFFER_BYTES=str(64 * 1024), HUBBUB_RESUME_WINDOW="60"
-    )
+    fresh_server.env.update(HUBBUB_OUTBOUND_BUFFER_BYTES=str(64 * 1024), HUBBUB_RESUME_WINDOW="60")
     fresh_server.start()
     cid = create_group(fresh_server, "loud", ["mute"])
     mute = await RawClient.connect(fresh_server.port, "mute")  # never sends a command

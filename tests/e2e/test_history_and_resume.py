@@ -109,7 +109,12 @@ async def test_resume_returns_exactly_the_missed_messages(server: ServerProcess)
     assert [m["id"] for m in replayed if m["conversation_id"] == other] == [
         m["id"] for m in missed_other
     ]
-    assert frame["conversations"][cid] == {"status": "ok", "last_seq": 7, "replayed": 4}
+    assert frame["conversations"][cid] == {
+        "status": "ok",
+        "last_seq": 7,
+        "replayed": 4,
+        "typing": [],
+    }
     # Live delivery continues after the replay, without repeats.
     live = await ra.send_message(cid, "live")
     assert (await rb.recv_type("message.new"))["message"]["id"] == live["id"]
@@ -151,9 +156,14 @@ async def test_resume_too_far_behind_is_explicit(fresh_server: ServerProcess) ->
     tb = await Client.connect(fresh_server, "tb")
     assert tb.hello["limits"]["resume_limit"] == 5
     ack = await tb.request({"type": "resume", "cursors": {cid: 0}})
-    assert ack["conversations"][cid] == {"status": "too_far_behind", "last_seq": 8, "replayed": 0}
+    assert ack["conversations"][cid] == {
+        "status": "too_far_behind",
+        "last_seq": 8,
+        "replayed": 0,
+        "typing": [],
+    }
     ack = await tb.request({"type": "resume", "cursors": {cid: 3}})
-    assert ack["conversations"][cid] == {"status": "ok", "last_seq": 8, "replayed": 5}
+    assert ack["conversations"][cid] == {"status": "ok", "last_seq": 8, "replayed": 5, "typing": []}
     await tb.close()
 
 

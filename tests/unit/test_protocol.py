@@ -11,7 +11,7 @@ from websockets.streams import StreamReader
 from hubbub.protocol import events
 from hubbub.protocol.commands import Ping, ProtocolError, Resume, SendMessage, parse
 from hubbub.protocol.wsframe import text_frame
-from hubbub.service.models import Message
+from hubbub.service.models import Message, StreamEvent
 
 LIMIT = 1024
 
@@ -84,9 +84,20 @@ def test_events_put_type_first() -> None:
         client_msg_id="x",
         created_at="2026-01-01T00:00:00.000Z",
     )
-    encoded = events.message_new(message)
-    assert encoded.startswith(b'{"type":"message.new",')
+    encoded = events.stream(
+        StreamEvent(conversation_id="c1", seq=1, type="message.new", message=message)
+    )
+    assert encoded.startswith(b'{"type":"message.new","conversation_id":"c1","seq":1,')
     assert json.loads(encoded)["message"]["seq"] == 1
+    joined = events.stream(
+        StreamEvent(conversation_id="c1", seq=2, type="member.joined", data={"user_id": "v"})
+    )
+    assert json.loads(joined) == {
+        "type": "member.joined",
+        "conversation_id": "c1",
+        "seq": 2,
+        "user_id": "v",
+    }
     assert events.ack(3, ok=True).startswith(b'{"type":"ack","id":3')
     assert json.loads(events.error("r", "invalid", "no")) == {
         "type": "error",

@@ -65,10 +65,14 @@ def build_spec(operations: list[Operation], version: str) -> dict[str, Any]:
     )
     ref = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
+    names = [op.handler.__name__ for op in operations]
     for op in operations:
+        name = op.handler.__name__
+        if names.count(name) > 1:  # one handler serving several methods or paths
+            name = f"{op.method.lower()}_{name}_{op.path.rsplit('/', 1)[-1]}"
         item: dict[str, Any] = {
             "summary": op.summary,
-            "operationId": op.handler.__name__,
+            "operationId": name,
             "tags": [op.tag],
             "responses": {},
         }

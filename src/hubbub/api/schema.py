@@ -6,18 +6,26 @@ from typing import Literal
 
 import msgspec
 
-from hubbub.service.models import Conversation, ConversationSummary, Message
+from hubbub.service.models import (
+    Conversation,
+    ConversationSummary,
+    Message,
+    Receipt,
+    RoomSummary,
+    Version,
+)
 
 
 class CreateConversation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    kind: Literal["direct", "group"]
-    members: list[str]
+    kind: Literal["direct", "group", "room"]
+    members: list[str] = []
     title: str | None = None
 
 
 class PostMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     body: str
     client_msg_id: str
+    reply_to: str | None = None
 
 
 class ConversationBody(msgspec.Struct):
@@ -51,3 +59,59 @@ class ErrorDetail(msgspec.Struct):
 
 class ErrorBody(msgspec.Struct):
     error: ErrorDetail
+
+
+class EditBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    body: str
+
+
+class MarkBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    seq: int
+
+
+class RenameBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    title: str
+
+
+class MembersBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    members: list[str]
+
+
+class RoleBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    role: Literal["owner", "admin", "member"]
+
+
+class VersionList(msgspec.Struct):
+    versions: list[Version]
+
+
+class ReceiptBody(msgspec.Struct):
+    moved: bool
+    receipt: Receipt | None
+
+
+class Unread(msgspec.Struct):
+    total: int
+    conversations: dict[str, int]
+
+
+class PresenceEntry(msgspec.Struct):
+    user_id: str
+    status: Literal["online", "offline"]
+    last_seen: str | None
+
+
+class PresenceList(msgspec.Struct):
+    presence: list[PresenceEntry]
+
+
+class RoomList(msgspec.Struct):
+    rooms: list[RoomSummary]
+
+
+class BlockList(msgspec.Struct):
+    blocked: list[str]
+
+
+class Done(msgspec.Struct):
+    ok: bool

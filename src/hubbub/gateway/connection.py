@@ -87,7 +87,7 @@ class Connection(asyncio.Protocol):
         if self.session is not None:
             self.session.writer.discard()
             self.session.on_close()
-            self.gateway.hub.remove(self.session)
+            self.gateway.detach(self.session)
             self.session = None
 
     def data_received(self, data: bytes) -> None:
@@ -137,7 +137,7 @@ class Connection(asyncio.Protocol):
         session = self.session
         if session is not None:
             # A closing connection receives nothing more and counts no longer.
-            self.gateway.hub.remove(session)
+            self.gateway.detach(session)
             if code != TOO_SLOW:
                 session.writer.flush()
             session.writer.discard()
@@ -193,9 +193,8 @@ class Connection(asyncio.Protocol):
         )
         session = Session(gateway, identity, writer, self, uuid.uuid4().hex)
         self.session = session
-        gateway.hub.add(session)
         session.send(gateway.hello(session))
-        gateway.seen(identity)
+        gateway.attach(session)
 
     def pause_reading(self, pause: bool) -> None:
         if self.transport is not None and not self._closing:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 
-from hubbub.auth import Identity, TokenVerifier
+from hubbub.auth import TokenVerifier
 from hubbub.broker.base import Broker
 from hubbub.clock import Clock, iso_ms, now_ms
 from hubbub.config import Settings
@@ -16,29 +16,33 @@ from hubbub.gateway.session import Session
 from hubbub.gateway.writer import Flusher
 from hubbub.protocol import events
 from hubbub.service.chat import ChatService
+from hubbub.service.presence import PresenceService
 
 log = logging.getLogger("hubbub.gateway")
 PROTOCOL_VERSION = 1
+PRESENCE_TICK = 0.5
 
 
 class Gateway:
     def __init__(
         self,
         settings: Settings,
-        service: ChatService,
+        chat: ChatService,
+        presence: PresenceService,
         verifier: TokenVerifier,
         broker: Broker,
         clock: Clock,
     ) -> None:
         self.settings = settings
         self.limits = settings.limits
-        self.service = service
+        self.chat = chat
+        self.presence = presence
         self.verifier = verifier
         self.clock = clock
         self.hub = Hub()
         self.flusher: Flusher
         self._tasks: set[asyncio.Task[None]] = set()
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
         broker.subscribe(self.hub.deliver)
 
     def connection_class(self) -> type[Connection]:
@@ -47,13 +51,27 @@ class Gateway:
 
     async def start(self) -> None:
         self.flusher = Flusher(asyncio.get_running_loop())
-        self._heartbeat = asyncio.create_task(self._heartbeat_loop())
+        heartbeat = min(self.settings.heartbeat_interval, self.settings.heartbeat_timeout) / 2
+        self._loops = [
+            asyncio.create_task(self._every(heartbeat, self.sweep)),
+            asyncio.create_task(self._every(PRESENCE_TICK, self.presence.sweep)),
+        ]
 
     async def stop(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-        for task in list(self._tasks):
+        for task in [*self._loops, *self._tasks]:
             task.cancel()
+
+    def attach(self, session: Session) -> None:
+        self.hub.add(session)
+        self.presence.connected(session.user_id)
+        self._spawn(self.chat.seen(session.identity))
+
+    def detach(self, session: Session) -> None:
+        """Forget a closing or closed session (once)."""
+        if session.attached:
+            session.attached = False
+            self.hub.remove(session)
+            self.presence.disconnected(session.user_id, session.connection_id)
 
     def hello(self, session: Session) -> bytes:
         limits = self.limits
@@ -65,6 +83,7 @@ class Gateway:
             server_time=iso_ms(now_ms(self.clock)),
             heartbeat_interval_ms=int(self.settings.heartbeat_interval * 1000),
             resume_window_ms=int(limits.resume_window * 1000),
+            typing_ttl_ms=int(self.presence.typing_ttl * 1000),
             limits={
                 "max_frame_bytes": limits.max_frame_bytes,
                 "max_body_chars": limits.max_body_chars,
@@ -72,9 +91,6 @@ class Gateway:
                 "outbound_buffer_bytes": limits.outbound_buffer_bytes,
             },
         )
-
-    def seen(self, identity: Identity) -> None:
-        self._spawn(self.service.seen(identity))
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -103,11 +119,11 @@ class Gateway:
                 session.ping_sent_at = now
                 connection.ping()
 
-    async def _heartbeat_loop(self) -> None:
-        period = min(self.settings.heartbeat_interval, self.settings.heartbeat_timeout) / 2
+    @staticmethod
+    async def _every(period: float, sweep: Callable[[], None]) -> None:
         while True:
             await asyncio.sleep(period)
             try:
-                self.sweep()
+                sweep()
             except Exception:
-                log.exception("heartbeat sweep failed")
+                log.exception("periodic sweep failed")

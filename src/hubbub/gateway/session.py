@@ -21,7 +21,19 @@ from typing import TYPE_CHECKING
 from hubbub.auth import Identity
 from hubbub.errors import HubbubError
 from hubbub.protocol import events
-from hubbub.protocol.commands import Command, Ping, ProtocolError, Resume, SendMessage, parse
+from hubbub.protocol.commands import (
+    Command,
+    DeleteMessage,
+    Delivered,
+    EditMessage,
+    Ping,
+    ProtocolError,
+    Read,
+    Resume,
+    SendMessage,
+    Typing,
+    parse,
+)
 from hubbub.protocol.wsframe import text_frame
 from hubbub.service.models import SendItem
 
@@ -60,6 +72,7 @@ class Session:
         self.last_activity = gateway.clock.monotonic()
         self.ping_sent_at: float | None = None
         self.closed = False
+        self.attached = True
         loop = asyncio.get_running_loop()
         self._hold_timer = loop.call_later(gateway.limits.resume_window, self._release)
 
@@ -151,16 +164,32 @@ class Session:
             self.send(events.error(request_id, "internal", "internal error"))
 
     async def _dispatch(self, command: Command) -> None:
+        gateway, user = self.gateway, self.user_id
         if isinstance(command, Resume):
             await self._resume(command)
-        elif isinstance(command, Ping):
-            self.send(events.ack(command.id))
-        else:  # pragma: no cover - parse() only returns known commands
+            return
+        reply: dict[str, object] = {}
+        if isinstance(command, EditMessage):
+            reply["message"] = await gateway.chat.edit(user, command.message_id, command.body)
+        elif isinstance(command, DeleteMessage):
+            reply["message"] = await gateway.chat.delete(user, command.message_id)
+        elif isinstance(command, Read | Delivered):
+            kind = "read" if isinstance(command, Read) else "delivered"
+            receipt = await gateway.chat.mark(user, command.conversation_id, kind, command.seq)
+            reply["moved"] = receipt is not None
+        elif isinstance(command, Typing):
+            await gateway.presence.typing(
+                user, command.conversation_id, command.state, self.connection_id
+            )
+        elif not isinstance(command, Ping):  # pragma: no cover - parse() knows no others
             raise AssertionError(command)
+        self.send(events.ack(command.id, **reply))
 
     async def _send(self, batch: list[SendMessage]) -> None:
-        items = [SendItem(c.conversation_id, c.body, c.client_msg_id) for c in batch]
-        results = await self.gateway.service.send(self.user_id, items)
+        items = [
+            SendItem(c.conversation_id, c.body, c.client_msg_id, reply_to=c.reply_to) for c in batch
+        ]
+        results = await self.gateway.chat.send(self.user_id, items)
         for command, result in zip(batch, results, strict=True):
             if isinstance(result, HubbubError):
                 self.send(events.error(command.id, result.code, result.message))
@@ -175,15 +204,15 @@ class Session:
             self._held_bytes = 0
         replayed: dict[str, int] = {}
         try:
-            replays = await self.gateway.service.replay(self.user_id, command.cursors)
+            replays = await self.gateway.chat.replay(self.user_id, command.cursors)
         except BaseException:
             self._release()
             raise
-        report = {}
+        report: dict[str, dict[str, object]] = {}
         for replay in replays:
             cid = replay.conversation_id
-            for message in replay.events:
-                self.send(events.message_new(message))
+            for event in replay.events:
+                self.send(events.stream(event))
             if replay.status == "ok":
                 replayed[cid] = replay.last_seq
             report[cid] = {
@@ -191,5 +220,7 @@ class Session:
                 "last_seq": replay.last_seq,
                 "replayed": len(replay.events),
             }
+            if replay.status != "unavailable":
+                report[cid]["typing"] = self.gateway.presence.typists(cid)
         self._release(replayed)
         self.send(events.ack(command.id, conversations=report))

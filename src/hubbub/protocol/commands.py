@@ -6,7 +6,7 @@ Every frame is a JSON object with a ``type``; a request may carry an ``id``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -23,6 +23,36 @@ class SendMessage(Command, kw_only=True):
     conversation_id: str
     body: str
     client_msg_id: str
+    reply_to: str | None = None
+
+
+class EditMessage(Command, kw_only=True):
+    message_id: str
+    body: str
+
+
+class DeleteMessage(Command, kw_only=True):
+    message_id: str
+
+
+class Mark(Command, kw_only=True):
+    """``read`` or ``delivered``: move a pointer forward to ``seq``."""
+
+    conversation_id: str
+    seq: int
+
+
+class Read(Mark, kw_only=True):
+    pass
+
+
+class Delivered(Mark, kw_only=True):
+    pass
+
+
+class Typing(Command, kw_only=True):
+    conversation_id: str
+    state: Literal["start", "stop"]
 
 
 class Resume(Command, kw_only=True):
@@ -35,6 +65,11 @@ class Ping(Command, kw_only=True):
 
 COMMANDS: dict[str, type[Command]] = {
     "message.send": SendMessage,
+    "message.edit": EditMessage,
+    "message.delete": DeleteMessage,
+    "read": Read,
+    "delivered": Delivered,
+    "typing": Typing,
     "resume": Resume,
     "ping": Ping,
 }

@@ -11,17 +11,23 @@ from typing import Any
 import msgspec
 
 from hubbub.protocol.commands import RequestId
-from hubbub.service.models import Message
+from hubbub.service.models import StreamEvent
 
 _encoder = msgspec.json.Encoder()
 
 
-class MessageNew(msgspec.Struct, tag_field="type", tag="message.new"):
-    message: Message
-
-
-def message_new(message: Message) -> bytes:
-    return _encoder.encode(MessageNew(message))
+def stream(event: StreamEvent) -> bytes:
+    """An event of a conversation's stream: ``type``, ``conversation_id``, ``seq``, fields."""
+    frame: dict[str, Any] = {
+        "type": event.type,
+        "conversation_id": event.conversation_id,
+        "seq": event.seq,
+    }
+    if event.message is not None:
+        frame["message"] = event.message
+    if event.data:
+        frame.update(event.data)
+    return _encoder.encode(frame)
 
 
 def ack(request_id: RequestId, **fields: Any) -> bytes:
@@ -32,8 +38,8 @@ def error(request_id: RequestId, code: str, message: str) -> bytes:
     return _encoder.encode({"type": "error", "id": request_id, "code": code, "message": message})
 
 
-def event(kind: str, **fields: Any) -> bytes:
-    return _encoder.encode({"type": kind, **fields})
+def event(type_: str, /, **fields: Any) -> bytes:
+    return _encoder.encode({"type": type_, **fields})
 
 
 def http_error(code: str, message: str) -> bytes:

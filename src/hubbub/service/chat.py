@@ -1,51 +1,45 @@
-"""The chat service: the one path every send, read and resume takes.
+"""Messages: send, edit, delete, history, resume, receipts.
 
 Transports (WebSocket gateway, REST API) parse and authenticate, then call
-here; the store persists; the broker carries committed events to whichever
-process holds the recipients' connections.
+here; the store persists; ``Fanout`` hands committed events to the broker.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from typing import TYPE_CHECKING
 
-from hubbub.auth import MAX_USER_ID, Identity
-from hubbub.broker.base import Broker, Delivery
+from hubbub.auth import Identity
 from hubbub.clock import Clock, now_ms
 from hubbub.config import Limits
-from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound, TooLarge
+from hubbub.errors import HubbubError, Invalid, TooLarge
 from hubbub.protocol import events
+from hubbub.service.fanout import Fanout
 from hubbub.service.models import (
-    Conversation,
-    ConversationSummary,
     Message,
     Page,
+    Receipt,
     Replay,
     SendItem,
+    StreamEvent,
+    Version,
 )
 from hubbub.store.base import Appended, Store
 
-MAX_TITLE = 200
+if TYPE_CHECKING:
+    from hubbub.service.presence import PresenceService
+
 MAX_CLIENT_MSG_ID = 128
-MEMBER_CACHE_SIZE = 10_000
-
-
-def check_user_id(value: object, what: str = "member") -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_USER_ID:
-        raise Invalid(f"{what} must be a user id of 1 to {MAX_USER_ID} characters")
-    return value
+MAX_RESUME_CONVERSATIONS = 1000
 
 
 class ChatService:
-    def __init__(self, store: Store, broker: Broker, clock: Clock, limits: Limits) -> None:
+    def __init__(self, store: Store, fanout: Fanout, clock: Clock, limits: Limits) -> None:
         self.store = store
-        self.broker = broker
+        self.fanout = fanout
         self.clock = clock
         self.limits = limits
-        self._members: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self.presence: PresenceService | None = None
         self._names: dict[str, str] = {}
-
-    # Users -------------------------------------------------------------
 
     async def seen(self, identity: Identity) -> None:
         """Record the display name a token carries, when it is new."""
@@ -54,51 +48,21 @@ class ChatService:
             await self.store.set_user_name(identity.user_id, name, now_ms(self.clock))
             self._names[identity.user_id] = name
 
-    # Conversations -----------------------------------------------------
+    # Sending ------------------------------------------------------------
 
-    async def open_direct(self, user: str, other: str) -> tuple[Conversation, bool]:
-        check_user_id(other)
-        if other == user:
-            raise Invalid("a direct conversation needs another user")
-        conversation, created = await self.store.get_or_create_direct(
-            user, other, now_ms(self.clock)
-        )
-        self._remember(conversation)
-        return conversation, created
-
-    async def create_group(self, user: str, title: str, members: list[str]) -> Conversation:
-        title = title.strip()
-        if not title or len(title) > MAX_TITLE:
-            raise Invalid(f"title must be 1 to {MAX_TITLE} characters")
-        for member in members:
-            check_user_id(member)
-        if len(set(members) | {user}) > self.limits.max_group_members:
-            raise TooLarge(f"a group has at most {self.limits.max_group_members} members")
-        conversation = await self.store.create_group(user, title, members, now_ms(self.clock))
-        self._remember(conversation)
-        return conversation
-
-    async def get_conversation(self, user: str, conversation_id: str) -> Conversation:
-        conversation = await self.store.get_conversation(conversation_id)
-        if conversation is None:
-            raise NotFound("no such conversation")
-        if all(m.user_id != user for m in conversation.members):
-            raise Forbidden("you are not a member of this conversation")
-        self._remember(conversation)
-        return conversation
-
-    async def conversations(self, user: str) -> list[ConversationSummary]:
-        return await self.store.list_conversations(user)
-
-    # Messages ----------------------------------------------------------
+    def check_body(self, body: str) -> str:
+        if not body.strip():
+            raise Invalid("body must not be empty")
+        if len(body) > self.limits.max_body_chars:
+            raise TooLarge(f"body exceeds {self.limits.max_body_chars} characters")
+        return body
 
     def validate(self, item: SendItem) -> SendItem:
-        if not item.body.strip():
-            raise Invalid("body must not be empty")
-        if len(item.body) > self.limits.max_body_chars:
-            raise TooLarge(f"body exceeds {self.limits.max_body_chars} characters")
+        self.check_body(item.body)
         if not item.client_msg_id or len(item.client_msg_id) > MAX_CLIENT_MSG_ID:
             raise Invalid(f"client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} characters")
+        if item.kind not in ("text", "system"):
+            raise Invalid("kind must be text or system")
         return item
 
     async def send(self, user: str, items: list[SendItem]) -> list[Appended]:
@@ -120,9 +84,7 @@ class ChatService:
             return [r for r in results if r is not None]
         # Know the recipients before committing, so that publishing right after
         # the commit needs no further wait and keeps commit order.
-        recipients = {
-            cid: await self._recipients(cid) for cid in {i.conversation_id for i in valid}
-        }
+        known = {cid: await self.fanout.members(cid) for cid in {i.conversation_id for i in valid}}
         stored = iter(await self.store.append_messages(user, valid, now_ms(self.clock)))
         out: list[Appended] = []
         for result in results:
@@ -133,7 +95,12 @@ class ChatService:
             if isinstance(appended, tuple) and appended[1]:
                 message = appended[0]
                 cid = message.conversation_id
-                self._publish(message, self._members.get(cid) or recipients[cid])
+                event = StreamEvent(
+                    conversation_id=cid, seq=message.seq, type="message.new", message=message
+                )
+                self.fanout.publish_stream(event, known[cid])
+                if self.presence is not None:
+                    self.presence.stopped_by_message(user, cid)
             out.append(appended)
         return out
 
@@ -142,6 +109,33 @@ class ChatService:
         if isinstance(result, HubbubError):
             raise result
         return result
+
+    async def edit(self, user: str, message_id: str, body: str) -> Message:
+        self.check_body(body)
+        event = await self.store.edit_message(user, message_id, body, self._now())
+        return await self._publish_change(event)
+
+    async def delete(self, user: str, message_id: str) -> Message:
+        event = await self.store.delete_message(user, message_id, self._now())
+        return await self._publish_change(event)
+
+    async def _publish_change(self, event: StreamEvent) -> Message:
+        # The conversation is only known from the store's answer; its members
+        # are cached from earlier sends in the common case, and then nothing
+        # is awaited between the commit and the publication.
+        cid = event.conversation_id
+        cached = self.fanout.cached(cid)
+        self.fanout.publish_stream(event, cached if cached else await self.fanout.members(cid))
+        assert event.message is not None
+        return event.message
+
+    # Reading ------------------------------------------------------------
+
+    async def message(self, user: str, message_id: str) -> Message:
+        return await self.store.get_message(user, message_id)
+
+    async def versions(self, user: str, message_id: str) -> list[Version]:
+        return await self.store.message_versions(user, message_id)
 
     async def history(
         self,
@@ -162,39 +156,36 @@ class ChatService:
         )
 
     async def replay(self, user: str, cursors: dict[str, int]) -> list[Replay]:
-        if len(cursors) > 1000:
-            raise TooLarge("resume names at most 1000 conversations")
+        if len(cursors) > MAX_RESUME_CONVERSATIONS:
+            raise TooLarge(f"resume names at most {MAX_RESUME_CONVERSATIONS} conversations")
         if any(seq < 0 for seq in cursors.values()):
             raise Invalid("cursors must not be negative")
         return await self.store.replay(user, cursors, self.limits.resume_limit)
 
-    # Internals ---------------------------------------------------------
+    # Receipts -----------------------------------------------------------
 
-    def _publish(self, message: Message, recipients: tuple[str, ...]) -> None:
-        self.broker.publish(
-            Delivery(
-                conversation_id=message.conversation_id,
-                seq=message.seq,
-                recipients=recipients,
-                payload=events.message_new(message),
+    async def mark(self, user: str, conversation_id: str, kind: str, seq: int) -> Receipt | None:
+        """Move the read or delivered pointer forward; members get a ``receipt``."""
+        if seq < 0:
+            raise Invalid("seq must not be negative")
+        receipt = await self.store.mark(user, conversation_id, kind, seq)
+        if receipt is not None:
+            payload = events.event(
+                "receipt",
+                conversation_id=conversation_id,
+                user_id=user,
+                kind=kind,
+                seq=receipt.read_seq if kind == "read" else receipt.delivered_seq,
+                read_seq=receipt.read_seq,
+                delivered_seq=receipt.delivered_seq,
             )
-        )
+            self.fanout.publish_to(
+                await self.fanout.members(conversation_id), payload, conversation_id
+            )
+        return receipt
 
-    def _remember(self, conversation: Conversation) -> None:
-        self._cache(conversation.id, tuple(m.user_id for m in conversation.members))
+    async def unread(self, user: str) -> dict[str, int]:
+        return await self.store.unread(user)
 
-    def _cache(self, conversation_id: str, members: tuple[str, ...]) -> None:
-        self._members[conversation_id] = members
-        self._members.move_to_end(conversation_id)
-        while len(self._members) > MEMBER_CACHE_SIZE:
-            self._members.popitem(last=False)
-
-    async def _recipients(self, conversation_id: str) -> tuple[str, ...]:
-        cached = self._members.get(conversation_id)
-        if cached is not None:
-            self._members.move_to_end(conversation_id)
-            return cached
-        members = tuple(await self.store.member_ids(conversation_id))
-        if members:
-            self._cache(conversation_id, members)
-        return members
+    def _now(self) -> int:
+        return now_ms(self.clock)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
-ConversationKind = Literal["direct", "group"]
+ConversationKind = Literal["direct", "group", "room"]
 Role = Literal["owner", "admin", "member"]
+MessageKind = Literal["text", "system"]
 
 
 class Message(msgspec.Struct, kw_only=True):
@@ -15,10 +16,14 @@ class Message(msgspec.Struct, kw_only=True):
     conversation_id: str
     seq: int
     sender_id: str
+    sender_name: str | None = None
     kind: str = "text"
     body: str
     client_msg_id: str | None
+    reply_to: str | None = None
     created_at: str
+    edited_at: str | None = None
+    deleted_at: str | None = None
 
 
 class Member(msgspec.Struct, kw_only=True):
@@ -26,6 +31,8 @@ class Member(msgspec.Struct, kw_only=True):
     name: str | None
     role: Role
     joined_at: str
+    read_seq: int = 0
+    delivered_seq: int = 0
 
 
 class Conversation(msgspec.Struct, kw_only=True):
@@ -38,6 +45,9 @@ class Conversation(msgspec.Struct, kw_only=True):
     last_activity_at: str
     members: list[Member]
 
+    def member(self, user_id: str) -> Member | None:
+        return next((m for m in self.members if m.user_id == user_id), None)
+
 
 class ConversationSummary(Conversation, kw_only=True):
     """A conversation as the caller's conversation list shows it."""
@@ -47,6 +57,16 @@ class ConversationSummary(Conversation, kw_only=True):
     read_seq: int
 
 
+class RoomSummary(msgspec.Struct, kw_only=True):
+    id: str
+    title: str | None
+    created_by: str
+    created_at: str
+    last_activity_at: str
+    member_count: int
+    joined: bool
+
+
 class SendItem(msgspec.Struct, frozen=True):
     """One message to store: validated by the service, stored by the store."""
 
@@ -54,6 +74,21 @@ class SendItem(msgspec.Struct, frozen=True):
     body: str
     client_msg_id: str
     kind: str = "text"
+    reply_to: str | None = None
+
+
+class StreamEvent(msgspec.Struct, kw_only=True):
+    """One event of a conversation's seq stream.
+
+    ``message`` is set for ``message.*`` events (the message as it is now);
+    ``data`` holds the fields of the others (membership, renames).
+    """
+
+    conversation_id: str
+    seq: int
+    type: str
+    message: Message | None = None
+    data: dict[str, Any] | None = None
 
 
 class Page(msgspec.Struct, kw_only=True):
@@ -67,4 +102,16 @@ class Replay(msgspec.Struct, kw_only=True):
     conversation_id: str
     status: Literal["ok", "too_far_behind", "unavailable"]
     last_seq: int
-    events: list[Message]
+    events: list[StreamEvent]
+
+
+class Version(msgspec.Struct, kw_only=True):
+    body: str
+    written_at: str
+
+
+class Receipt(msgspec.Struct, kw_only=True):
+    conversation_id: str
+    user_id: str
+    read_seq: int
+    delivered_seq: int

@@ -2,9 +2,10 @@
 
 Contract (checked by tests/contract/test_store.py against every implementation):
 
-- ``append_messages`` assigns each new message its conversation's next ``seq``
-  in the same transaction that stores it; per conversation seqs are gap-free
-  and strictly increasing. Items are stored in the order given.
+- Every event of a conversation's stream (message new/edited/deleted,
+  membership changes, renames) takes the conversation's next ``seq`` in the
+  transaction that stores it; per conversation seqs are gap-free and strictly
+  increasing. ``append_messages`` stores items in the order given.
 - A ``(sender, conversation, client_msg_id)`` seen before returns the stored
   message with ``created=False`` and stores nothing.
 - Membership is checked inside the transaction that writes.
@@ -19,17 +20,23 @@ from hubbub.errors import HubbubError
 from hubbub.service.models import (
     Conversation,
     ConversationSummary,
+    Message,
     Page,
+    Receipt,
     Replay,
+    RoomSummary,
     SendItem,
+    StreamEvent,
+    Version,
 )
-from hubbub.service.models import Message as Message
 
 Appended = tuple[Message, bool] | HubbubError
 """Per item: ``(message, created)``, or the error that refused that item."""
 
 
 class Store(Protocol):
+    """What the service needs from a database. Each method is one transaction."""
+
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
 
@@ -38,25 +45,59 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise if the database does not answer."""
 
+    # Users
     async def set_user_name(self, user_id: str, name: str, now_ms: int) -> None: ...
+    async def set_last_seen(self, user_id: str, now_ms: int) -> None: ...
+    async def last_seen(self, user_ids: list[str]) -> dict[str, int | None]: ...
+    async def contacts(self, user: str) -> list[str]:
+        """Users sharing a direct conversation or a group (not a room) with ``user``."""
 
+    # Conversations and membership
     async def get_or_create_direct(
         self, user_a: str, user_b: str, now_ms: int
     ) -> tuple[Conversation, bool]: ...
-
     async def create_group(
-        self, owner: str, title: str, members: list[str], now_ms: int
+        self, owner: str, title: str, members: list[str], now_ms: int, kind: str = "group"
     ) -> Conversation: ...
-
     async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
-
     async def member_ids(self, conversation_id: str) -> list[str]:
         """Members of a conversation (empty when it does not exist)."""
 
+    async def list_conversations(self, user: str) -> list[ConversationSummary]:
+        """The user's visible conversations, newest activity first."""
+
+    async def rename(self, user: str, cid: str, title: str, now_ms: int) -> list[StreamEvent]: ...
+    async def add_members(
+        self, user: str, cid: str, new: list[str], limit: int, now_ms: int
+    ) -> list[StreamEvent]: ...
+    async def remove_member(
+        self, user: str, cid: str, target: str, now_ms: int
+    ) -> list[StreamEvent]:
+        """``target == user`` is leaving."""
+
+    async def set_role(
+        self, user: str, cid: str, target: str, role: str, now_ms: int
+    ) -> list[StreamEvent]: ...
+    async def list_rooms(self, user: str, limit: int, offset: int) -> list[RoomSummary]: ...
+    async def join_room(
+        self, user: str, cid: str, limit: int, now_ms: int
+    ) -> list[StreamEvent]: ...
+    async def set_hidden(self, user: str, cid: str, hidden: bool) -> None: ...
+
+    # Blocks
+    async def block(self, blocker: str, blocked: str, now_ms: int) -> bool: ...
+    async def unblock(self, blocker: str, blocked: str) -> bool: ...
+    async def blocked_by(self, user: str) -> list[str]: ...
+    async def blockers_of(self, user: str) -> list[str]: ...
+
+    # Messages and the stream
     async def append_messages(
         self, sender: str, items: list[SendItem], now_ms: int
     ) -> list[Appended]: ...
-
+    async def edit_message(self, user: str, mid: str, body: str, now_ms: int) -> StreamEvent: ...
+    async def delete_message(self, user: str, mid: str, now_ms: int) -> StreamEvent: ...
+    async def get_message(self, user: str, mid: str) -> Message: ...
+    async def message_versions(self, user: str, mid: str) -> list[Version]: ...
     async def list_messages(
         self,
         user: str,
@@ -68,8 +109,10 @@ class Store(Protocol):
     ) -> Page:
         """A page of history in ascending seq; raises NotFound/Forbidden."""
 
-    async def list_conversations(self, user: str) -> list[ConversationSummary]:
-        """The user's conversations, newest activity first."""
-
     async def replay(self, user: str, cursors: dict[str, int], limit: int) -> list[Replay]:
-        """Events after each cursor, in one consistent read."""
+        """Stream events after each cursor, in one consistent read."""
+
+    async def mark(self, user: str, cid: str, kind: str, seq: int) -> Receipt | None:
+        """Move a read/delivered pointer forward (never back); None if it did not move."""
+
+    async def unread(self, user: str) -> dict[str, int]: ...

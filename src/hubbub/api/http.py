@@ -1,0 +1,51 @@
+"""Request parsing and response encoding shared by the REST routes."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hubbub.errors import Invalid, TooLarge
+
+T = TypeVar("T")
+MAX_BODY_BYTES = 256 * 1024
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(_encoder.encode(value), status, media_type="application/json")
+
+
+def encode(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+async def read_json(request: Request, kind: type[T]) -> T:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise TooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise TooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    try:
+        return msgspec.json.decode(b"".join(chunks), type=kind)
+    except msgspec.ValidationError as exc:
+        raise Invalid(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"malformed JSON: {exc}") from None
+
+
+def query_int(request: Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise Invalid(f"query parameter {name!r} must be an integer") from None

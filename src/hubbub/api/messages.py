@@ -1,0 +1,162 @@
+"""REST: history, sending, edits, deletes, receipts, unread counts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hubbub.api.http import json_response, query_int, read_json
+from hubbub.api.openapi import Operation, Query
+from hubbub.api.schema import (
+    EditBody,
+    MarkBody,
+    MessageBody,
+    MessagePage,
+    PostMessage,
+    ReceiptBody,
+    Unread,
+    VersionList,
+)
+from hubbub.service.models import SendItem
+
+if TYPE_CHECKING:
+    from hubbub.api.app import Api
+
+CONV = "/api/v1/conversations/{conversation_id}"
+MSG = "/api/v1/messages/{message_id}"
+
+
+def message_operations(api: Api) -> list[Operation]:
+    chat = api.chat
+
+    async def list_messages(request: Request) -> Response:
+        page = await chat.history(
+            await api.user(request),
+            request.path_params["conversation_id"],
+            before=query_int(request, "before"),
+            after=query_int(request, "after"),
+            limit=query_int(request, "limit"),
+        )
+        return json_response(MessagePage(messages=page.messages, has_more=page.has_more))
+
+    async def post_message(request: Request) -> Response:
+        me = await api.user(request)
+        body = await read_json(request, PostMessage)
+        item = SendItem(
+            request.path_params["conversation_id"],
+            body.body,
+            body.client_msg_id,
+            reply_to=body.reply_to,
+        )
+        message, created = await chat.send_one(me, item)
+        return json_response(MessageBody(message), 201 if created else 200)
+
+    async def get_message(request: Request) -> Response:
+        me = await api.user(request)
+        return json_response(MessageBody(await chat.message(me, request.path_params["message_id"])))
+
+    async def edit_message(request: Request) -> Response:
+        me = await api.user(request)
+        body = await read_json(request, EditBody)
+        edited = await chat.edit(me, request.path_params["message_id"], body.body)
+        return json_response(MessageBody(edited))
+
+    async def delete_message(request: Request) -> Response:
+        me = await api.user(request)
+        return json_response(MessageBody(await chat.delete(me, request.path_params["message_id"])))
+
+    async def message_history(request: Request) -> Response:
+        me = await api.user(request)
+        versions = await chat.versions(me, request.path_params["message_id"])
+        return json_response(VersionList(versions))
+
+    async def mark(request: Request) -> Response:
+        me = await api.user(request)
+        body = await read_json(request, MarkBody)
+        kind = request.url.path.rsplit("/", 1)[1]
+        receipt = await chat.mark(me, request.path_params["conversation_id"], kind, body.seq)
+        return json_response(ReceiptBody(moved=receipt is not None, receipt=receipt))
+
+    async def unread(request: Request) -> Response:
+        counts = await chat.unread(await api.user(request))
+        return json_response(Unread(total=sum(counts.values()), conversations=counts))
+
+    page = [
+        Query("before", "Only messages with a smaller seq (page backwards)"),
+        Query("after", "Only messages with a greater seq (page forwards)"),
+        Query("limit", "Page size, 1 to 100 (default 50)"),
+    ]
+    refused = (403, 404, 422)
+    return [
+        Operation(
+            "GET",
+            CONV + "/messages",
+            "History, ascending seq, cursor-paginated",
+            list_messages,
+            {200: MessagePage},
+            query=page,
+            errors=refused,
+        ),
+        Operation(
+            "POST",
+            CONV + "/messages",
+            "Send a message (idempotent per client_msg_id)",
+            post_message,
+            {201: MessageBody, 200: MessageBody},
+            body=PostMessage,
+            errors=(403, 404, 413, 422),
+        ),
+        Operation("GET", MSG, "One message", get_message, {200: MessageBody}, errors=(403, 404)),
+        Operation(
+            "PATCH",
+            MSG,
+            "Edit your message",
+            edit_message,
+            {200: MessageBody},
+            body=EditBody,
+            errors=(403, 404, 413, 422),
+        ),
+        Operation(
+            "DELETE",
+            MSG,
+            "Delete a message (sender, or group owner/admin)",
+            delete_message,
+            {200: MessageBody},
+            errors=(403, 404),
+        ),
+        Operation(
+            "GET",
+            MSG + "/history",
+            "Earlier versions of an edited message",
+            message_history,
+            {200: VersionList},
+            errors=(403, 404),
+        ),
+        Operation(
+            "POST",
+            CONV + "/read",
+            "Move your read pointer forward",
+            mark,
+            {200: ReceiptBody},
+            body=MarkBody,
+            errors=refused,
+        ),
+        Operation(
+            "POST",
+            CONV + "/delivered",
+            "Move your delivered pointer forward",
+            mark,
+            {200: ReceiptBody},
+            body=MarkBody,
+            errors=refused,
+        ),
+        Operation(
+            "GET",
+            "/api/v1/unread",
+            "Unread counts: total and per conversation",
+            unread,
+            {200: Unread},
+        ),
+    ]

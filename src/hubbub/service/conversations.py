@@ -1,0 +1,165 @@
+"""Conversations: direct, groups and rooms; membership, roles, hiding, blocks."""
+
+from __future__ import annotations
+
+from hubbub.clock import Clock, now_ms
+from hubbub.config import Limits
+from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
+from hubbub.protocol import events
+from hubbub.service.fanout import Fanout
+from hubbub.service.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
+from hubbub.store.base import Store
+
+MAX_TITLE = 200
+MAX_USER_ID = 128
+ROLES = ("owner", "admin", "member")
+
+
+def check_user_id(value: object, what: str = "member") -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_USER_ID:
+        raise Invalid(f"{what} must be a user id of 1 to {MAX_USER_ID} characters")
+    return value
+
+
+def check_title(title: str) -> str:
+    title = title.strip()
+    if not title or len(title) > MAX_TITLE:
+        raise Invalid(f"title must be 1 to {MAX_TITLE} characters")
+    return title
+
+
+class ConversationService:
+    def __init__(self, store: Store, fanout: Fanout, clock: Clock, limits: Limits) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.clock = clock
+        self.limits = limits
+
+    # Creating -----------------------------------------------------------
+
+    async def open_direct(self, user: str, other: str) -> tuple[Conversation, bool]:
+        check_user_id(other)
+        if other == user:
+            raise Invalid("a direct conversation needs another user")
+        conversation, created = await self.store.get_or_create_direct(user, other, self._now())
+        self._announce(conversation, created)
+        return conversation, created
+
+    async def create(self, user: str, kind: str, title: str, members: list[str]) -> Conversation:
+        """A group (``members`` join at once) or a room (anyone may join later)."""
+        title = check_title(title)
+        for member in members:
+            check_user_id(member)
+        if len(set(members) | {user}) > self.limits.max_group_members:
+            raise TooLarge(f"a {kind} has at most {self.limits.max_group_members} members")
+        conversation = await self.store.create_group(user, title, members, self._now(), kind)
+        self._announce(conversation, True)
+        return conversation
+
+    def _announce(self, conversation: Conversation, created: bool) -> None:
+        members = self.fanout.remember(conversation.id, (m.user_id for m in conversation.members))
+        if created:
+            self.fanout.publish_to(
+                members, events.event("conversation.created", conversation=conversation)
+            )
+
+    # Reading ------------------------------------------------------------
+
+    async def get(self, user: str, conversation_id: str) -> Conversation:
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise NotFound("no such conversation")
+        if conversation.member(user) is None:
+            raise Forbidden("you are not a member of this conversation")
+        return conversation
+
+    async def list_for(self, user: str) -> list[ConversationSummary]:
+        return await self.store.list_conversations(user)
+
+    async def rooms(self, user: str, limit: int, offset: int) -> list[RoomSummary]:
+        if not 1 <= limit <= 100 or offset < 0:
+            raise Invalid("limit must be 1 to 100 and offset not negative")
+        return await self.store.list_rooms(user, limit, offset)
+
+    # Changing -----------------------------------------------------------
+
+    async def rename(self, user: str, cid: str, title: str) -> Conversation:
+        title = check_title(title)
+        await self.fanout.members(cid)
+        return await self._apply(cid, await self.store.rename(user, cid, title, self._now()))
+
+    async def add_members(self, user: str, cid: str, new: list[str]) -> Conversation:
+        for member in new:
+            check_user_id(member)
+        await self.fanout.members(cid)
+        stored = await self.store.add_members(
+            user, cid, new, self.limits.max_group_members, self._now()
+        )
+        return await self._apply(cid, stored)
+
+    async def remove_member(self, user: str, cid: str, target: str) -> Conversation | None:
+        """Remove ``target`` (or leave, when it is ``user``)."""
+        await self.fanout.members(cid)  # cached before, so the leaver is told too
+        stored = await self.store.remove_member(user, cid, target, self._now())
+        conversation = await self._apply(cid, stored)
+        return None if target == user else conversation
+
+    async def set_role(self, user: str, cid: str, target: str, role: str) -> Conversation:
+        if role not in ROLES:
+            raise Invalid(f"role must be one of {', '.join(ROLES)}")
+        await self.fanout.members(cid)
+        return await self._apply(
+            cid, await self.store.set_role(user, cid, target, role, self._now())
+        )
+
+    async def join_room(self, user: str, cid: str) -> Conversation:
+        await self.fanout.members(cid)
+        stored = await self.store.join_room(user, cid, self.limits.max_group_members, self._now())
+        return await self._apply(cid, stored)
+
+    async def _apply(self, cid: str, stored: list[StreamEvent]) -> Conversation:
+        """Publish committed membership events in order, then the updated conversation.
+
+        Callers warm the member cache before the store call, so nothing is
+        awaited between the commit and these publications.
+        """
+        before = self.fanout.cached(cid) or ()
+        for event in stored:
+            self.fanout.publish_stream(event, before)
+        conversation = await self.store.get_conversation(cid)
+        assert conversation is not None
+        if stored:
+            joined = [e.data["user_id"] for e in stored if e.type == "member.joined" and e.data]
+            if joined:
+                self.fanout.publish_to(
+                    joined, events.event("conversation.created", conversation=conversation)
+                )
+            self.fanout.publish_to(
+                self.fanout.cached(cid) or (),
+                events.event("conversation.updated", conversation=conversation),
+            )
+        return conversation
+
+    async def set_hidden(self, user: str, cid: str, hidden: bool) -> None:
+        await self.store.set_hidden(user, cid, hidden)
+
+    # Blocks -------------------------------------------------------------
+
+    async def block(self, user: str, other: str) -> bool:
+        check_user_id(other, "user")
+        if other == user:
+            raise Invalid("you cannot block yourself")
+        changed = await self.store.block(user, other, self._now())
+        self.fanout.forget_blockers(other)
+        return changed
+
+    async def unblock(self, user: str, other: str) -> bool:
+        changed = await self.store.unblock(user, check_user_id(other, "user"))
+        self.fanout.forget_blockers(other)
+        return changed
+
+    async def blocked(self, user: str) -> list[str]:
+        return await self.store.blocked_by(user)
+
+    def _now(self) -> int:
+        return now_ms(self.clock)

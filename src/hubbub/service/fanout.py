@@ -1,0 +1,84 @@
+"""Who receives an event, and handing it to the broker after commit.
+
+Keeps a bounded cache of each conversation's members and the blocks that hide
+a user's typing and presence. Membership events update the cache in the same
+step that publishes them, so the recipients of each event are the members at
+that point of the stream: a removed member gets their own ``member.left`` and
+nothing after it; a new member gets their ``member.joined`` and what follows.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from hubbub.broker.base import Broker, Delivery
+from hubbub.protocol import events
+from hubbub.service.models import StreamEvent
+from hubbub.store.base import Store
+
+CACHE_SIZE = 10_000
+
+
+class Fanout:
+    def __init__(self, store: Store, broker: Broker) -> None:
+        self.store = store
+        self.broker = broker
+        self._members: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._blockers: OrderedDict[str, frozenset[str]] = OrderedDict()
+
+    # Members ----------------------------------------------------------------
+
+    def remember(self, conversation_id: str, members: Iterable[str]) -> tuple[str, ...]:
+        value = tuple(members)
+        self._members[conversation_id] = value
+        self._members.move_to_end(conversation_id)
+        while len(self._members) > CACHE_SIZE:
+            self._members.popitem(last=False)
+        return value
+
+    def cached(self, conversation_id: str) -> tuple[str, ...] | None:
+        return self._members.get(conversation_id)
+
+    async def members(self, conversation_id: str) -> tuple[str, ...]:
+        cached = self._members.get(conversation_id)
+        if cached is not None:
+            self._members.move_to_end(conversation_id)
+            return cached
+        found = await self.store.member_ids(conversation_id)
+        return self.remember(conversation_id, found) if found else ()
+
+    # Blocks -----------------------------------------------------------------
+
+    async def blockers(self, user: str) -> frozenset[str]:
+        """Users who have blocked ``user`` (they do not see its typing or presence)."""
+        cached = self._blockers.get(user)
+        if cached is None:
+            cached = frozenset(await self.store.blockers_of(user))
+            self._blockers[user] = cached
+            while len(self._blockers) > CACHE_SIZE:
+                self._blockers.popitem(last=False)
+        return cached
+
+    def forget_blockers(self, user: str) -> None:
+        self._blockers.pop(user, None)
+
+    # Publishing -------------------------------------------------------------
+
+    def publish_stream(self, event: StreamEvent, fallback: tuple[str, ...] = ()) -> None:
+        """Publish a committed stream event to the members it concerns."""
+        cid = event.conversation_id
+        members = self._members.get(cid) or fallback
+        data = event.data or {}
+        if event.type == "member.joined":
+            members = self.remember(cid, (*members, data["user_id"]))
+        recipients = members
+        if event.type == "member.left":
+            self.remember(cid, (m for m in members if m != data["user_id"]))
+        self.broker.publish(Delivery(cid, event.seq, recipients, events.stream(event)))
+
+    def publish_to(self, users: Iterable[str], payload: bytes, conversation_id: str = "") -> None:
+        """Publish an event outside any stream (receipts, typing, presence, list updates)."""
+        recipients = tuple(users)
+        if recipients:
+            self.broker.publish(Delivery(conversation_id, 0, recipients, payload))

@@ -1,0 +1,173 @@
+"""Presence (online while at least one connection is open) and typing.
+
+State, not history: kept in memory with deadlines on the injected clock, and
+expired by ``sweep()``, which the gateway calls every half second (tests call
+it after moving a hand-driven clock).
+
+- Presence: the first connection of a user makes them ``online``; when the
+  last one closes they go ``offline`` after ``grace`` seconds, unless they
+  reconnect first (no flapping on a reconnect). Events go to users who share
+  a direct conversation or a group with them (rooms are too large to count),
+  except users who have blocked them.
+- Typing: ``start`` is announced once and lasts ``typing_ttl`` seconds unless
+  renewed; ``stop`` is announced when the typist says so, when it expires,
+  when the typist sends a message there, or when the connection it came from
+  closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Coroutine
+
+from hubbub.clock import Clock, iso_ms, now_ms
+from hubbub.errors import Forbidden, RateLimited
+from hubbub.protocol import events
+from hubbub.service.fanout import Fanout
+from hubbub.store.base import Store
+
+log = logging.getLogger("hubbub.presence")
+
+GRACE = 5.0
+TYPING_TTL = 6.0
+TYPING_RATE = 10  # typing frames per user per second
+
+
+class PresenceService:
+    def __init__(
+        self,
+        store: Store,
+        fanout: Fanout,
+        clock: Clock,
+        grace: float = GRACE,
+        typing_ttl: float = TYPING_TTL,
+    ) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.clock = clock
+        self.grace = grace
+        self.typing_ttl = typing_ttl
+        self._connections: dict[str, int] = {}
+        self._leaving: dict[str, tuple[float, int]] = {}  # user -> (deadline, last seen ms)
+        self._typing: dict[tuple[str, str], tuple[float, str]] = {}  # -> (deadline, conn id)
+        self._rate: dict[str, deque[float]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # Presence ---------------------------------------------------------------
+
+    def is_online(self, user: str) -> bool:
+        return self._connections.get(user, 0) > 0 or user in self._leaving
+
+    def connected(self, user: str) -> None:
+        count = self._connections.get(user, 0) + 1
+        self._connections[user] = count
+        if count == 1 and self._leaving.pop(user, None) is None:
+            self._spawn(self._announce(user, "online", now_ms(self.clock)))
+
+    def disconnected(self, user: str, connection_id: str) -> None:
+        for key, (_deadline, origin) in list(self._typing.items()):
+            if origin == connection_id:
+                self._stop_typing(*key)
+        count = self._connections.get(user, 0) - 1
+        if count > 0:
+            self._connections[user] = count
+            return
+        self._connections.pop(user, None)
+        self._leaving[user] = (self.clock.monotonic() + self.grace, now_ms(self.clock))
+
+    async def _announce(self, user: str, status: str, at_ms: int) -> None:
+        await self.store.set_last_seen(user, at_ms)
+        contacts = await self.store.contacts(user)
+        hidden = await self.fanout.blockers(user)
+        payload = events.event("presence", user_id=user, status=status, last_seen=iso_ms(at_ms))
+        self.fanout.publish_to((c for c in contacts if c not in hidden), payload)
+
+    async def lookup(self, viewer: str, users: list[str]) -> list[dict[str, object]]:
+        """Presence of the users the viewer may see: contacts the viewer has not blocked."""
+        visible = set(await self.store.contacts(viewer)) - set(await self.store.blocked_by(viewer))
+        wanted = [u for u in dict.fromkeys(users) if u in visible]
+        seen = await self.store.last_seen(wanted) if wanted else {}
+        return [
+            {
+                "user_id": u,
+                "status": "online" if self.is_online(u) else "offline",
+                "last_seen": None if seen.get(u) is None else iso_ms(seen[u]),  # type: ignore[arg-type]
+            }
+            for u in wanted
+        ]
+
+    # Typing -----------------------------------------------------------------
+
+    async def typing(self, user: str, cid: str, state: str, connection_id: str) -> None:
+        self._check_rate(user)
+        members = await self.fanout.members(cid)
+        if user not in members:
+            raise Forbidden("you are not a member of this conversation")
+        key = (cid, user)
+        if state == "stop":
+            if key in self._typing:
+                self._stop_typing(cid, user)
+            return
+        fresh = key not in self._typing
+        self._typing[key] = (self.clock.monotonic() + self.typing_ttl, connection_id)
+        if fresh:
+            await self._typing_event(cid, user, "start")
+
+    def typists(self, cid: str) -> list[str]:
+        return [u for (c, u) in self._typing if c == cid]
+
+    def stopped_by_message(self, user: str, cid: str) -> None:
+        if (cid, user) in self._typing:
+            self._stop_typing(cid, user)
+
+    def _stop_typing(self, cid: str, user: str) -> None:
+        self._typing.pop((cid, user), None)
+        self._spawn(self._typing_event(cid, user, "stop"))
+
+    async def _typing_event(self, cid: str, user: str, state: str) -> None:
+        hidden = await self.fanout.blockers(user)
+        members = self.fanout.cached(cid) or await self.fanout.members(cid)
+        payload = events.event("typing", conversation_id=cid, user_id=user, state=state)
+        self.fanout.publish_to((m for m in members if m != user and m not in hidden), payload, cid)
+
+    def _check_rate(self, user: str) -> None:
+        now = self.clock.monotonic()
+        recent = self._rate.setdefault(user, deque())
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        if len(recent) >= TYPING_RATE:
+            raise RateLimited(f"at most {TYPING_RATE} typing frames per second")
+        recent.append(now)
+
+    # Expiry -----------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Expire typing and finish offline transitions whose grace has passed."""
+        now = self.clock.monotonic()
+        for key, (deadline, _origin) in list(self._typing.items()):
+            if deadline <= now:
+                self._stop_typing(*key)
+        for user, (deadline, seen) in list(self._leaving.items()):
+            if deadline <= now:
+                del self._leaving[user]
+                self._spawn(self._announce(user, "offline", seen))
+        for user, recent in list(self._rate.items()):
+            if not recent or recent[-1] <= now - 1.0:
+                del self._rate[user]
+
+    async def drain(self) -> None:
+        """Wait for announcements under way (tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("presence task failed", exc_info=task.exception())

@@ -1,0 +1,271 @@
+"""Messages, the event stream and receipts (SQLite). Runs on the worker thread."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from hubbub.clock import iso_ms
+from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound
+from hubbub.ids import new_id
+from hubbub.service.models import Message, Page, Receipt, Replay, SendItem, StreamEvent, Version
+from hubbub.store import sqlite_rows as rows
+from hubbub.store.base import Appended
+
+MODERATORS = ("owner", "admin")
+
+
+def _append_one(conn: sqlite3.Connection, sender: str, item: SendItem, now_ms: int) -> Appended:
+    cid = item.conversation_id
+    try:
+        kind, _role = rows.membership(conn, sender, cid)
+        if kind == "direct" and rows.direct_blocked(conn, sender, cid):
+            raise Forbidden("this direct conversation is blocked")
+        if item.reply_to is not None:
+            parent = conn.execute(
+                "SELECT conversation_id FROM messages WHERE id = ?", (item.reply_to,)
+            ).fetchone()
+            if parent is None or parent[0] != cid:
+                raise Invalid("reply_to must be a message of the same conversation")
+    except HubbubError as exc:
+        return exc
+    row = conn.execute(
+        f"SELECT {rows.MESSAGE_COLUMNS} FROM {rows.MESSAGE_FROM} "
+        "WHERE m.sender_id = ? AND m.conversation_id = ? AND m.client_msg_id = ?",
+        (sender, cid, item.client_msg_id),
+    ).fetchone()
+    if row is not None:
+        return rows.message(row), False
+    mid = new_id("m")
+    seq = rows.add_event(conn, cid, "message.new", now_ms, message_id=mid)
+    conn.execute(
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, client_msg_id, "
+        "reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (mid, cid, seq, sender, item.kind, item.body, item.client_msg_id, item.reply_to, now_ms),
+    )
+    conn.execute("UPDATE conversations SET last_activity_at = ? WHERE id = ?", (now_ms, cid))
+    # Your own message is read by you; a hidden conversation reappears.
+    conn.execute(
+        "UPDATE members SET read_seq = ?, delivered_seq = MAX(delivered_seq, ?) "
+        "WHERE conversation_id = ? AND user_id = ?",
+        (seq, seq, cid, sender),
+    )
+    conn.execute("UPDATE members SET hidden = 0 WHERE conversation_id = ? AND hidden = 1", (cid,))
+    message = rows.load_message(conn, mid)
+    assert message is not None
+    return message, True
+
+
+def append_messages(
+    conn: sqlite3.Connection, sender: str, items: list[SendItem], now_ms: int
+) -> list[Appended]:
+    return [_append_one(conn, sender, item, now_ms) for item in items]
+
+
+def _editable(conn: sqlite3.Connection, user: str, message_id: str) -> tuple[Message, str]:
+    message = rows.load_message(conn, message_id)
+    if message is None:
+        raise NotFound("no such message")
+    _kind, role = rows.membership(conn, user, message.conversation_id)
+    if message.deleted_at is not None:
+        raise NotFound("the message was deleted")
+    return message, role
+
+
+def edit_message(
+    conn: sqlite3.Connection, user: str, message_id: str, body: str, now_ms: int
+) -> StreamEvent:
+    message, _role = _editable(conn, user, message_id)
+    if message.sender_id != user:
+        raise Forbidden("only the sender can edit a message")
+    if message.kind == "system":
+        raise Forbidden("system messages cannot be edited")
+    (version,) = conn.execute(
+        "SELECT COUNT(*) FROM message_versions WHERE message_id = ?", (message_id,)
+    ).fetchone()
+    previous_at = conn.execute(
+        "SELECT COALESCE(edited_at, created_at) FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO message_versions (message_id, version, body, written_at) VALUES (?, ?, ?, ?)",
+        (message_id, version + 1, message.body, previous_at),
+    )
+    conn.execute(
+        "UPDATE messages SET body = ?, edited_at = ? WHERE id = ?", (body, now_ms, message_id)
+    )
+    cid = message.conversation_id
+    seq = rows.add_event(conn, cid, "message.edited", now_ms, message_id=message_id)
+    return StreamEvent(
+        conversation_id=cid,
+        seq=seq,
+        type="message.edited",
+        message=rows.load_message(conn, message_id),
+    )
+
+
+def delete_message(
+    conn: sqlite3.Connection, user: str, message_id: str, now_ms: int
+) -> StreamEvent:
+    message, role = _editable(conn, user, message_id)
+    cid = message.conversation_id
+    kind = conn.execute("SELECT kind FROM conversations WHERE id = ?", (cid,)).fetchone()[0]
+    if message.sender_id != user and not (kind != "direct" and role in MODERATORS):
+        raise Forbidden("only the sender or a group owner or admin can delete a message")
+    # A tombstone: the body and its earlier versions are gone for good.
+    conn.execute(
+        "UPDATE messages SET body = '', deleted_at = ?, deleted_by = ? WHERE id = ?",
+        (now_ms, user, message_id),
+    )
+    conn.execute("DELETE FROM message_versions WHERE message_id = ?", (message_id,))
+    seq = rows.add_event(
+        conn, cid, "message.deleted", now_ms, message_id=message_id, data={"deleted_by": user}
+    )
+    return StreamEvent(
+        conversation_id=cid,
+        seq=seq,
+        type="message.deleted",
+        message=rows.load_message(conn, message_id),
+        data={"deleted_by": user},
+    )
+
+
+def message_versions(conn: sqlite3.Connection, user: str, message_id: str) -> list[Version]:
+    message = rows.load_message(conn, message_id)
+    if message is None:
+        raise NotFound("no such message")
+    rows.membership(conn, user, message.conversation_id)
+    versions = [
+        Version(body=body, written_at=iso_ms(at))
+        for body, at in conn.execute(
+            "SELECT body, written_at FROM message_versions WHERE message_id = ? ORDER BY version",
+            (message_id,),
+        )
+    ]
+    if message.deleted_at is None:
+        versions.append(
+            Version(body=message.body, written_at=message.edited_at or message.created_at)
+        )
+    return versions
+
+
+def get_message(conn: sqlite3.Connection, user: str, message_id: str) -> Message:
+    message = rows.load_message(conn, message_id)
+    if message is None:
+        raise NotFound("no such message")
+    rows.membership(conn, user, message.conversation_id)
+    return message
+
+
+def list_messages(
+    conn: sqlite3.Connection,
+    user: str,
+    conversation_id: str,
+    before: int | None,
+    after: int | None,
+    limit: int,
+) -> Page:
+    rows.membership(conn, user, conversation_id)
+    if before is not None and after is not None and after >= before - 1:
+        return Page(messages=[], has_more=False)
+    select = f"SELECT {rows.MESSAGE_COLUMNS} FROM {rows.MESSAGE_FROM} WHERE m.conversation_id = ?"
+    if after is not None and before is None:
+        found = conn.execute(
+            f"{select} AND m.seq > ? ORDER BY m.seq ASC LIMIT ?",
+            (conversation_id, after, limit + 1),
+        ).fetchall()
+        return Page(messages=[rows.message(r) for r in found[:limit]], has_more=len(found) > limit)
+    clauses, args = "", [conversation_id]
+    if before is not None:
+        clauses += " AND m.seq < ?"
+        args.append(before)  # type: ignore[arg-type]
+    if after is not None:
+        clauses += " AND m.seq > ?"
+        args.append(after)  # type: ignore[arg-type]
+    found = conn.execute(
+        f"{select}{clauses} ORDER BY m.seq DESC LIMIT ?", (*args, limit + 1)
+    ).fetchall()
+    return Page(
+        messages=[rows.message(r) for r in reversed(found[:limit])], has_more=len(found) > limit
+    )
+
+
+def replay(
+    conn: sqlite3.Connection, user: str, cursors: dict[str, int], limit: int
+) -> list[Replay]:
+    replays = []
+    for cid, cursor in cursors.items():
+        row = conn.execute(
+            "SELECT c.last_seq FROM conversations c JOIN members m "
+            "ON m.conversation_id = c.id AND m.user_id = ? WHERE c.id = ?",
+            (user, cid),
+        ).fetchone()
+        if row is None:
+            replays.append(Replay(conversation_id=cid, status="unavailable", last_seq=0, events=[]))
+            continue
+        (last_seq,) = row
+        if last_seq - cursor > limit:
+            replays.append(
+                Replay(conversation_id=cid, status="too_far_behind", last_seq=last_seq, events=[])
+            )
+            continue
+        found = conn.execute(
+            f"SELECT e.seq, e.type, e.data, {rows.MESSAGE_COLUMNS} FROM events e "
+            "LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN users u ON u.id = m.sender_id "
+            "WHERE e.conversation_id = ? AND e.seq > ? ORDER BY e.seq",
+            (cid, cursor),
+        ).fetchall()
+        events = [
+            rows.stream_event(cid, seq, kind, None if r[0] is None else rows.message(r), data)
+            for seq, kind, data, *r in found
+        ]
+        replays.append(Replay(conversation_id=cid, status="ok", last_seq=last_seq, events=events))
+    return replays
+
+
+def mark(
+    conn: sqlite3.Connection, user: str, conversation_id: str, kind: str, seq: int
+) -> Receipt | None:
+    """Move the user's read or delivered pointer forward; None when it did not move."""
+    rows.membership(conn, user, conversation_id)
+    (last_seq,) = conn.execute(
+        "SELECT last_seq FROM conversations WHERE id = ?", (conversation_id,)
+    ).fetchone()
+    seq = min(seq, last_seq)
+    if kind == "read":
+        moved = conn.execute(
+            "UPDATE members SET read_seq = ?, delivered_seq = MAX(delivered_seq, ?) "
+            "WHERE conversation_id = ? AND user_id = ? AND read_seq < ?",
+            (seq, seq, conversation_id, user, seq),
+        ).rowcount
+    else:
+        moved = conn.execute(
+            "UPDATE members SET delivered_seq = ? "
+            "WHERE conversation_id = ? AND user_id = ? AND delivered_seq < ?",
+            (seq, conversation_id, user, seq),
+        ).rowcount
+    if not moved:
+        return None
+    read_seq, delivered_seq = conn.execute(
+        "SELECT read_seq, delivered_seq FROM members WHERE conversation_id = ? AND user_id = ?",
+        (conversation_id, user),
+    ).fetchone()
+    return Receipt(
+        conversation_id=conversation_id,
+        user_id=user,
+        read_seq=read_seq,
+        delivered_seq=delivered_seq,
+    )
+
+
+UNREAD = (
+    "(SELECT COUNT(*) FROM messages x WHERE x.conversation_id = m.conversation_id "
+    "AND x.seq > m.read_seq AND x.sender_id != m.user_id AND x.deleted_at IS NULL)"
+)
+
+
+def unread(conn: sqlite3.Connection, user: str) -> dict[str, int]:
+    return {
+        cid: count
+        for cid, count in conn.execute(
+            f"SELECT m.conversation_id, {UNREAD} FROM members m WHERE m.user_id = ?", (user,)
+        )
+    }

@@ -1,0 +1,160 @@
+"""Row-to-record helpers and checks shared by the SQLite query modules."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from hubbub.clock import iso_ms
+from hubbub.errors import Forbidden, NotFound
+from hubbub.service.models import Conversation, Member, Message, StreamEvent
+
+MESSAGE_COLUMNS = (
+    "m.id, m.conversation_id, m.seq, m.sender_id, u.name, m.kind, m.body, m.client_msg_id, "
+    "m.reply_to, m.created_at, m.edited_at, m.deleted_at"
+)
+MESSAGE_FROM = "messages m LEFT JOIN users u ON u.id = m.sender_id"
+CONVERSATION_COLUMNS = (
+    "c.id, c.kind, c.title, c.created_by, c.created_at, c.last_seq, c.last_activity_at"
+)
+
+
+def message(row: tuple[Any, ...]) -> Message:
+    mid, cid, seq, sender, name, kind, body, cmid, reply_to, created, edited, deleted = row
+    return Message(
+        id=mid,
+        conversation_id=cid,
+        seq=seq,
+        sender_id=sender,
+        sender_name=name,
+        kind=kind,
+        body=body,
+        client_msg_id=cmid,
+        reply_to=reply_to,
+        created_at=iso_ms(created),
+        edited_at=None if edited is None else iso_ms(edited),
+        deleted_at=None if deleted is None else iso_ms(deleted),
+    )
+
+
+def load_message(conn: sqlite3.Connection, message_id: str) -> Message | None:
+    row = conn.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ?", (message_id,)
+    ).fetchone()
+    return None if row is None else message(row)
+
+
+def members(conn: sqlite3.Connection, conversation_id: str) -> list[Member]:
+    rows = conn.execute(
+        "SELECT m.user_id, u.name, m.role, m.joined_at, m.read_seq, m.delivered_seq "
+        "FROM members m LEFT JOIN users u ON u.id = m.user_id WHERE m.conversation_id = ? "
+        "ORDER BY m.joined_at, m.user_id",
+        (conversation_id,),
+    ).fetchall()
+    return [
+        Member(
+            user_id=uid,
+            name=name,
+            role=role,
+            joined_at=iso_ms(joined),
+            read_seq=read,
+            delivered_seq=delivered,
+        )
+        for uid, name, role, joined, read, delivered in rows
+    ]
+
+
+def conversation_fields(row: tuple[Any, ...]) -> dict[str, Any]:
+    cid, kind, title, created_by, created_at, last_seq, activity = row[:7]
+    return {
+        "id": cid,
+        "kind": kind,
+        "title": title,
+        "created_by": created_by,
+        "created_at": iso_ms(created_at),
+        "last_seq": last_seq,
+        "last_activity_at": iso_ms(activity),
+    }
+
+
+def load_conversation(conn: sqlite3.Connection, conversation_id: str) -> Conversation | None:
+    row = conn.execute(
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?", (conversation_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    return Conversation(**conversation_fields(row), members=members(conn, conversation_id))
+
+
+def membership(conn: sqlite3.Connection, user: str, conversation_id: str) -> tuple[str, str]:
+    """``(kind, role)`` of the user in the conversation; Forbidden/NotFound otherwise."""
+    row = conn.execute(
+        "SELECT c.kind, m.role FROM conversations c LEFT JOIN members m "
+        "ON m.conversation_id = c.id AND m.user_id = ? WHERE c.id = ?",
+        (user, conversation_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such conversation")
+    if row[1] is None:
+        raise Forbidden("you are not a member of this conversation")
+    return row[0], row[1]
+
+
+def direct_blocked(conn: sqlite3.Connection, user: str, conversation_id: str) -> bool:
+    """Whether either side of a direct conversation has blocked the other."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM members o JOIN blocks b ON (b.blocker = o.user_id AND b.blocked = ?) "
+            "OR (b.blocker = ? AND b.blocked = o.user_id) "
+            "WHERE o.conversation_id = ? AND o.user_id != ?",
+            (user, user, conversation_id, user),
+        ).fetchone()
+        is not None
+    )
+
+
+def next_seq(conn: sqlite3.Connection, conversation_id: str) -> int:
+    (seq,) = conn.execute(
+        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+        (conversation_id,),
+    ).fetchone()
+    return int(seq)
+
+
+def add_event(
+    conn: sqlite3.Connection,
+    conversation_id: str,
+    kind: str,
+    now_ms: int,
+    *,
+    message_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> int:
+    """Append an event to the conversation's stream; returns its seq."""
+    seq = next_seq(conn, conversation_id)
+    conn.execute(
+        "INSERT INTO events (conversation_id, seq, type, message_id, data, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            conversation_id,
+            seq,
+            kind,
+            message_id,
+            None if data is None else json.dumps(data, separators=(",", ":")),
+            now_ms,
+        ),
+    )
+    return seq
+
+
+def stream_event(
+    conversation_id: str, seq: int, kind: str, msg: Message | None, data: str | None
+) -> StreamEvent:
+    return StreamEvent(
+        conversation_id=conversation_id,
+        seq=seq,
+        type=kind,
+        message=msg,
+        data=None if data is None else json.loads(data),
+    )
