@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
-from tests.support import Client, RawClient, ServerProcess
+from hubbub.clock import ManualClock
+from hubbub.config import Settings
+from hubbub.server import Hubbub
+from tests.support import SECRET, Client, RawClient, ServerProcess, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +47,43 @@ def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         yield client
+
+
+class InProcess:
+    def __init__(self, app: Hubbub, clock: ManualClock, port: int) -> None:
+        self.app, self.clock, self.port = app, clock, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/ws"
+
+    async def sweep(self, seconds: float = 0.0) -> None:
+        """Move the clock, run the periodic sweeps, let their announcements go out."""
+        self.clock.advance(seconds)
+        self.app.gateway.sweep()
+        self.app.presence.sweep()
+        await self.app.presence.drain()
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
+    """A hubbub served on this test's loop, on a clock the test moves by hand."""
+    clock = ManualClock(start=time.time())
+    port = free_port()
+    settings = Settings(
+        port=port,
+        data_dir=tmp_path,
+        jwt_secret=SECRET,
+        heartbeat_interval=30,
+        heartbeat_timeout=10,
+        log_level="warning",
+    )
+    app = Hubbub(settings, clock)
+    server = uvicorn.Server(app.uvicorn_config())
+    await app.start()
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield InProcess(app, clock, port)
+    server.should_exit = True
+    await task
+    await app.stop()

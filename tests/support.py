@@ -141,12 +141,17 @@ class Client:
         return dict(json.loads(await asyncio.wait_for(self.ws.recv(), timeout)))
 
     async def recv_type(self, kind: str, timeout: float = 5) -> dict[str, Any]:
-        """The next frame of this type; frames of other types are skipped."""
+        """The next frame of this type; frames of other types stay queued for recv."""
+        for i, frame in enumerate(self._backlog):
+            if frame["type"] == kind:
+                return self._backlog.pop(i)
         deadline = time.monotonic() + timeout
         while True:
-            frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            remaining = max(0.01, deadline - time.monotonic())
+            frame = dict(json.loads(await asyncio.wait_for(self.ws.recv(), remaining)))
             if frame["type"] == kind:
                 return frame
+            self._backlog.append(frame)
 
     async def request(self, frame: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
         """Send a request; return its ack or error (other frames stay queued for recv)."""
@@ -175,14 +180,22 @@ class Client:
         assert reply["type"] == "ack", reply
         return dict(reply["message"])
 
-    async def no_frame(self, timeout: float = 0.3) -> None:
-        """Assert that nothing arrives within ``timeout``."""
-        assert not self._backlog, self._backlog
-        try:
-            frame = await asyncio.wait_for(self.ws.recv(), timeout)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected frame: {frame!r}")
+    async def no_frame(self, timeout: float = 0.3, kind: str | None = None) -> None:
+        """Assert that nothing (of this type, when given) arrives within ``timeout``."""
+        frames = self._backlog
+        self._backlog = []
+        deadline = time.monotonic() + timeout
+        while True:
+            for frame in frames:
+                assert kind is not None and frame["type"] != kind, f"unexpected frame: {frame}"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                raw = await asyncio.wait_for(self.ws.recv(), remaining)
+            except TimeoutError:
+                return
+            frames = [dict(json.loads(raw))]
 
     async def close(self) -> None:
         await self.ws.close()

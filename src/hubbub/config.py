@@ -49,6 +49,7 @@ class Settings:
     jwt_algorithms: tuple[str, ...] = ("HS256",)
     heartbeat_interval: float = 30.0
     heartbeat_timeout: float = 10.0
+    presence_grace: float = 5.0
     sqlite_synchronous: str = "NORMAL"
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
@@ -118,6 +119,7 @@ class Settings:
             jwt_algorithms=algorithms,
             heartbeat_interval=number("HEARTBEAT_INTERVAL", 30.0),
             heartbeat_timeout=number("HEARTBEAT_TIMEOUT", 10.0),
+            presence_grace=number("PRESENCE_GRACE", 5.0),
             sqlite_synchronous=synchronous,
             log_level=(get("LOG_LEVEL", "info") or "info").lower(),
             limits=limits,

@@ -36,7 +36,9 @@ class Hubbub:
         self.conversations = ConversationService(
             self.store, self.fanout, self.clock, settings.limits
         )
-        self.presence = PresenceService(self.store, self.fanout, self.clock)
+        self.presence = PresenceService(
+            self.store, self.fanout, self.clock, grace=settings.presence_grace
+        )
         self.chat.presence = self.presence
         self.verifier = TokenVerifier(settings)
         self.gateway = Gateway(

@@ -6,17 +6,12 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from hubbub.clock import ManualClock
-from hubbub.config import Settings
-from hubbub.server import Hubbub
+from tests.conftest import InProcess
 from tests.support import (
     SECRET,
     Client,
@@ -24,40 +19,9 @@ from tests.support import (
     ServerProcess,
     auth,
     create_group,
-    free_port,
     new_id,
     token,
 )
-
-
-class InProcess:
-    def __init__(self, app: Hubbub, clock: ManualClock, port: int) -> None:
-        self.app, self.clock, self.port = app, clock, port
-
-
-@pytest.fixture
-async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
-    """A hubbub served on this test's loop, on a clock the test moves by hand."""
-    clock = ManualClock(start=time.time())
-    port = free_port()
-    settings = Settings(
-        port=port,
-        data_dir=tmp_path,
-        jwt_secret=SECRET,
-        heartbeat_interval=30,
-        heartbeat_timeout=10,
-        log_level="warning",
-    )
-    app = Hubbub(settings, clock)
-    server = uvicorn.Server(app.uvicorn_config())
-    await app.start()
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    yield InProcess(app, clock, port)
-    server.should_exit = True
-    await task
-    await app.stop()
 
 
 async def test_heartbeat_pings_idle_connection_and_closes_silent_one(in_process: InProcess) -> None:

@@ -118,7 +118,7 @@ async def test_resume_returns_exactly_the_missed_messages(server: ServerProcess)
     # Live delivery continues after the replay, without repeats.
     live = await ra.send_message(cid, "live")
     assert (await rb.recv_type("message.new"))["message"]["id"] == live["id"]
-    await rb.no_frame()
+    await rb.no_frame(0.3, "message.new")
     await ra.close()
     await rb.close()
 
@@ -142,7 +142,7 @@ async def test_messages_sent_during_resume_arrive_once_in_order(server: ServerPr
     while len(seqs) < 90:
         seqs.append((await sb.recv_type("message.new"))["message"]["seq"])
     assert seqs == list(range(11, 101))
-    await sb.no_frame()
+    await sb.no_frame(0.3, "message.new")
     await sa.close()
     await sb.close()
 

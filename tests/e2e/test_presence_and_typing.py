@@ -1,0 +1,156 @@
+"""Typing and presence, on a hand-moved clock (no sleeping for expiry)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import InProcess
+from tests.support import Client, ServerProcess, auth, new_id, token
+
+
+async def direct(ip: InProcess, a: str, b: str) -> str:
+    async with httpx.AsyncClient(base_url=ip.url) as http:
+        r = await http.post(
+            "/api/v1/conversations", headers=auth(a), json={"kind": "direct", "members": [b]}
+        )
+        return str(r.json()["conversation"]["id"])
+
+
+async def connect(ip: InProcess, user: str) -> Client:
+    client = await Client.connect_url(ip.ws_url, user)
+    await client.request({"type": "ping"})  # start live delivery now
+    return client
+
+
+async def test_typing_start_expiry_and_stop_on_disconnect(in_process: InProcess) -> None:
+    cid = await direct(in_process, "ta", "tb")
+    tb = await connect(in_process, "tb")
+    ta = await connect(in_process, "ta")
+    assert ta.hello["typing_ttl_ms"] == 6000
+
+    await ta.request({"type": "typing", "conversation_id": cid, "state": "start"})
+    assert await tb.recv_type("typing") == {
+        "type": "typing",
+        "conversation_id": cid,
+        "user_id": "ta",
+        "state": "start",
+    }
+    await in_process.sweep(4)
+    await ta.request({"type": "typing", "conversation_id": cid, "state": "start"})  # renewal
+    await in_process.sweep(4)
+    await tb.no_frame(0.1, "typing")  # renewed: no stop yet, and no second start
+    await in_process.sweep(3)
+    stop = await tb.recv_type("typing")
+    assert stop["state"] == "stop" and stop["user_id"] == "ta"
+
+    await ta.request({"type": "typing", "conversation_id": cid, "state": "start"})
+    assert (await tb.recv_type("typing"))["state"] == "start"
+    await ta.send_message(cid, "sent")  # sending a message ends typing
+    assert (await tb.recv_type("typing"))["state"] == "stop"
+
+    await ta.request({"type": "typing", "conversation_id": cid, "state": "start"})
+    assert (await tb.recv_type("typing"))["state"] == "start"
+    resume = await tb.request({"type": "resume", "cursors": {cid: 99}})
+    assert resume["conversations"][cid]["typing"] == ["ta"]
+    await ta.close()
+    assert (await tb.recv_type("typing"))["state"] == "stop"
+
+
+async def test_typing_is_refused_for_outsiders_and_rate_limited(in_process: InProcess) -> None:
+    cid = await direct(in_process, "ra", "rb")
+    outsider = await connect(in_process, "rz")
+    refused = await outsider.request({"type": "typing", "conversation_id": cid, "state": "start"})
+    assert refused["code"] == "forbidden"
+    ra = await connect(in_process, "ra")
+    codes = [
+        (await ra.request({"type": "typing", "conversation_id": cid, "state": "start"}))["type"]
+        for _ in range(11)
+    ]
+    assert codes[:10] == ["ack"] * 10 and codes[10] == "error"
+    await in_process.sweep(1.1)
+    assert (await ra.request({"type": "typing", "conversation_id": cid, "state": "stop"}))[
+        "type"
+    ] == "ack"
+
+
+async def test_presence_with_two_devices_and_grace(in_process: InProcess) -> None:
+    await direct(in_process, "pa", "pw")
+    watcher = await connect(in_process, "pw")
+    phone = await connect(in_process, "pa")
+    online = await watcher.recv_type("presence")
+    assert (online["user_id"], online["status"]) == ("pa", "online")
+    laptop = await connect(in_process, "pa")
+    await phone.close()
+    await in_process.sweep(10)
+    await watcher.no_frame(0.1, "presence")  # still online on the laptop
+    await laptop.close()
+    await in_process.sweep(1)
+    await watcher.no_frame(0.1, "presence")  # within the grace period
+    back = await connect(in_process, "pa")
+    await back.close()
+    await in_process.sweep(4.5)
+    await watcher.no_frame(0.1, "presence")  # the reconnect did not flap
+    await in_process.sweep(1)
+    offline = await watcher.recv_type("presence")
+    assert (offline["user_id"], offline["status"]) == ("pa", "offline")
+    assert offline["last_seen"]
+
+    async with httpx.AsyncClient(base_url=in_process.url) as http:
+        r = await http.get(
+            "/api/v1/presence", params={"user": ["pa", "stranger"]}, headers=auth("pw")
+        )
+    assert r.json()["presence"] == [
+        {"user_id": "pa", "status": "offline", "last_seen": offline["last_seen"]}
+    ]
+
+
+async def test_blocking_hides_typing_and_presence(in_process: InProcess) -> None:
+    async with httpx.AsyncClient(base_url=in_process.url) as http:
+        r = await http.post(
+            "/api/v1/conversations",
+            headers=auth("ba"),
+            json={"kind": "group", "title": "g", "members": ["bb", "bc"]},
+        )
+        cid = r.json()["conversation"]["id"]
+        assert (await http.post("/api/v1/blocks/bb", headers=auth("ba"))).status_code == 200
+        blocked = (await http.get("/api/v1/blocks", headers=auth("ba"))).json()
+        assert blocked == {"blocked": ["bb"]}
+    ba = await connect(in_process, "ba")
+    bc = await connect(in_process, "bc")
+    bb = await connect(in_process, "bb")
+    while (await bc.recv_type("presence"))["user_id"] != "bb":
+        pass  # ba came online first
+    await bb.request({"type": "typing", "conversation_id": cid, "state": "start"})
+    assert (await bc.recv_type("typing"))["user_id"] == "bb"
+    # ba blocked bb: it sees neither bb's presence nor bb's typing (nor asks for it).
+    while True:
+        try:
+            frame = await ba.recv(0.2)
+        except TimeoutError:
+            break
+        assert frame.get("user_id") != "bb", frame
+    async with httpx.AsyncClient(base_url=in_process.url) as http:
+        r = await http.get("/api/v1/presence", params={"user": "bb"}, headers=auth("ba"))
+    assert r.json()["presence"] == []
+    # In the group, messages still flow both ways.
+    sent = await bb.send_message(cid, "still here")
+    assert (await ba.recv_type("message.new"))["message"]["id"] == sent["id"]
+
+
+async def test_last_seen_survives_restart(fresh_server: ServerProcess) -> None:
+    fresh_server.env["HUBBUB_PRESENCE_GRACE"] = "0.1"
+    fresh_server.start()
+    headers = auth("la")
+    httpx.post(
+        fresh_server.url + "/api/v1/conversations",
+        headers=headers,
+        json={"kind": "direct", "members": ["lb"]},
+    )
+    la = await Client.connect(fresh_server, "la")
+    await la.close()
+    fresh_server.stop()
+    fresh_server.start()
+    r = httpx.get(fresh_server.url + "/api/v1/presence", params={"user": "la"}, headers=auth("lb"))
+    (entry,) = r.json()["presence"]
+    assert entry["status"] == "offline" and entry["last_seen"]
+    assert token("la") and new_id()
