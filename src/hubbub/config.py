@@ -12,6 +12,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+UPLOAD_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "application/zip",
+    "audio/mpeg",
+    "audio/ogg",
+    "video/mp4",
+)
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says what to change."""
@@ -51,6 +64,9 @@ class Settings:
     heartbeat_timeout: float = 10.0
     presence_grace: float = 5.0
     sqlite_synchronous: str = "NORMAL"
+    api_key: str | None = None
+    upload_max_bytes: int = 10 * 1024 * 1024
+    upload_types: tuple[str, ...] = UPLOAD_TYPES
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
 
@@ -121,6 +137,12 @@ class Settings:
             heartbeat_timeout=number("HEARTBEAT_TIMEOUT", 10.0),
             presence_grace=number("PRESENCE_GRACE", 5.0),
             sqlite_synchronous=synchronous,
+            api_key=get("API_KEY"),
+            upload_max_bytes=number("UPLOAD_MAX_BYTES", 10 * 1024 * 1024, int),
+            upload_types=tuple(
+                t.strip().lower() for t in (get("UPLOAD_TYPES") or "").split(",") if t.strip()
+            )
+            or UPLOAD_TYPES,
             log_level=(get("LOG_LEVEL", "info") or "info").lower(),
             limits=limits,
         )

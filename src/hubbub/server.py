@@ -18,6 +18,7 @@ from hubbub.service.chat import ChatService
 from hubbub.service.conversations import ConversationService
 from hubbub.service.fanout import Fanout
 from hubbub.service.presence import PresenceService
+from hubbub.service.uploads import UploadService
 from hubbub.store.sqlite import SQLiteStore
 
 log = logging.getLogger("hubbub")
@@ -40,6 +41,13 @@ class Hubbub:
             self.store, self.fanout, self.clock, grace=settings.presence_grace
         )
         self.chat.presence = self.presence
+        self.uploads = UploadService(
+            self.store,
+            self.clock,
+            settings.data_dir / "uploads",
+            settings.upload_max_bytes,
+            settings.upload_types,
+        )
         self.verifier = TokenVerifier(settings)
         self.gateway = Gateway(
             settings, self.chat, self.presence, self.verifier, self.broker, self.clock

@@ -163,7 +163,10 @@ def test_health_and_openapi(server: ServerProcess, http: httpx.Client) -> None:
     post = paths["/api/v1/conversations/{conversation_id}/messages"]["post"]
     schema_ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     body_schema = spec["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]
-    assert set(body_schema["required"]) == {"body", "client_msg_id"}
+    assert set(body_schema["required"]) == {"client_msg_id"}
+    assert {"body", "kind", "attachments", "reply_to"} <= set(body_schema["properties"])
+    ids = [op["operationId"] for path in paths.values() for op in path.values()]
+    assert len(ids) == len(set(ids))
     assert {"201", "200", "401", "403", "404", "413", "422"} <= set(post["responses"])
 
 

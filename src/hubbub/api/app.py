@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,9 @@ from hubbub.api.http import encode, json_response
 from hubbub.api.openapi import Operation, build_spec
 from hubbub.api.schema import Health
 from hubbub.auth import Identity
-from hubbub.errors import HubbubError
+from hubbub.errors import Forbidden, HubbubError, Unauthorized
+from hubbub.service.chat import SYSTEM_SENDER as SERVER
+from hubbub.service.conversations import check_user_id
 
 if TYPE_CHECKING:
     from hubbub.server import Hubbub
@@ -29,15 +33,35 @@ class Api:
         self.chat = hubbub.chat
         self.conversations = hubbub.conversations
         self.presence = hubbub.presence
+        self.uploads = hubbub.uploads
         self.connections = connections
 
     async def user(self, request: Request) -> str:
         return (await self.identity(request)).user_id
 
     async def identity(self, request: Request) -> Identity:
+        """The caller: a user by JWT, or the app's backend by API key.
+
+        With ``X-Api-Key``, ``X-On-Behalf-Of: USER`` acts as that user on any
+        endpoint; without it the caller is the server itself, which may only
+        post system messages.
+        """
+        key = request.headers.get("x-api-key")
+        if key is not None:
+            expected = self.hubbub.settings.api_key
+            if not expected or not hmac.compare_digest(key.encode(), expected.encode()):
+                raise Unauthorized("invalid API key")
+            on_behalf = request.headers.get("x-on-behalf-of")
+            if on_behalf is not None:
+                return Identity(check_user_id(on_behalf, "X-On-Behalf-Of"), None, math.inf)
+            if request.url.path.endswith("/messages") and request.method == "POST":
+                return Identity(SERVER, None, math.inf)
+            raise Forbidden("with an API key, name the user in X-On-Behalf-Of")
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
         identity = self.hubbub.verifier.verify(token)
+        if identity.user_id == SERVER:
+            raise Unauthorized(f"user id {SERVER!r} is reserved")
         await self.chat.seen(identity)
         return identity
 
@@ -64,6 +88,7 @@ class Api:
         from hubbub.api.conversations import conversation_operations
         from hubbub.api.messages import message_operations
         from hubbub.api.people import people_operations
+        from hubbub.api.uploads import upload_operations
 
         return [
             Operation(
@@ -78,6 +103,7 @@ class Api:
             *conversation_operations(self),
             *message_operations(self),
             *people_operations(self),
+            *upload_operations(self),
         ]
 
     def app(self) -> Starlette:

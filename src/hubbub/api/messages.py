@@ -15,11 +15,13 @@ from hubbub.api.schema import (
     MessageBody,
     MessagePage,
     PostMessage,
+    ReactionBody,
     ReceiptBody,
     Unread,
     VersionList,
 )
-from hubbub.service.models import SendItem
+from hubbub.service.chat import SYSTEM_SENDER as SERVER
+from hubbub.service.models import SearchPage, SendItem
 
 if TYPE_CHECKING:
     from hubbub.api.app import Api
@@ -42,16 +44,38 @@ def message_operations(api: Api) -> list[Operation]:
         return json_response(MessagePage(messages=page.messages, has_more=page.has_more))
 
     async def post_message(request: Request) -> Response:
-        me = await api.user(request)
+        identity = await api.identity(request)
         body = await read_json(request, PostMessage)
         item = SendItem(
             request.path_params["conversation_id"],
             body.body,
             body.client_msg_id,
+            kind=body.kind,
             reply_to=body.reply_to,
+            attachments=tuple(body.attachments),
         )
-        message, created = await chat.send_one(me, item)
+        if identity.user_id == SERVER:  # the app's backend, by API key
+            message, created = await chat.post_system(item)
+        else:
+            message, created = await chat.send_one(identity.user_id, item)
         return json_response(MessageBody(message), 201 if created else 200)
+
+    async def react(request: Request) -> Response:
+        me = await api.user(request)
+        p = request.path_params
+        count = await chat.react(me, p["message_id"], p["emoji"], request.method == "PUT")
+        return json_response(ReactionBody(changed=count >= 0, count=max(count, 0)))
+
+    async def search(request: Request) -> Response:
+        me = await api.user(request)
+        found = await chat.search(
+            me,
+            request.query_params.get("q", ""),
+            request.query_params.get("conversation_id") or None,
+            query_int(request, "limit", 20) or 20,
+            query_int(request, "offset", 0) or 0,
+        )
+        return json_response(found)
 
     async def get_message(request: Request) -> Response:
         me = await api.user(request)
@@ -158,5 +182,35 @@ def message_operations(api: Api) -> list[Operation]:
             "Unread counts: total and per conversation",
             unread,
             {200: Unread},
+        ),
+        Operation(
+            "PUT",
+            MSG + "/reactions/{emoji}",
+            "React to a message",
+            react,
+            {200: ReactionBody},
+            errors=refused,
+        ),
+        Operation(
+            "DELETE",
+            MSG + "/reactions/{emoji}",
+            "Take a reaction back",
+            react,
+            {200: ReactionBody},
+            errors=refused,
+        ),
+        Operation(
+            "GET",
+            "/api/v1/search",
+            "Full-text search in your conversations, ranked",
+            search,
+            {200: SearchPage},
+            query=[
+                Query("q", "Words that must all appear", "string", True),
+                Query("conversation_id", "Only this conversation", "string"),
+                Query("limit", "1 to 100, default 20"),
+                Query("offset", "Results to skip (next_offset of the last page)"),
+            ],
+            errors=(403, 404, 422),
         ),
     ]

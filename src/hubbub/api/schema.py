@@ -12,6 +12,7 @@ from hubbub.service.models import (
     Message,
     Receipt,
     RoomSummary,
+    Upload,
     Version,
 )
 
@@ -23,9 +24,11 @@ class CreateConversation(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
 
 
 class PostMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    body: str
+    body: str = ""
     client_msg_id: str
     reply_to: str | None = None
+    kind: Literal["text", "image", "file", "system"] = "text"
+    attachments: list[str] = []
 
 
 class ConversationBody(msgspec.Struct):
@@ -115,3 +118,13 @@ class BlockList(msgspec.Struct):
 
 class Done(msgspec.Struct):
     ok: bool
+
+
+class ReactionBody(msgspec.Struct):
+    changed: bool
+    count: int
+
+
+class UploadBody(msgspec.Struct):
+    upload: Upload
+    url: str

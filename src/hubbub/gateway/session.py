@@ -22,6 +22,7 @@ from hubbub.auth import Identity
 from hubbub.errors import HubbubError
 from hubbub.protocol import events
 from hubbub.protocol.commands import (
+    AddReaction,
     Command,
     DeleteMessage,
     Delivered,
@@ -29,6 +30,7 @@ from hubbub.protocol.commands import (
     Ping,
     ProtocolError,
     Read,
+    RemoveReaction,
     Resume,
     SendMessage,
     Typing,
@@ -177,6 +179,10 @@ class Session:
             kind = "read" if isinstance(command, Read) else "delivered"
             receipt = await gateway.chat.mark(user, command.conversation_id, kind, command.seq)
             reply["moved"] = receipt is not None
+        elif isinstance(command, AddReaction | RemoveReaction):
+            add = isinstance(command, AddReaction)
+            count = await gateway.chat.react(user, command.message_id, command.emoji, add)
+            reply["changed"] = count >= 0
         elif isinstance(command, Typing):
             await gateway.presence.typing(
                 user, command.conversation_id, command.state, self.connection_id
@@ -187,7 +193,15 @@ class Session:
 
     async def _send(self, batch: list[SendMessage]) -> None:
         items = [
-            SendItem(c.conversation_id, c.body, c.client_msg_id, reply_to=c.reply_to) for c in batch
+            SendItem(
+                c.conversation_id,
+                c.body,
+                c.client_msg_id,
+                kind=c.kind,
+                reply_to=c.reply_to,
+                attachments=tuple(c.attachments),
+            )
+            for c in batch
         ]
         results = await self.gateway.chat.send(self.user_id, items)
         for command, result in zip(batch, results, strict=True):

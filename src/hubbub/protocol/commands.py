@@ -24,6 +24,8 @@ class SendMessage(Command, kw_only=True):
     body: str
     client_msg_id: str
     reply_to: str | None = None
+    kind: Literal["text", "image", "file"] = "text"
+    attachments: list[str] = msgspec.field(default_factory=list)
 
 
 class EditMessage(Command, kw_only=True):
@@ -50,6 +52,21 @@ class Delivered(Mark, kw_only=True):
     pass
 
 
+class React(Command, kw_only=True):
+    """``reaction.add`` or ``reaction.remove``."""
+
+    message_id: str
+    emoji: str
+
+
+class AddReaction(React, kw_only=True):
+    pass
+
+
+class RemoveReaction(React, kw_only=True):
+    pass
+
+
 class Typing(Command, kw_only=True):
     conversation_id: str
     state: Literal["start", "stop"]
@@ -70,6 +87,8 @@ COMMANDS: dict[str, type[Command]] = {
     "read": Read,
     "delivered": Delivered,
     "typing": Typing,
+    "reaction.add": AddReaction,
+    "reaction.remove": RemoveReaction,
     "resume": Resume,
     "ping": Ping,
 }

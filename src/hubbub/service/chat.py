@@ -19,6 +19,7 @@ from hubbub.service.models import (
     Page,
     Receipt,
     Replay,
+    SearchPage,
     SendItem,
     StreamEvent,
     Version,
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
     from hubbub.service.presence import PresenceService
 
 MAX_CLIENT_MSG_ID = 128
+MAX_ATTACHMENTS = 10
+MAX_EMOJI = 32
+USER_KINDS = ("text", "image", "file")
+SERVER_KINDS = ("system", "text")
+SYSTEM_SENDER = "system"
 MAX_RESUME_CONVERSATIONS = 1000
 
 
@@ -57,15 +63,27 @@ class ChatService:
             raise TooLarge(f"body exceeds {self.limits.max_body_chars} characters")
         return body
 
-    def validate(self, item: SendItem) -> SendItem:
-        self.check_body(item.body)
+    def validate(self, item: SendItem, kinds: tuple[str, ...] = USER_KINDS) -> SendItem:
+        if item.kind not in kinds:
+            raise Invalid(f"kind must be one of {', '.join(kinds)}")
+        if item.kind in ("image", "file"):
+            if not item.attachments:
+                raise Invalid(f"a {item.kind} message carries at least one upload")
+            if len(item.body) > self.limits.max_body_chars:
+                raise TooLarge(f"body exceeds {self.limits.max_body_chars} characters")
+        else:
+            if item.attachments:
+                raise Invalid("attachments go with kind image or file")
+            self.check_body(item.body)
+        if len(item.attachments) > MAX_ATTACHMENTS:
+            raise TooLarge(f"at most {MAX_ATTACHMENTS} attachments")
         if not item.client_msg_id or len(item.client_msg_id) > MAX_CLIENT_MSG_ID:
             raise Invalid(f"client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} characters")
-        if item.kind not in ("text", "system"):
-            raise Invalid("kind must be text or system")
         return item
 
-    async def send(self, user: str, items: list[SendItem]) -> list[Appended]:
+    async def send(
+        self, user: str, items: list[SendItem], *, as_server: bool = False
+    ) -> list[Appended]:
         """Store messages in order; fan out the new ones after commit.
 
         Returns, per item, ``(message, created)`` or the error that refused it.
@@ -76,7 +94,7 @@ class ChatService:
         valid: list[SendItem] = []
         for item in items:
             try:
-                valid.append(self.validate(item))
+                valid.append(self.validate(item, SERVER_KINDS if as_server else USER_KINDS))
                 results.append(None)
             except HubbubError as exc:
                 results.append(exc)
@@ -85,7 +103,7 @@ class ChatService:
         # Know the recipients before committing, so that publishing right after
         # the commit needs no further wait and keeps commit order.
         known = {cid: await self.fanout.members(cid) for cid in {i.conversation_id for i in valid}}
-        stored = iter(await self.store.append_messages(user, valid, now_ms(self.clock)))
+        stored = iter(await self.store.append_messages(user, valid, now_ms(self.clock), as_server))
         out: list[Appended] = []
         for result in results:
             if result is not None:
@@ -128,6 +146,43 @@ class ChatService:
         self.fanout.publish_stream(event, cached if cached else await self.fanout.members(cid))
         assert event.message is not None
         return event.message
+
+    async def post_system(self, item: SendItem) -> tuple[Message, bool]:
+        """A message from the app's backend (sender ``system``); no membership needed."""
+        (result,) = await self.send(SYSTEM_SENDER, [item], as_server=True)
+        if isinstance(result, HubbubError):
+            raise result
+        return result
+
+    async def react(self, user: str, message_id: str, emoji: str, add: bool) -> int:
+        """Add or remove a reaction; members get a ``reaction`` event. Returns the count."""
+        if not emoji or len(emoji) > MAX_EMOJI or any(c.isspace() for c in emoji):
+            raise Invalid(f"emoji must be 1 to {MAX_EMOJI} characters without spaces")
+        changed = await self.store.react(user, message_id, emoji, add, self._now())
+        if changed is None:
+            return -1
+        cid, count = changed
+        payload = events.event(
+            "reaction",
+            conversation_id=cid,
+            message_id=message_id,
+            user_id=user,
+            emoji=emoji,
+            action="added" if add else "removed",
+            count=count,
+        )
+        self.fanout.publish_to(await self.fanout.members(cid), payload, cid)
+        return count
+
+    async def search(
+        self, user: str, text: str, conversation_id: str | None, limit: int, offset: int
+    ) -> SearchPage:
+        text = text.strip()
+        if not text or len(text) > 200:
+            raise Invalid("q must be 1 to 200 characters")
+        if not 1 <= limit <= self.limits.page_max or offset < 0:
+            raise Invalid(f"limit must be 1 to {self.limits.page_max}, offset not negative")
+        return await self.store.search(user, text, conversation_id, limit, offset)
 
     # Reading ------------------------------------------------------------
 

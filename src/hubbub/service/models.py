@@ -8,7 +8,22 @@ import msgspec
 
 ConversationKind = Literal["direct", "group", "room"]
 Role = Literal["owner", "admin", "member"]
-MessageKind = Literal["text", "system"]
+MessageKind = Literal["text", "image", "file", "system"]
+
+
+class Attachment(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    content_type: str
+    size: int
+    url: str
+
+
+class Reaction(msgspec.Struct, kw_only=True):
+    emoji: str
+    count: int
+    me: bool = False
+    """Whether the reader reacted so (in history; always false in live frames)."""
 
 
 class Message(msgspec.Struct, kw_only=True):
@@ -24,6 +39,8 @@ class Message(msgspec.Struct, kw_only=True):
     created_at: str
     edited_at: str | None = None
     deleted_at: str | None = None
+    attachments: list[Attachment] = msgspec.field(default_factory=list)
+    reactions: list[Reaction] = msgspec.field(default_factory=list)
 
 
 class Member(msgspec.Struct, kw_only=True):
@@ -75,6 +92,7 @@ class SendItem(msgspec.Struct, frozen=True):
     client_msg_id: str
     kind: str = "text"
     reply_to: str | None = None
+    attachments: tuple[str, ...] = ()
 
 
 class StreamEvent(msgspec.Struct, kw_only=True):
@@ -115,3 +133,17 @@ class Receipt(msgspec.Struct, kw_only=True):
     user_id: str
     read_seq: int
     delivered_seq: int
+
+
+class Upload(msgspec.Struct, kw_only=True):
+    id: str
+    owner_id: str
+    name: str
+    content_type: str
+    size: int
+    created_at: str
+
+
+class SearchPage(msgspec.Struct, kw_only=True):
+    results: list[Message]
+    next_offset: int | None

@@ -25,8 +25,10 @@ from hubbub.service.models import (
     Receipt,
     Replay,
     RoomSummary,
+    SearchPage,
     SendItem,
     StreamEvent,
+    Upload,
     Version,
 )
 
@@ -92,8 +94,26 @@ class Store(Protocol):
 
     # Messages and the stream
     async def append_messages(
-        self, sender: str, items: list[SendItem], now_ms: int
-    ) -> list[Appended]: ...
+        self, sender: str, items: list[SendItem], now_ms: int, as_server: bool = False
+    ) -> list[Appended]:
+        """``as_server``: the app's backend posting; no membership needed."""
+
+    async def react(
+        self, user: str, mid: str, emoji: str, add: bool, now_ms: int
+    ) -> tuple[str, int] | None:
+        """``(conversation_id, count of that emoji)``; None when nothing changed."""
+
+    async def search(
+        self, user: str, text: str, cid: str | None, limit: int, offset: int
+    ) -> SearchPage:
+        """Ranked matches in the user's conversations; deleted messages never match."""
+
+    async def create_upload(
+        self, upload_id: str, owner: str, name: str, ctype: str, size: int, now_ms: int
+    ) -> Upload: ...
+    async def get_upload(self, user: str, upload_id: str) -> Upload:
+        """For its owner or members of a conversation where it was sent."""
+
     async def edit_message(self, user: str, mid: str, body: str, now_ms: int) -> StreamEvent: ...
     async def delete_message(self, user: str, mid: str, now_ms: int) -> StreamEvent: ...
     async def get_message(self, user: str, mid: str) -> Message: ...

@@ -18,8 +18,10 @@ from hubbub.service.models import (
     Receipt,
     Replay,
     RoomSummary,
+    SearchPage,
     SendItem,
     StreamEvent,
+    Upload,
     Version,
 )
 from hubbub.store import sqlite_conversations as conversations
@@ -122,9 +124,27 @@ class SQLiteStore:
 
     # Messages and the stream
     async def append_messages(
-        self, sender: str, items: list[SendItem], now_ms: int
+        self, sender: str, items: list[SendItem], now_ms: int, as_server: bool = False
     ) -> list[Appended]:
-        return await self.call(messages.append_messages, sender, items, now_ms)
+        return await self.call(messages.append_messages, sender, items, now_ms, as_server)
+
+    async def react(
+        self, user: str, mid: str, emoji: str, add: bool, now_ms: int
+    ) -> tuple[str, int] | None:
+        return await self.call(messages.react, user, mid, emoji, add, now_ms)
+
+    async def search(
+        self, user: str, text: str, cid: str | None, limit: int, offset: int
+    ) -> SearchPage:
+        return await self.call(messages.search, user, text, cid, limit, offset)
+
+    async def create_upload(
+        self, upload_id: str, owner: str, name: str, ctype: str, size: int, now_ms: int
+    ) -> Upload:
+        return await self.call(messages.create_upload, upload_id, owner, name, ctype, size, now_ms)
+
+    async def get_upload(self, user: str, upload_id: str) -> Upload:
+        return await self.call(messages.get_upload, user, upload_id)
 
     async def edit_message(self, user: str, mid: str, body: str, now_ms: int) -> StreamEvent:
         return await self.call(messages.edit_message, user, mid, body, now_ms)

@@ -7,19 +7,54 @@ import sqlite3
 from hubbub.clock import iso_ms
 from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound
 from hubbub.ids import new_id
-from hubbub.service.models import Message, Page, Receipt, Replay, SendItem, StreamEvent, Version
+from hubbub.service.models import (
+    Message,
+    Page,
+    Receipt,
+    Replay,
+    SearchPage,
+    SendItem,
+    StreamEvent,
+    Upload,
+    Version,
+)
 from hubbub.store import sqlite_rows as rows
 from hubbub.store.base import Appended
 
 MODERATORS = ("owner", "admin")
+MAX_REACTIONS_PER_USER = 20
 
 
-def _append_one(conn: sqlite3.Connection, sender: str, item: SendItem, now_ms: int) -> Appended:
+def _check_attachments(conn: sqlite3.Connection, sender: str, item: SendItem) -> None:
+    if not item.attachments:
+        return
+    marks = ",".join("?" * len(item.attachments))
+    found = dict(
+        conn.execute(
+            f"SELECT id, content_type FROM uploads WHERE owner_id = ? AND id IN ({marks})",
+            (sender, *item.attachments),
+        ).fetchall()
+    )
+    missing = [u for u in item.attachments if u not in found]
+    if missing:
+        raise Invalid(f"unknown upload {missing[0]!r}: attach only your own uploads")
+    if item.kind == "image" and not all(t.startswith("image/") for t in found.values()):
+        raise Invalid("an image message carries image uploads only")
+
+
+def _append_one(
+    conn: sqlite3.Connection, sender: str, item: SendItem, now_ms: int, as_server: bool
+) -> Appended:
     cid = item.conversation_id
     try:
-        kind, _role = rows.membership(conn, sender, cid)
-        if kind == "direct" and rows.direct_blocked(conn, sender, cid):
-            raise Forbidden("this direct conversation is blocked")
+        if as_server:
+            if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (cid,)).fetchone() is None:
+                raise NotFound("no such conversation")
+        else:
+            kind, _role = rows.membership(conn, sender, cid)
+            if kind == "direct" and rows.direct_blocked(conn, sender, cid):
+                raise Forbidden("this direct conversation is blocked")
+        _check_attachments(conn, sender, item)
         if item.reply_to is not None:
             parent = conn.execute(
                 "SELECT conversation_id FROM messages WHERE id = ?", (item.reply_to,)
@@ -42,6 +77,10 @@ def _append_one(conn: sqlite3.Connection, sender: str, item: SendItem, now_ms: i
         "reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (mid, cid, seq, sender, item.kind, item.body, item.client_msg_id, item.reply_to, now_ms),
     )
+    conn.executemany(
+        "INSERT INTO message_attachments (message_id, upload_id, position) VALUES (?, ?, ?)",
+        [(mid, upload, i) for i, upload in enumerate(item.attachments)],
+    )
     conn.execute("UPDATE conversations SET last_activity_at = ? WHERE id = ?", (now_ms, cid))
     # Your own message is read by you; a hidden conversation reappears.
     conn.execute(
@@ -56,9 +95,9 @@ def _append_one(conn: sqlite3.Connection, sender: str, item: SendItem, now_ms: i
 
 
 def append_messages(
-    conn: sqlite3.Connection, sender: str, items: list[SendItem], now_ms: int
+    conn: sqlite3.Connection, sender: str, items: list[SendItem], now_ms: int, as_server: bool
 ) -> list[Appended]:
-    return [_append_one(conn, sender, item, now_ms) for item in items]
+    return [_append_one(conn, sender, item, now_ms, as_server) for item in items]
 
 
 def _editable(conn: sqlite3.Connection, user: str, message_id: str) -> tuple[Message, str]:
@@ -148,7 +187,7 @@ def message_versions(conn: sqlite3.Connection, user: str, message_id: str) -> li
 
 
 def get_message(conn: sqlite3.Connection, user: str, message_id: str) -> Message:
-    message = rows.load_message(conn, message_id)
+    message = rows.load_message(conn, message_id, user)
     if message is None:
         raise NotFound("no such message")
     rows.membership(conn, user, message.conversation_id)
@@ -172,7 +211,8 @@ def list_messages(
             f"{select} AND m.seq > ? ORDER BY m.seq ASC LIMIT ?",
             (conversation_id, after, limit + 1),
         ).fetchall()
-        return Page(messages=[rows.message(r) for r in found[:limit]], has_more=len(found) > limit)
+        page = rows.enrich(conn, [rows.message(r) for r in found[:limit]], user)
+        return Page(messages=page, has_more=len(found) > limit)
     clauses, args = "", [conversation_id]
     if before is not None:
         clauses += " AND m.seq < ?"
@@ -183,9 +223,8 @@ def list_messages(
     found = conn.execute(
         f"{select}{clauses} ORDER BY m.seq DESC LIMIT ?", (*args, limit + 1)
     ).fetchall()
-    return Page(
-        messages=[rows.message(r) for r in reversed(found[:limit])], has_more=len(found) > limit
-    )
+    page = rows.enrich(conn, [rows.message(r) for r in reversed(found[:limit])], user)
+    return Page(messages=page, has_more=len(found) > limit)
 
 
 def replay(
@@ -217,6 +256,7 @@ def replay(
             rows.stream_event(cid, seq, kind, None if r[0] is None else rows.message(r), data)
             for seq, kind, data, *r in found
         ]
+        rows.enrich(conn, [e.message for e in events if e.message is not None], user)
         replays.append(Replay(conversation_id=cid, status="ok", last_seq=last_seq, events=events))
     return replays
 
@@ -269,3 +309,119 @@ def unread(conn: sqlite3.Connection, user: str) -> dict[str, int]:
             f"SELECT m.conversation_id, {UNREAD} FROM members m WHERE m.user_id = ?", (user,)
         )
     }
+
+
+def react(
+    conn: sqlite3.Connection, user: str, message_id: str, emoji: str, add: bool, now_ms: int
+) -> tuple[str, int] | None:
+    """Add or remove a reaction; ``(conversation_id, count of that emoji)``, None if no change."""
+    message = rows.load_message(conn, message_id)
+    if message is None:
+        raise NotFound("no such message")
+    rows.membership(conn, user, message.conversation_id)
+    if message.deleted_at is not None:
+        raise NotFound("the message was deleted")
+    if add:
+        (mine,) = conn.execute(
+            "SELECT COUNT(*) FROM reactions WHERE message_id = ? AND user_id = ?",
+            (message_id, user),
+        ).fetchone()
+        if mine >= MAX_REACTIONS_PER_USER:
+            raise Invalid(f"at most {MAX_REACTIONS_PER_USER} reactions per message")
+        changed = conn.execute(
+            "INSERT INTO reactions (message_id, emoji, user_id, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (message_id, emoji, user, now_ms),
+        ).rowcount
+    else:
+        changed = conn.execute(
+            "DELETE FROM reactions WHERE message_id = ? AND emoji = ? AND user_id = ?",
+            (message_id, emoji, user),
+        ).rowcount
+    if not changed:
+        return None
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM reactions WHERE message_id = ? AND emoji = ?", (message_id, emoji)
+    ).fetchone()
+    return message.conversation_id, count
+
+
+def fts_query(text: str) -> str:
+    """User text as an FTS5 query: every word must appear (each quoted, so no syntax)."""
+    words = [w.replace('"', '""') for w in text.split()]
+    return " ".join(f'"{w}"' for w in words)
+
+
+def search(
+    conn: sqlite3.Connection,
+    user: str,
+    text: str,
+    conversation_id: str | None,
+    limit: int,
+    offset: int,
+) -> SearchPage:
+    if conversation_id is not None:
+        rows.membership(conn, user, conversation_id)
+    where, args = "", [fts_query(text), user]
+    if conversation_id is not None:
+        where = " AND m.conversation_id = ?"
+        args.append(conversation_id)
+    found = conn.execute(
+        f"SELECT {rows.MESSAGE_COLUMNS} FROM messages_fts f "
+        "JOIN messages m ON m.rowid = f.rowid LEFT JOIN users u ON u.id = m.sender_id "
+        "JOIN members mb ON mb.conversation_id = m.conversation_id "
+        f"WHERE messages_fts MATCH ? AND mb.user_id = ? AND m.deleted_at IS NULL{where} "
+        "ORDER BY bm25(messages_fts), m.created_at DESC LIMIT ? OFFSET ?",
+        (*args, limit + 1, offset),
+    ).fetchall()
+    results = rows.enrich(conn, [rows.message(r) for r in found[:limit]], user)
+    return SearchPage(results=results, next_offset=offset + limit if len(found) > limit else None)
+
+
+def create_upload(
+    conn: sqlite3.Connection,
+    upload_id: str,
+    owner: str,
+    name: str,
+    ctype: str,
+    size: int,
+    now_ms: int,
+) -> Upload:
+    conn.execute(
+        "INSERT INTO uploads (id, owner_id, name, content_type, size, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (upload_id, owner, name, ctype, size, now_ms),
+    )
+    return Upload(
+        id=upload_id,
+        owner_id=owner,
+        name=name,
+        content_type=ctype,
+        size=size,
+        created_at=iso_ms(now_ms),
+    )
+
+
+def get_upload(conn: sqlite3.Connection, user: str, upload_id: str) -> Upload:
+    """The upload, for its owner or a member of a conversation where it was sent."""
+    row = conn.execute(
+        "SELECT id, owner_id, name, content_type, size, created_at FROM uploads WHERE id = ?",
+        (upload_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such upload")
+    uid, owner, name, ctype, size, created = row
+    if (
+        owner != user
+        and conn.execute(
+            "SELECT 1 FROM message_attachments a JOIN messages m ON m.id = a.message_id "
+            "JOIN members mb ON mb.conversation_id = m.conversation_id AND mb.user_id = ? "
+            "WHERE a.upload_id = ? AND m.deleted_at IS NULL LIMIT 1",
+            (user, upload_id),
+        ).fetchone()
+        is None
+    ):
+        raise Forbidden("this file was not shared with you")
+    return Upload(
+        id=uid, owner_id=owner, name=name, content_type=ctype, size=size, created_at=iso_ms(created)
+    )

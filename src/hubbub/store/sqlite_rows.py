@@ -8,7 +8,14 @@ from typing import Any
 
 from hubbub.clock import iso_ms
 from hubbub.errors import Forbidden, NotFound
-from hubbub.service.models import Conversation, Member, Message, StreamEvent
+from hubbub.service.models import (
+    Attachment,
+    Conversation,
+    Member,
+    Message,
+    Reaction,
+    StreamEvent,
+)
 
 MESSAGE_COLUMNS = (
     "m.id, m.conversation_id, m.seq, m.sender_id, u.name, m.kind, m.body, m.client_msg_id, "
@@ -38,11 +45,44 @@ def message(row: tuple[Any, ...]) -> Message:
     )
 
 
-def load_message(conn: sqlite3.Connection, message_id: str) -> Message | None:
+def load_message(
+    conn: sqlite3.Connection, message_id: str, viewer: str | None = None
+) -> Message | None:
     row = conn.execute(
         f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ?", (message_id,)
     ).fetchone()
-    return None if row is None else message(row)
+    return None if row is None else enrich(conn, [message(row)], viewer)[0]
+
+
+def upload_url(upload_id: str) -> str:
+    return f"/api/v1/uploads/{upload_id}"
+
+
+def enrich(
+    conn: sqlite3.Connection, messages: list[Message], viewer: str | None = None
+) -> list[Message]:
+    """Fill in attachments and reaction counts (``me`` relative to ``viewer``)."""
+    live = [m for m in messages if m.deleted_at is None]
+    if not live:
+        return messages
+    by_id = {m.id: m for m in live}
+    marks = ",".join("?" * len(by_id))
+    for mid, uid, name, ctype, size in conn.execute(
+        f"SELECT a.message_id, u.id, u.name, u.content_type, u.size FROM message_attachments a "
+        f"JOIN uploads u ON u.id = a.upload_id WHERE a.message_id IN ({marks}) "
+        "ORDER BY a.message_id, a.position",
+        list(by_id),
+    ):
+        by_id[mid].attachments.append(
+            Attachment(id=uid, name=name, content_type=ctype, size=size, url=upload_url(uid))
+        )
+    for mid, emoji, count, mine in conn.execute(
+        f"SELECT message_id, emoji, COUNT(*), MAX(user_id = ?) FROM reactions "
+        f"WHERE message_id IN ({marks}) GROUP BY message_id, emoji ORDER BY MIN(created_at)",
+        [viewer, *by_id],
+    ):
+        by_id[mid].reactions.append(Reaction(emoji=emoji, count=count, me=bool(mine)))
+    return messages
 
 
 def members(conn: sqlite3.Connection, conversation_id: str) -> list[Member]:

@@ -74,4 +74,44 @@ CREATE TABLE blocks (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (blocker, blocked)
 ) WITHOUT ROWID;
-CREATE INDEX blocks_by_blocked ON blocks (blocked, blocker)
+CREATE INDEX blocks_by_blocked ON blocks (blocked, blocker);
+
+CREATE TABLE reactions (
+    message_id TEXT NOT NULL,
+    emoji      TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, emoji, user_id)
+) WITHOUT ROWID;
+
+CREATE TABLE uploads (
+    id           TEXT PRIMARY KEY,
+    owner_id     TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE message_attachments (
+    message_id TEXT NOT NULL,
+    upload_id  TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (message_id, position)
+) WITHOUT ROWID;
+CREATE INDEX attachments_by_upload ON message_attachments (upload_id);
+
+-- Full-text search over message bodies; deleted messages have an empty body.
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    body, content = 'messages', content_rowid = 'rowid', tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, body) VALUES (new.rowid, new.body);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.rowid, old.body);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.rowid, old.body);
+    INSERT INTO messages_fts (rowid, body) VALUES (new.rowid, new.body);
+END;

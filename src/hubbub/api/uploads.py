@@ -1,0 +1,75 @@
+"""REST: file uploads (multipart) and downloads."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from hubbub.api.http import json_response
+from hubbub.api.openapi import Operation
+from hubbub.api.schema import UploadBody
+from hubbub.errors import Invalid, TooLarge
+
+if TYPE_CHECKING:
+    from hubbub.api.app import Api
+
+CHUNK = 64 * 1024
+FORM_OVERHEAD = 64 * 1024
+
+
+def upload_operations(api: Api) -> list[Operation]:
+    service = api.uploads
+
+    async def upload_file(request: Request) -> Response:
+        me = await api.user(request)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > service.max_bytes + FORM_OVERHEAD:
+            raise TooLarge(f"a file is at most {service.max_bytes} bytes")
+        async with request.form(max_files=1, max_fields=4) as form:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                raise Invalid("send the file as multipart/form-data field 'file'")
+
+            async def chunks() -> AsyncIterator[bytes]:
+                while chunk := await file.read(CHUNK):
+                    yield chunk
+
+            upload = await service.save(
+                me, file.filename or "file", file.content_type or "", chunks()
+            )
+        return json_response(UploadBody(upload=upload, url=f"/api/v1/uploads/{upload.id}"), 201)
+
+    async def download_file(request: Request) -> Response:
+        me = await api.user(request)
+        upload, path = await service.get(me, request.path_params["upload_id"])
+        return FileResponse(
+            path,
+            media_type=upload.content_type,
+            filename=upload.name,
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private"},
+        )
+
+    return [
+        Operation(
+            "POST",
+            "/api/v1/uploads",
+            "Upload a file (multipart/form-data, field 'file') to attach to a message",
+            upload_file,
+            {201: UploadBody},
+            errors=(413, 422),
+            tag="files",
+        ),
+        Operation(
+            "GET",
+            "/api/v1/uploads/{upload_id}",
+            "Download a file: its uploader, or members of a conversation it was sent to",
+            download_file,
+            {200: None},
+            errors=(403, 404),
+            tag="files",
+        ),
+    ]
