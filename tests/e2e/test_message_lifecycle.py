@@ -37,6 +37,11 @@ async def test_receipts_round_trip(server: ServerProcess) -> None:
         for m in get(server, "rs", f"/api/v1/conversations/{cid}")["conversation"]["members"]
     }
     assert (members["rr"]["read_seq"], members["rr"]["delivered_seq"]) == (seq, seq)
+    page = get(server, "rs", f"/api/v1/conversations/{cid}/messages")
+    pointers = {r["user_id"]: (r["read_seq"], r["delivered_seq"]) for r in page["receipts"]}
+    assert pointers == {"rr": (seq, seq), "rs": (seq, seq)}
+    read_by = [u for u, (read, _) in pointers.items() if read >= sent["seq"] and u != "rs"]
+    assert read_by == ["rr"]
     # REST does the same, and a seq beyond the stream is clamped to its end.
     r = httpx.post(
         f"{server.url}/api/v1/conversations/{cid}/read", headers=auth("rs"), json={"seq": 999}

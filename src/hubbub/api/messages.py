@@ -41,7 +41,9 @@ def message_operations(api: Api) -> list[Operation]:
             after=query_int(request, "after"),
             limit=query_int(request, "limit"),
         )
-        return json_response(MessagePage(messages=page.messages, has_more=page.has_more))
+        return json_response(
+            MessagePage(messages=page.messages, has_more=page.has_more, receipts=page.receipts)
+        )
 
     async def post_message(request: Request) -> Response:
         identity = await api.identity(request)

@@ -46,6 +46,8 @@ class MessageBody(msgspec.Struct):
 class MessagePage(msgspec.Struct):
     messages: list[Message]
     has_more: bool
+    receipts: list[Receipt]
+    """Members' read/delivered pointers (empty above 256 members)."""
 
 
 class Health(msgspec.Struct):

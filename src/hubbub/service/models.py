@@ -112,6 +112,7 @@ class StreamEvent(msgspec.Struct, kw_only=True):
 class Page(msgspec.Struct, kw_only=True):
     messages: list[Message]
     has_more: bool
+    receipts: list[Receipt] = msgspec.field(default_factory=list)
 
 
 class Replay(msgspec.Struct, kw_only=True):

@@ -23,6 +23,7 @@ from hubbub.store.base import Appended
 
 MODERATORS = ("owner", "admin")
 MAX_REACTIONS_PER_USER = 20
+MAX_POINTERS = 256
 
 
 def _check_attachments(conn: sqlite3.Connection, sender: str, item: SendItem) -> None:
@@ -203,6 +204,34 @@ def list_messages(
     limit: int,
 ) -> Page:
     rows.membership(conn, user, conversation_id)
+    page = _page(conn, user, conversation_id, before, after, limit)
+    page.receipts = _pointers(conn, conversation_id)
+    return page
+
+
+def _pointers(conn: sqlite3.Connection, conversation_id: str) -> list[Receipt]:
+    """Members' read and delivered pointers, for conversations small enough to list."""
+    found = conn.execute(
+        "SELECT user_id, read_seq, delivered_seq FROM members WHERE conversation_id = ? "
+        "ORDER BY user_id LIMIT ?",
+        (conversation_id, MAX_POINTERS + 1),
+    ).fetchall()
+    if len(found) > MAX_POINTERS:
+        return []
+    return [
+        Receipt(conversation_id=conversation_id, user_id=uid, read_seq=read, delivered_seq=dlv)
+        for uid, read, dlv in found
+    ]
+
+
+def _page(
+    conn: sqlite3.Connection,
+    user: str,
+    conversation_id: str,
+    before: int | None,
+    after: int | None,
+    limit: int,
+) -> Page:
     if before is not None and after is not None and after >= before - 1:
         return Page(messages=[], has_more=False)
     select = f"SELECT {rows.MESSAGE_COLUMNS} FROM {rows.MESSAGE_FROM} WHERE m.conversation_id = ?"
