@@ -166,3 +166,84 @@ async def test_everything_survives_reopening(store_factory: StoreFactory) -> Non
         assert page.messages == [message]
     finally:
         await second.close()
+
+
+async def test_every_change_takes_the_next_seq_and_replays(store: Store) -> None:
+    group = await store.create_group("o", "g", ["a"], NOW)
+    message, _ = await send(store, "o", group.id, "hello")
+    edited = await store.edit_message("o", message.id, "hello!", NOW + 1)
+    joined = await store.add_members("o", group.id, ["b"], 100, NOW + 2)
+    renamed = await store.rename("o", group.id, "G", NOW + 3)
+    deleted = await store.delete_message("o", message.id, NOW + 4)
+    left = await store.remove_member("o", group.id, "a", NOW + 5)
+    seqs = [
+        message.seq,
+        edited.seq,
+        *(e.seq for e in joined + renamed),
+        deleted.seq,
+        *(e.seq for e in left),
+    ]
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    (replay,) = await store.replay("b", {group.id: 0}, limit=100)
+    assert [e.type for e in replay.events] == [
+        "message.new",
+        "message.edited",
+        "member.joined",
+        "conversation.renamed",
+        "message.deleted",
+        "member.left",
+    ]
+    # Message events show the message as it is now: deleted, body gone.
+    assert all(e.message is not None and e.message.body == "" for e in replay.events[:2])
+    assert replay.events[5].data == {"user_id": "a", "by": "o", "reason": "removed"}
+    assert await store.message_versions("b", message.id) == []
+    # The removed member is out: no replay, no history.
+    (gone,) = await store.replay("a", {group.id: 0}, limit=100)
+    assert gone.status == "unavailable"
+    with pytest.raises(Forbidden):
+        await store.list_messages("a", group.id, before=None, after=None, limit=5)
+
+
+async def test_pointers_only_move_forward(store: Store) -> None:
+    conv, _ = await store.get_or_create_direct("a", "b", NOW)
+    for i in range(3):
+        await send(store, "a", conv.id, f"m{i}")
+    receipt = await store.mark("b", conv.id, "delivered", 2)
+    assert receipt is not None and (receipt.read_seq, receipt.delivered_seq) == (0, 2)
+    receipt = await store.mark("b", conv.id, "read", 99)  # clamped to the stream's end
+    assert receipt is not None and (receipt.read_seq, receipt.delivered_seq) == (3, 3)
+    assert await store.mark("b", conv.id, "read", 1) is None
+    assert await store.unread("b") == {conv.id: 0}
+    with pytest.raises(Forbidden):
+        await store.mark("z", conv.id, "read", 1)
+
+
+async def test_blocks_refuse_direct_but_not_groups(store: Store) -> None:
+    conv, _ = await store.get_or_create_direct("a", "b", NOW)
+    group = await store.create_group("a", "g", ["b"], NOW)
+    assert await store.block("a", "b", NOW) and not await store.block("a", "b", NOW)
+    assert await store.blocked_by("a") == ["b"] and await store.blockers_of("b") == ["a"]
+    refused, ok = await store.append_messages(
+        "b", [SendItem(conv.id, "x", "1"), SendItem(group.id, "y", "2")], NOW
+    )
+    assert isinstance(refused, Forbidden) and not isinstance(ok, Exception)
+    with pytest.raises(Forbidden):
+        await store.get_or_create_direct("b", "a", NOW)
+    assert await store.unblock("a", "b")
+    assert not isinstance(
+        (await store.append_messages("b", [SendItem(conv.id, "x", "3")], NOW))[0], Exception
+    )
+
+
+async def test_search_and_reactions(store: Store) -> None:
+    conv, _ = await store.get_or_create_direct("a", "b", NOW)
+    other, _ = await store.get_or_create_direct("c", "d", NOW)
+    m1, _ = await send(store, "a", conv.id, "Café opening hours")
+    await send(store, "c", other.id, "cafe for others")
+    found = await store.search("b", "cafe", None, 10, 0)
+    assert [m.id for m in found.results] == [m1.id] and found.next_offset is None
+    assert await store.react("b", m1.id, "👍", True, NOW) == (conv.id, 1)
+    assert await store.react("b", m1.id, "👍", True, NOW) is None
+    page = await store.list_messages("b", conv.id, before=None, after=None, limit=5)
+    assert [(r.emoji, r.count, r.me) for r in page.messages[0].reactions] == [("👍", 1, True)]
+    assert await store.react("b", m1.id, "👍", False, NOW) == (conv.id, 0)
