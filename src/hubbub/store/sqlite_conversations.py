@@ -13,6 +13,7 @@ from hubbub.service.models import (
     RoomSummary,
     StreamEvent,
 )
+from hubbub.store import records
 from hubbub.store import sqlite_rows as rows
 from hubbub.store.sqlite_messages import UNREAD
 
@@ -120,24 +121,23 @@ def member_ids(conn: sqlite3.Connection, conversation_id: str) -> list[str]:
 
 def list_conversations(conn: sqlite3.Connection, user: str) -> list[ConversationSummary]:
     found = conn.execute(
-        f"SELECT {rows.CONVERSATION_COLUMNS}, m.read_seq, {UNREAD} "
+        f"SELECT {records.CONVERSATION_COLUMNS}, m.read_seq, {UNREAD} "
         "FROM members m JOIN conversations c ON c.id = m.conversation_id "
         "WHERE m.user_id = ? AND m.hidden = 0 ORDER BY c.last_activity_at DESC, c.id",
         (user,),
     ).fetchall()
     summaries = []
     for row in found:
-        fields = rows.conversation_fields(row)
+        fields = records.conversation_fields(row)
         last = conn.execute(
-            f"SELECT {rows.MESSAGE_COLUMNS} FROM {rows.MESSAGE_FROM} WHERE m.conversation_id = ? "
-            "ORDER BY m.seq DESC LIMIT 1",
+            f"{records.SELECT_MESSAGE} WHERE m.conversation_id = ? ORDER BY m.seq DESC LIMIT 1",
             (fields["id"],),
         ).fetchone()
         summaries.append(
             ConversationSummary(
                 **fields,
                 members=rows.members(conn, fields["id"]),
-                last_message=None if last is None else rows.message(last),
+                last_message=None if last is None else records.message(last),
                 read_seq=row[7],
                 unread_count=row[8],
             )

@@ -18,6 +18,7 @@ from hubbub.service.models import (
     Upload,
     Version,
 )
+from hubbub.store import records
 from hubbub.store import sqlite_rows as rows
 from hubbub.store.base import Appended
 
@@ -65,12 +66,12 @@ def _append_one(
     except HubbubError as exc:
         return exc
     row = conn.execute(
-        f"SELECT {rows.MESSAGE_COLUMNS} FROM {rows.MESSAGE_FROM} "
+        f"{records.SELECT_MESSAGE} "
         "WHERE m.sender_id = ? AND m.conversation_id = ? AND m.client_msg_id = ?",
         (sender, cid, item.client_msg_id),
     ).fetchone()
     if row is not None:
-        return rows.message(row), False
+        return records.message(row), False
     mid = new_id("m")
     seq = rows.add_event(conn, cid, "message.new", now_ms, message_id=mid)
     conn.execute(
@@ -234,13 +235,13 @@ def _page(
 ) -> Page:
     if before is not None and after is not None and after >= before - 1:
         return Page(messages=[], has_more=False)
-    select = f"SELECT {rows.MESSAGE_COLUMNS} FROM {rows.MESSAGE_FROM} WHERE m.conversation_id = ?"
+    select = f"{records.SELECT_MESSAGE} WHERE m.conversation_id = ?"
     if after is not None and before is None:
         found = conn.execute(
             f"{select} AND m.seq > ? ORDER BY m.seq ASC LIMIT ?",
             (conversation_id, after, limit + 1),
         ).fetchall()
-        page = rows.enrich(conn, [rows.message(r) for r in found[:limit]], user)
+        page = rows.enrich(conn, [records.message(r) for r in found[:limit]], user)
         return Page(messages=page, has_more=len(found) > limit)
     clauses, args = "", [conversation_id]
     if before is not None:
@@ -252,7 +253,7 @@ def _page(
     found = conn.execute(
         f"{select}{clauses} ORDER BY m.seq DESC LIMIT ?", (*args, limit + 1)
     ).fetchall()
-    page = rows.enrich(conn, [rows.message(r) for r in reversed(found[:limit])], user)
+    page = rows.enrich(conn, [records.message(r) for r in reversed(found[:limit])], user)
     return Page(messages=page, has_more=len(found) > limit)
 
 
@@ -276,13 +277,13 @@ def replay(
             )
             continue
         found = conn.execute(
-            f"SELECT e.seq, e.type, e.data, {rows.MESSAGE_COLUMNS} FROM events e "
+            f"SELECT e.seq, e.type, e.data, {records.MESSAGE_COLUMNS} FROM events e "
             "LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN users u ON u.id = m.sender_id "
             "WHERE e.conversation_id = ? AND e.seq > ? ORDER BY e.seq",
             (cid, cursor),
         ).fetchall()
         events = [
-            rows.stream_event(cid, seq, kind, None if r[0] is None else rows.message(r), data)
+            records.stream_event(cid, seq, kind, None if r[0] is None else records.message(r), data)
             for seq, kind, data, *r in found
         ]
         rows.enrich(conn, [e.message for e in events if e.message is not None], user)
@@ -396,14 +397,14 @@ def search(
         where = " AND m.conversation_id = ?"
         args.append(conversation_id)
     found = conn.execute(
-        f"SELECT {rows.MESSAGE_COLUMNS} FROM messages_fts f "
+        f"SELECT {records.MESSAGE_COLUMNS} FROM messages_fts f "
         "JOIN messages m ON m.rowid = f.rowid LEFT JOIN users u ON u.id = m.sender_id "
         "JOIN members mb ON mb.conversation_id = m.conversation_id "
         f"WHERE messages_fts MATCH ? AND mb.user_id = ? AND m.deleted_at IS NULL{where} "
         "ORDER BY bm25(messages_fts), m.created_at DESC LIMIT ? OFFSET ?",
         (*args, limit + 1, offset),
     ).fetchall()
-    results = rows.enrich(conn, [rows.message(r) for r in found[:limit]], user)
+    results = rows.enrich(conn, [records.message(r) for r in found[:limit]], user)
     return SearchPage(results=results, next_offset=offset + limit if len(found) > limit else None)
 
 

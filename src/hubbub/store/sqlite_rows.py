@@ -1,4 +1,4 @@
-"""Row-to-record helpers and checks shared by the SQLite query modules."""
+"""Loading and checks shared by the SQLite query modules."""
 
 from __future__ import annotations
 
@@ -14,48 +14,18 @@ from hubbub.service.models import (
     Member,
     Message,
     Reaction,
-    StreamEvent,
 )
-
-MESSAGE_COLUMNS = (
-    "m.id, m.conversation_id, m.seq, m.sender_id, u.name, m.kind, m.body, m.client_msg_id, "
-    "m.reply_to, m.created_at, m.edited_at, m.deleted_at"
-)
-MESSAGE_FROM = "messages m LEFT JOIN users u ON u.id = m.sender_id"
-CONVERSATION_COLUMNS = (
-    "c.id, c.kind, c.title, c.created_by, c.created_at, c.last_seq, c.last_activity_at"
-)
-
-
-def message(row: tuple[Any, ...]) -> Message:
-    mid, cid, seq, sender, name, kind, body, cmid, reply_to, created, edited, deleted = row
-    return Message(
-        id=mid,
-        conversation_id=cid,
-        seq=seq,
-        sender_id=sender,
-        sender_name=name,
-        kind=kind,
-        body=body,
-        client_msg_id=cmid,
-        reply_to=reply_to,
-        created_at=iso_ms(created),
-        edited_at=None if edited is None else iso_ms(edited),
-        deleted_at=None if deleted is None else iso_ms(deleted),
-    )
+from hubbub.store import records
 
 
 def load_message(
     conn: sqlite3.Connection, message_id: str, viewer: str | None = None
 ) -> Message | None:
     row = conn.execute(
-        f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ?", (message_id,)
+        f"{records.SELECT_MESSAGE} WHERE m.id = ?",
+        (message_id,),
     ).fetchone()
-    return None if row is None else enrich(conn, [message(row)], viewer)[0]
-
-
-def upload_url(upload_id: str) -> str:
-    return f"/api/v1/uploads/{upload_id}"
+    return None if row is None else enrich(conn, [records.message(row)], viewer)[0]
 
 
 def enrich(
@@ -74,7 +44,9 @@ def enrich(
         list(by_id),
     ):
         by_id[mid].attachments.append(
-            Attachment(id=uid, name=name, content_type=ctype, size=size, url=upload_url(uid))
+            Attachment(
+                id=uid, name=name, content_type=ctype, size=size, url=records.upload_url(uid)
+            )
         )
     for mid, emoji, count, mine in conn.execute(
         f"SELECT message_id, emoji, COUNT(*), MAX(user_id = ?) FROM reactions "
@@ -105,26 +77,14 @@ def members(conn: sqlite3.Connection, conversation_id: str) -> list[Member]:
     ]
 
 
-def conversation_fields(row: tuple[Any, ...]) -> dict[str, Any]:
-    cid, kind, title, created_by, created_at, last_seq, activity = row[:7]
-    return {
-        "id": cid,
-        "kind": kind,
-        "title": title,
-        "created_by": created_by,
-        "created_at": iso_ms(created_at),
-        "last_seq": last_seq,
-        "last_activity_at": iso_ms(activity),
-    }
-
-
 def load_conversation(conn: sqlite3.Connection, conversation_id: str) -> Conversation | None:
     row = conn.execute(
-        f"SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?", (conversation_id,)
+        f"SELECT {records.CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?",
+        (conversation_id,),
     ).fetchone()
     if row is None:
         return None
-    return Conversation(**conversation_fields(row), members=members(conn, conversation_id))
+    return Conversation(**records.conversation_fields(row), members=members(conn, conversation_id))
 
 
 def membership(conn: sqlite3.Connection, user: str, conversation_id: str) -> tuple[str, str]:
@@ -186,15 +146,3 @@ def add_event(
         ),
     )
     return seq
-
-
-def stream_event(
-    conversation_id: str, seq: int, kind: str, msg: Message | None, data: str | None
-) -> StreamEvent:
-    return StreamEvent(
-        conversation_id=conversation_id,
-        seq=seq,
-        type=kind,
-        message=msg,
-        data=None if data is None else json.loads(data),
-    )
