@@ -8,17 +8,23 @@ from pathlib import Path
 import pytest
 
 from hubbub.store.base import Store
+from hubbub.store.postgres import PostgresStore
 from hubbub.store.sqlite import SQLiteStore
+from tests.services import fresh_postgres
 
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite"])
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Makes stores over one database, so a test can reopen what it wrote."""
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    """Makes stores over one fresh database, so a test can reopen what it wrote."""
     if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "contract.db")
-    raise AssertionError(request.param)  # pragma: no cover
+        yield lambda: SQLiteStore(tmp_path / "contract.db")
+        return
+    async with fresh_postgres() as url:
+        yield lambda: PostgresStore(url, pool_size=4)
 
 
 @pytest.fixture

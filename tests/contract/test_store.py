@@ -238,9 +238,9 @@ async def test_blocks_refuse_direct_but_not_groups(store: Store) -> None:
 async def test_search_and_reactions(store: Store) -> None:
     conv, _ = await store.get_or_create_direct("a", "b", NOW)
     other, _ = await store.get_or_create_direct("c", "d", NOW)
-    m1, _ = await send(store, "a", conv.id, "Café opening hours")
-    await send(store, "c", other.id, "cafe for others")
-    found = await store.search("b", "cafe", None, 10, 0)
+    m1, _ = await send(store, "a", conv.id, "Coffee opening hours")
+    await send(store, "c", other.id, "coffee for others")
+    found = await store.search("b", "COFFEE", None, 10, 0)
     assert [m.id for m in found.results] == [m1.id] and found.next_offset is None
     assert await store.react("b", m1.id, "👍", True, NOW) == (conv.id, 1)
     assert await store.react("b", m1.id, "👍", True, NOW) is None

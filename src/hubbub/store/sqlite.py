@@ -6,10 +6,10 @@ plain functions of a connection; this class only hands them to the worker.
 
 from __future__ import annotations
 
-import sqlite3
-from importlib import resources
+import asyncio
 from pathlib import Path
 
+from hubbub import migrations
 from hubbub.service.models import (
     Conversation,
     ConversationSummary,
@@ -30,8 +30,6 @@ from hubbub.store import sqlite_rows as rows
 from hubbub.store.base import Appended
 from hubbub.store.sqlite_worker import SQLiteWorker
 
-SCHEMA_VERSION = 1
-
 
 class SQLiteStore:
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
@@ -39,9 +37,11 @@ class SQLiteStore:
         self._worker = SQLiteWorker(path, synchronous)
         self.call = self._worker.call
 
-    async def open(self) -> None:
+    async def open(self, migrate: bool = True) -> None:
+        if migrate:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(migrations.upgrade, f"sqlite:///{self.path}")
         await self._worker.start()
-        await self.call(_migrate)
 
     async def close(self) -> None:
         await self._worker.stop()
@@ -177,31 +177,3 @@ class SQLiteStore:
 
     async def unread(self, user: str) -> dict[str, int]:
         return await self.call(messages.unread, user)
-
-
-def _statements(script: str) -> list[str]:
-    """Split a script into complete statements (comments may hold semicolons)."""
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current)
-            current = ""
-    if current.strip():
-        statements.append(current)
-    return statements
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"database schema version {version} is newer than this build ({SCHEMA_VERSION})"
-        )
-    if version == 0:
-        script = resources.files("hubbub.store").joinpath("sqlite_schema.sql").read_text()
-        for statement in _statements(script):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

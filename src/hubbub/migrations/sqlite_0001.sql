@@ -1,4 +1,4 @@
--- hubbub schema, version 1 (SQLite).
+-- hubbub schema, revision 0001 (SQLite). Times are milliseconds since the epoch.
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
     name        TEXT,
