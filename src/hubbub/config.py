@@ -57,6 +57,8 @@ class Settings:
     env: str = "dev"
     data_dir: Path = Path("data")
     database_url: str = ""
+    redis_url: str | None = None
+    auto_migrate: bool = True
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
     jwt_algorithms: tuple[str, ...] = ("HS256",)
@@ -75,11 +77,15 @@ class Settings:
         return self.env == "production"
 
     @property
+    def postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
     def sqlite_path(self) -> Path:
         url = self.database_url or f"sqlite:///{self.data_dir / 'hubbub.db'}"
         if not url.startswith("sqlite:///"):
             raise ConfigError(
-                f"HUBBUB_DATABASE_URL {url!r}: only sqlite:///PATH is supported by this build"
+                f"HUBBUB_DATABASE_URL {url!r}: use sqlite:///PATH or postgresql://..."
             )
         return Path(url.removeprefix("sqlite:///"))
 
@@ -130,6 +136,8 @@ class Settings:
             env=(get("ENV", "dev") or "dev").lower(),
             data_dir=Path(get("DATA_DIR", "data") or "data"),
             database_url=get("DATABASE_URL", "") or "",
+            redis_url=get("REDIS_URL"),
+            auto_migrate=(get("AUTO_MIGRATE", "1") or "1") not in ("0", "false", "no"),
             jwt_secret=get("JWT_SECRET"),
             jwt_public_key=public_key,
             jwt_algorithms=algorithms,

@@ -10,7 +10,9 @@ import uvicorn
 
 from hubbub.api.app import Api
 from hubbub.auth import TokenVerifier
+from hubbub.broker.base import Broker
 from hubbub.broker.memory import MemoryBroker
+from hubbub.broker.redis import RedisBroker
 from hubbub.clock import Clock, SystemClock
 from hubbub.config import Settings
 from hubbub.gateway.server import Gateway
@@ -19,6 +21,8 @@ from hubbub.service.conversations import ConversationService
 from hubbub.service.fanout import Fanout
 from hubbub.service.presence import PresenceService
 from hubbub.service.uploads import UploadService
+from hubbub.store.base import Store
+from hubbub.store.postgres import PostgresStore
 from hubbub.store.sqlite import SQLiteStore
 
 log = logging.getLogger("hubbub")
@@ -30,8 +34,14 @@ class Hubbub:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings = settings.with_secret()
         self.clock = clock or SystemClock()
-        self.store = SQLiteStore(settings.sqlite_path, settings.sqlite_synchronous)
-        self.broker = MemoryBroker()
+        self.store: Store = (
+            PostgresStore(settings.database_url)
+            if settings.postgres
+            else SQLiteStore(settings.sqlite_path, settings.sqlite_synchronous)
+        )
+        self.broker: Broker = (
+            RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
+        )
         self.fanout = Fanout(self.store, self.broker)
         self.chat = ChatService(self.store, self.fanout, self.clock, settings.limits)
         self.conversations = ConversationService(
@@ -55,7 +65,7 @@ class Hubbub:
         self.api = Api(self, lambda: len(self.gateway.hub))
 
     async def start(self) -> None:
-        await self.store.open()
+        await self.store.open(migrate=self.settings.auto_migrate)
         await self.broker.start()
         await self.gateway.start()
 
@@ -86,7 +96,7 @@ class Hubbub:
             "hubbub on http://%s:%d (database %s, %s mode)",
             self.settings.host,
             self.settings.port,
-            self.settings.sqlite_path,
+            "postgresql" if self.settings.postgres else self.settings.sqlite_path,
             self.settings.env,
         )
         try:

@@ -71,13 +71,17 @@ class Api:
             database, status = "ok", "ok"
         except (TimeoutError, HubbubError, OSError) as exc:
             database, status = f"error: {exc}", "unavailable"
+        broker = "ok" if self.hubbub.broker.healthy else "unreachable"
+        if status == "ok" and broker != "ok":
+            status = "degraded"  # serving local connections; other processes not reached
         body = Health(
             status=status,  # type: ignore[arg-type]
             database=database,
+            broker=broker,
             connections=self.connections(),
             version=__version__,
         )
-        return json_response(body, 200 if status == "ok" else 503)
+        return json_response(body, 503 if status == "unavailable" else 200)
 
     async def ws_without_upgrade(self, request: Request) -> Response:
         return errors.error_response(

@@ -51,8 +51,9 @@ class MessagePage(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     database: str
+    broker: str
     connections: int
     version: str
 

@@ -28,6 +28,9 @@ Handler = Callable[[Delivery], None]
 
 
 class Broker(Protocol):
+    healthy: bool
+    """False while the broker cannot reach the other processes."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -36,4 +39,7 @@ class Broker(Protocol):
         """Call ``handler`` for every delivery published by any process."""
 
     def publish(self, delivery: Delivery) -> None:
-        """Send without waiting; delivery is best effort."""
+        """Deliver to local subscribers at once; relay to other processes, best effort."""
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the broker is back after an outage (events may be lost)."""

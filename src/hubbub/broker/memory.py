@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hubbub.broker.base import Delivery, Handler
 
 
 class MemoryBroker:
+    healthy = True
+
     def __init__(self) -> None:
         self._handlers: list[Handler] = []
 
@@ -21,3 +25,6 @@ class MemoryBroker:
     def publish(self, delivery: Delivery) -> None:
         for handler in self._handlers:
             handler(delivery)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        return None  # never disconnected

@@ -12,6 +12,7 @@ from hubbub.clock import Clock, iso_ms, now_ms
 from hubbub.config import Settings
 from hubbub.gateway.connection import HEARTBEAT_TIMEOUT, UNAUTHORIZED, Connection
 from hubbub.gateway.hub import Hub
+from hubbub.gateway.sequencer import Sequencer
 from hubbub.gateway.session import Session
 from hubbub.gateway.writer import Flusher
 from hubbub.protocol import events
@@ -40,10 +41,12 @@ class Gateway:
         self.verifier = verifier
         self.clock = clock
         self.hub = Hub()
+        self.sequencer = Sequencer(self.hub.deliver, chat.missed)
         self.flusher: Flusher
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
-        broker.subscribe(self.hub.deliver)
+        broker.subscribe(self.sequencer)
+        broker.on_reconnect(self.resync)
 
     def connection_class(self) -> type[Connection]:
         """The asyncio protocol class uvicorn instantiates per WebSocket."""
@@ -60,6 +63,13 @@ class Gateway:
     async def stop(self) -> None:
         for task in [*self._loops, *self._tasks]:
             task.cancel()
+
+    def resync(self) -> None:
+        """After a broker outage: deliver what was missed, and ask clients to resume."""
+        self._spawn(self.sequencer.catch_up())
+        frame = events.event("resync", reason="broker reconnected")
+        for session in self.hub.sessions():
+            session.send(frame)
 
     def attach(self, session: Session) -> None:
         self.hub.add(session)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hubbub.auth import Identity
+from hubbub.broker.base import Delivery
 from hubbub.clock import Clock, now_ms
 from hubbub.config import Limits
 from hubbub.errors import HubbubError, Invalid, TooLarge
@@ -216,6 +217,12 @@ class ChatService:
         if any(seq < 0 for seq in cursors.values()):
             raise Invalid("cursors must not be negative")
         return await self.store.replay(user, cursors, self.limits.resume_limit)
+
+    async def missed(self, cid: str, after: int, limit: int) -> list[Delivery]:
+        """Committed stream events after ``after``, ready for local delivery."""
+        found = await self.store.events_after(cid, after, limit)
+        recipients = await self.fanout.members(cid)
+        return [Delivery(cid, e.seq, recipients, events.stream(e)) for e in found]
 
     # Receipts -----------------------------------------------------------
 

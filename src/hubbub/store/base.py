@@ -39,8 +39,8 @@ Appended = tuple[Message, bool] | HubbubError
 class Store(Protocol):
     """What the service needs from a database. Each method is one transaction."""
 
-    async def open(self) -> None:
-        """Connect and bring the schema up to date."""
+    async def open(self, migrate: bool = True) -> None:
+        """Connect; with ``migrate``, first bring the schema up to date."""
 
     async def close(self) -> None: ...
 
@@ -131,6 +131,9 @@ class Store(Protocol):
 
     async def replay(self, user: str, cursors: dict[str, int], limit: int) -> list[Replay]:
         """Stream events after each cursor, in one consistent read."""
+
+    async def events_after(self, cid: str, after: int, limit: int) -> list[StreamEvent]:
+        """Stream events after a seq, for a process filling a gap in live delivery."""
 
     async def mark(self, user: str, cid: str, kind: str, seq: int) -> Receipt | None:
         """Move a read/delivered pointer forward (never back); None if it did not move."""

@@ -278,20 +278,29 @@ async def replay(conn: Conn, user: str, cursors: dict[str, int], limit: int) -> 
                 Replay(conversation_id=cid, status="too_far_behind", last_seq=last_seq, events=[])
             )
             continue
-        found = await conn.fetch(
-            f"SELECT e.seq, e.type, e.data, {records.MESSAGE_COLUMNS} FROM events e "
-            "LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN users u ON u.id = m.sender_id "
-            "WHERE e.conversation_id = $1 AND e.seq > $2 ORDER BY e.seq",
-            cid,
-            cursor,
-        )
-        events = []
-        for seq, kind, data, *rest in (tuple(r) for r in found):
-            message = None if rest[0] is None else records.message(tuple(rest))
-            events.append(records.stream_event(cid, seq, kind, message, data))
-        await rows.enrich(conn, [e.message for e in events if e.message is not None], user)
+        events = await events_after(conn, cid, cursor, limit, user)
         replays.append(Replay(conversation_id=cid, status="ok", last_seq=last_seq, events=events))
     return replays
+
+
+async def events_after(
+    conn: Conn, cid: str, after: int, limit: int, viewer: str | None = None
+) -> list[StreamEvent]:
+    """Stream events with seq > ``after``, oldest first (no access check: callers do it)."""
+    found = await conn.fetch(
+        f"SELECT e.seq, e.type, e.data, {records.MESSAGE_COLUMNS} FROM events e "
+        "LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN users u ON u.id = m.sender_id "
+        "WHERE e.conversation_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3",
+        cid,
+        after,
+        limit,
+    )
+    events = []
+    for seq, kind, data, *rest in (tuple(r) for r in found):
+        message = None if rest[0] is None else records.message(tuple(rest))
+        events.append(records.stream_event(cid, seq, kind, message, data))
+    await rows.enrich(conn, [e.message for e in events if e.message is not None], viewer)
+    return events
 
 
 async def mark(conn: Conn, user: str, cid: str, kind: str, seq: int) -> Receipt | None:

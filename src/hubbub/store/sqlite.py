@@ -172,6 +172,9 @@ class SQLiteStore:
     async def replay(self, user: str, cursors: dict[str, int], limit: int) -> list[Replay]:
         return await self.call(messages.replay, user, cursors, limit)
 
+    async def events_after(self, cid: str, after: int, limit: int) -> list[StreamEvent]:
+        return await self.call(messages.events_after, cid, after, limit)
+
     async def mark(self, user: str, cid: str, kind: str, seq: int) -> Receipt | None:
         return await self.call(messages.mark, user, cid, kind, seq)
 

@@ -276,19 +276,27 @@ def replay(
                 Replay(conversation_id=cid, status="too_far_behind", last_seq=last_seq, events=[])
             )
             continue
-        found = conn.execute(
-            f"SELECT e.seq, e.type, e.data, {records.MESSAGE_COLUMNS} FROM events e "
-            "LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN users u ON u.id = m.sender_id "
-            "WHERE e.conversation_id = ? AND e.seq > ? ORDER BY e.seq",
-            (cid, cursor),
-        ).fetchall()
-        events = [
-            records.stream_event(cid, seq, kind, None if r[0] is None else records.message(r), data)
-            for seq, kind, data, *r in found
-        ]
-        rows.enrich(conn, [e.message for e in events if e.message is not None], user)
+        events = events_after(conn, cid, cursor, limit, user)
         replays.append(Replay(conversation_id=cid, status="ok", last_seq=last_seq, events=events))
     return replays
+
+
+def events_after(
+    conn: sqlite3.Connection, cid: str, after: int, limit: int, viewer: str | None = None
+) -> list[StreamEvent]:
+    """Stream events with seq > ``after``, oldest first (no access check: callers do it)."""
+    found = conn.execute(
+        f"SELECT e.seq, e.type, e.data, {records.MESSAGE_COLUMNS} FROM events e "
+        "LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN users u ON u.id = m.sender_id "
+        "WHERE e.conversation_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+        (cid, after, limit),
+    ).fetchall()
+    events = [
+        records.stream_event(cid, seq, kind, None if r[0] is None else records.message(r), data)
+        for seq, kind, data, *r in found
+    ]
+    rows.enrich(conn, [e.message for e in events if e.message is not None], viewer)
+    return events
 
 
 def mark(

@@ -1,0 +1,155 @@
+"""The scale-out broker: Redis pub/sub between hubbub processes.
+
+Every process publishes committed events on one channel and subscribes to it;
+each keeps the events some local connection needs (the hub filters by
+recipient). Local recipients are served at once, without a round trip
+through Redis, so a Redis outage leaves every process serving its own
+connections. Events published while Redis is away are lost to the other
+processes; the database has them, and on reconnect each process catches up
+from it and tells its clients to ``resume``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hubbub.broker.base import Delivery, Handler
+from hubbub.ids import new_id
+
+log = logging.getLogger("hubbub.broker")
+
+CHANNEL = "hubbub:events"
+OUTBOX = 10_000
+BATCH = 256
+BACKOFF_MAX = 2.0
+
+Envelope = tuple[str, str, int, tuple[str, ...], bytes]
+
+
+class RedisBroker:
+    def __init__(self, url: str, channel: str = CHANNEL) -> None:
+        self.url = url
+        self.channel = channel
+        self.origin = new_id("p")
+        self.healthy = False
+        self.dropped = 0
+        self._handlers: list[Handler] = []
+        self._reconnected: list[Callable[[], None]] = []
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(OUTBOX)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(Envelope)
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="hubbub-redis-listen"),
+            asyncio.create_task(self._publish_loop(), name="hubbub-redis-publish"),
+        ]
+        with contextlib.suppress(TimeoutError):  # start degraded; keep trying
+            await asyncio.wait_for(self._subscribed.wait(), 5)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._handlers.clear()
+
+    def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Called after the subscription comes back from an outage."""
+        self._reconnected.append(callback)
+
+    def publish(self, delivery: Delivery) -> None:
+        for handler in self._handlers:
+            handler(delivery)
+        envelope = (
+            self.origin,
+            delivery.conversation_id,
+            delivery.seq,
+            delivery.recipients,
+            delivery.payload,
+        )
+        try:
+            self._outbox.put_nowait(self._encoder.encode(envelope))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _publish_loop(self) -> None:
+        client = aioredis.from_url(self.url)
+        backoff = 0.1
+        try:
+            while True:
+                batch = [await self._outbox.get()]
+                while len(batch) < BATCH and not self._outbox.empty():
+                    batch.append(self._outbox.get_nowait())
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for item in batch:
+                            pipe.publish(self.channel, item)
+                        await pipe.execute()
+                    backoff = 0.1
+                except (RedisError, OSError) as exc:
+                    # The database has these events; other processes recover them.
+                    self.dropped += len(batch)
+                    log.warning("redis publish failed (%s); %d events not relayed", exc, len(batch))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+        finally:
+            await client.aclose()
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        lost = False
+        while True:
+            client = aioredis.from_url(self.url, health_check_interval=5)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    self.healthy = True
+                    self._subscribed.set()
+                    backoff = 0.1
+                    if lost:
+                        log.warning("redis is back; catching up")
+                        lost = False
+                        for callback in self._reconnected:
+                            callback()
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=1.0
+                        )
+                        if message is not None:
+                            self._receive(message["data"])
+            except (RedisError, OSError) as exc:
+                if self.healthy:
+                    log.warning("redis subscription lost: %s", exc)
+                self.healthy = False
+                lost = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            origin, cid, seq, recipients, payload = self._decoder.decode(data)
+        except msgspec.DecodeError:
+            log.warning("ignored a malformed broker message")
+            return
+        if origin == self.origin:
+            return  # already delivered locally
+        delivery = Delivery(cid, seq, recipients, payload)
+        for handler in self._handlers:
+            handler(delivery)
