@@ -65,6 +65,7 @@ class Settings:
     heartbeat_interval: float = 30.0
     heartbeat_timeout: float = 10.0
     presence_grace: float = 5.0
+    presence_ttl: float = 15.0
     sqlite_synchronous: str = "NORMAL"
     api_key: str | None = None
     upload_max_bytes: int = 10 * 1024 * 1024
@@ -144,6 +145,7 @@ class Settings:
             heartbeat_interval=number("HEARTBEAT_INTERVAL", 30.0),
             heartbeat_timeout=number("HEARTBEAT_TIMEOUT", 10.0),
             presence_grace=number("PRESENCE_GRACE", 5.0),
+            presence_ttl=number("PRESENCE_TTL", 15.0),
             sqlite_synchronous=synchronous,
             api_key=get("API_KEY"),
             upload_max_bytes=number("UPLOAD_MAX_BYTES", 10 * 1024 * 1024, int),

@@ -16,6 +16,8 @@ from hubbub.broker.redis import RedisBroker
 from hubbub.clock import Clock, SystemClock
 from hubbub.config import Settings
 from hubbub.gateway.server import Gateway
+from hubbub.presence.memory import MemoryPresence
+from hubbub.presence.redis import RedisPresence
 from hubbub.service.chat import ChatService
 from hubbub.service.conversations import ConversationService
 from hubbub.service.fanout import Fanout
@@ -48,7 +50,15 @@ class Hubbub:
             self.store, self.fanout, self.clock, settings.limits
         )
         self.presence = PresenceService(
-            self.store, self.fanout, self.clock, grace=settings.presence_grace
+            self.store,
+            self.fanout,
+            self.clock,
+            grace=settings.presence_grace,
+            cluster=(
+                RedisPresence(settings.redis_url, ttl=settings.presence_ttl)
+                if settings.redis_url
+                else MemoryPresence()
+            ),
         )
         self.chat.presence = self.presence
         self.uploads = UploadService(
@@ -67,10 +77,12 @@ class Hubbub:
     async def start(self) -> None:
         await self.store.open(migrate=self.settings.auto_migrate)
         await self.broker.start()
+        await self.presence.cluster.start()
         await self.gateway.start()
 
     async def stop(self) -> None:
         await self.gateway.stop()
+        await self.presence.cluster.stop()
         await self.broker.stop()
         await self.store.close()
 

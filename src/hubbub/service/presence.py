@@ -24,6 +24,8 @@ from collections.abc import Coroutine
 
 from hubbub.clock import Clock, iso_ms, now_ms
 from hubbub.errors import Forbidden, RateLimited
+from hubbub.presence.base import Presence
+from hubbub.presence.memory import MemoryPresence
 from hubbub.protocol import events
 from hubbub.service.fanout import Fanout
 from hubbub.store.base import Store
@@ -43,8 +45,11 @@ class PresenceService:
         clock: Clock,
         grace: float = GRACE,
         typing_ttl: float = TYPING_TTL,
+        cluster: Presence | None = None,
     ) -> None:
         self.store = store
+        self.cluster: Presence = cluster or MemoryPresence()
+        self.cluster.on_expired(self._expired)
         self.fanout = fanout
         self.clock = clock
         self.grace = grace
@@ -57,14 +62,24 @@ class PresenceService:
 
     # Presence ---------------------------------------------------------------
 
-    def is_online(self, user: str) -> bool:
-        return self._connections.get(user, 0) > 0 or user in self._leaving
-
     def connected(self, user: str) -> None:
         count = self._connections.get(user, 0) + 1
         self._connections[user] = count
         if count == 1 and self._leaving.pop(user, None) is None:
-            self._spawn(self._announce(user, "online", now_ms(self.clock)))
+            self._spawn(self._came_online(user, now_ms(self.clock)))
+
+    async def _came_online(self, user: str, at_ms: int) -> None:
+        if await self.cluster.came_online(user):  # not already online elsewhere
+            await self._announce(user, "online", at_ms)
+
+    async def _went_offline(self, user: str, at_ms: int) -> None:
+        if await self.cluster.went_offline(user):  # not still online elsewhere
+            await self._announce(user, "offline", at_ms)
+
+    def _expired(self, users: list[str]) -> None:
+        at_ms = now_ms(self.clock)
+        for user in users:
+            self._spawn(self._announce(user, "offline", at_ms))
 
     def disconnected(self, user: str, connection_id: str) -> None:
         for key, (_deadline, origin) in list(self._typing.items()):
@@ -89,10 +104,11 @@ class PresenceService:
         visible = set(await self.store.contacts(viewer)) - set(await self.store.blocked_by(viewer))
         wanted = [u for u in dict.fromkeys(users) if u in visible]
         seen = await self.store.last_seen(wanted) if wanted else {}
+        online = await self.cluster.online(wanted)
         return [
             {
                 "user_id": u,
-                "status": "online" if self.is_online(u) else "offline",
+                "status": "online" if u in online else "offline",
                 "last_seen": None if seen.get(u) is None else iso_ms(seen[u]),  # type: ignore[arg-type]
             }
             for u in wanted
@@ -152,7 +168,7 @@ class PresenceService:
         for user, (deadline, seen) in list(self._leaving.items()):
             if deadline <= now:
                 del self._leaving[user]
-                self._spawn(self._announce(user, "offline", seen))
+                self._spawn(self._went_offline(user, seen))
         for user, recent in list(self._rate.items()):
             if not recent or recent[-1] <= now - 1.0:
                 del self._rate[user]

@@ -1,0 +1,1 @@
+"""Presence port: who is online anywhere, across processes."""

@@ -1,0 +1,154 @@
+"""Presence across processes in Redis, with keys that expire with their process.
+
+- ``hubbub:presence:{user}``: the set of processes serving the user;
+- ``hubbub:proc-users:{pid}``: the users a process serves;
+- ``hubbub:proc:{pid}``: the process's heartbeat, a key with a TTL that the
+  process refreshes every ``ttl / 3`` seconds;
+- ``hubbub:procs``: every process that has announced itself.
+
+A process whose heartbeat expired is dead: the first live process to notice
+(every ``ttl / 3`` seconds, under a short lock) removes it from its users'
+sets and reports the users it left offline, who are then announced offline.
+So a killed process takes its users offline within ``ttl + ttl / 3`` seconds,
+with nobody cleaning up by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hubbub.ids import new_id
+from hubbub.presence.base import Expired
+
+log = logging.getLogger("hubbub.presence")
+PREFIX = "hubbub:"
+
+
+class RedisPresence:
+    def __init__(self, url: str, ttl: float = 15.0, prefix: str = PREFIX) -> None:
+        self.url = url
+        self.ttl = ttl
+        self.prefix = prefix
+        self.pid = new_id("p")
+        self._client = aioredis.from_url(url)
+        self._expired: list[Expired] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def start(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._beat()
+        self._task = asyncio.create_task(self._loop(), name="hubbub-presence")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(RedisError, OSError):
+            # A clean stop ends the heartbeat now: a live process reaps this one
+            # within ttl / 3 seconds and announces its users offline.
+            await self._client.delete(self._key("proc", self.pid))
+        await self._client.aclose()
+
+    def on_expired(self, callback: Expired) -> None:
+        self._expired.append(callback)
+
+    async def came_online(self, user: str) -> bool:
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.sadd(self._key("presence", user), self.pid)
+                pipe.sadd(self._key("proc-users", self.pid), user)
+                pipe.smembers(self._key("presence", user))
+                _, _, serving = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("presence not recorded for %s: %s", user, exc)
+            return True
+        return await self._live(serving) == {self.pid}
+
+    async def went_offline(self, user: str) -> bool:
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.srem(self._key("presence", user), self.pid)
+                pipe.srem(self._key("proc-users", self.pid), user)
+                pipe.smembers(self._key("presence", user))
+                _, _, serving = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("presence not cleared for %s: %s", user, exc)
+            return True
+        return not await self._live(serving)
+
+    async def online(self, users: list[str]) -> set[str]:
+        if not users:
+            return set()
+        async with self._client.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.smembers(self._key("presence", user))
+            found = await pipe.execute()
+        return {
+            user for user, serving in zip(users, found, strict=True) if await self._live(serving)
+        }
+
+    async def _live(self, pids: set[bytes]) -> set[str]:
+        names = [_text(p) for p in pids]
+        if not names:
+            return set()
+        if names == [self.pid]:
+            return {self.pid}
+        beats = await self._client.mget([self._key("proc", p) for p in names])
+        return {p for p, beat in zip(names, beats, strict=True) if p == self.pid or beat}
+
+    async def _beat(self) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.set(self._key("proc", self.pid), b"1", px=int(self.ttl * 1000))
+            pipe.sadd(self._key("procs"), self.pid)
+            await pipe.execute()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self._beat()
+                await self._reap_dead()
+            except (RedisError, OSError) as exc:
+                log.warning("presence heartbeat failed: %s", exc)
+
+    async def _reap_dead(self) -> None:
+        for raw in await self._client.smembers(self._key("procs")):
+            pid = _text(raw)
+            if pid == self.pid or await self._client.exists(self._key("proc", pid)):
+                continue
+            if await self._client.set(self._key("reap", pid), b"1", nx=True, ex=30):
+                left = await self._reap(pid)
+                if left:
+                    log.info("process %s is gone; %d users offline", pid, len(left))
+                    for callback in self._expired:
+                        callback(left)
+
+    async def _reap(self, pid: str) -> list[str]:
+        """Remove a process from its users' sets; return the users now offline."""
+        users = [_text(u) for u in await self._client.smembers(self._key("proc-users", pid))]
+        left = []
+        for user in users:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.srem(self._key("presence", user), pid)
+                pipe.smembers(self._key("presence", user))
+                _, serving = await pipe.execute()
+            if not await self._live({s for s in serving if _text(s) != pid}):
+                left.append(user)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(self._key("proc-users", pid), self._key("proc", pid))
+            pipe.srem(self._key("procs"), pid)
+            await pipe.execute()
+        return left
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
