@@ -67,11 +67,11 @@ class RedisPresence:
                 pipe.sadd(self._key("presence", user), self.pid)
                 pipe.sadd(self._key("proc-users", self.pid), user)
                 pipe.smembers(self._key("presence", user))
-                _, _, serving = await pipe.execute()
+                added, _, serving = await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("presence not recorded for %s: %s", user, exc)
             return True
-        return await self._live(serving) == {self.pid}
+        return bool(added) and await self._live(serving) == {self.pid}
 
     async def went_offline(self, user: str) -> bool:
         try:

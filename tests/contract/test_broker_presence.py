@@ -1,0 +1,129 @@
+"""The broker and presence contracts, run against memory and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from hubbub.broker.base import Broker, Delivery
+from hubbub.broker.memory import MemoryBroker
+from hubbub.broker.redis import RedisBroker
+from hubbub.presence.memory import MemoryPresence
+from hubbub.presence.redis import RedisPresence
+from tests.services import REDIS_URL, need
+
+
+async def until(check: Callable[[], Any], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[list[Broker]]:
+    """A broker of each implementation."""
+    if request.param == "memory":
+        made: list[Broker] = [MemoryBroker()]
+    else:
+        need(REDIS_URL, 6379, "Redis")
+        made = [RedisBroker(REDIS_URL, f"hubbub:test:{uuid.uuid4().hex}")]
+    for broker in made:
+        await broker.start()
+    yield made
+    for broker in made:
+        await broker.stop()
+
+
+def delivery(seq: int) -> Delivery:
+    return Delivery("c1", seq, ("u1", "u2"), b'{"type":"x","seq":%d}' % seq)
+
+
+async def test_local_subscribers_get_a_delivery_at_once(brokers: list[Broker]) -> None:
+    got: list[Delivery] = []
+    brokers[0].subscribe(got.append)
+    brokers[0].publish(delivery(1))
+    assert got == [delivery(1)]  # synchronously, no round trip
+    assert brokers[0].healthy
+
+
+@pytest.fixture
+async def redis_brokers() -> AsyncIterator[list[Broker]]:
+    """Two Redis brokers on one channel, as two processes have them."""
+    need(REDIS_URL, 6379, "Redis")
+    channel = f"hubbub:test:{uuid.uuid4().hex}"
+    made: list[Broker] = [RedisBroker(REDIS_URL, channel), RedisBroker(REDIS_URL, channel)]
+    for broker in made:
+        await broker.start()
+    yield made
+    for broker in made:
+        await broker.stop()
+
+
+async def test_other_processes_get_each_delivery_once_in_order(
+    redis_brokers: list[Broker],
+) -> None:
+    brokers = redis_brokers
+    here: list[Delivery] = []
+    there: list[Delivery] = []
+    brokers[0].subscribe(here.append)
+    brokers[1].subscribe(there.append)
+    for seq in range(1, 201):
+        brokers[0].publish(delivery(seq))
+    await until(lambda: len(there) >= 200)
+    await asyncio.sleep(0.1)
+    assert there == [delivery(s) for s in range(1, 201)]
+    assert here == there  # the publisher's own copy is not delivered twice
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def presences(request: pytest.FixtureRequest) -> AsyncIterator[list[Any]]:
+    if request.param == "memory":
+        made: list[Any] = [MemoryPresence()]
+    else:
+        need(REDIS_URL, 6379, "Redis")
+        prefix = f"hubbub:test:{uuid.uuid4().hex}:"
+        made = [RedisPresence(REDIS_URL, ttl=0.6, prefix=prefix) for _ in range(2)]
+    for presence in made:
+        await presence.start()
+    yield made
+    for presence in made:
+        await presence.stop()
+
+
+async def test_online_while_any_process_serves(presences: list[Any]) -> None:
+    a = presences[0]
+    assert await a.came_online("ann") is True
+    assert await a.came_online("ann") is False
+    assert await a.online(["ann", "bob"]) == {"ann"}
+    if len(presences) > 1:
+        b = presences[1]
+        assert await b.came_online("ann") is False  # already online through a
+        assert await a.went_offline("ann") is False  # still online through b
+        assert await b.online(["ann"]) == {"ann"}
+        assert await b.went_offline("ann") is True
+    else:
+        assert await a.went_offline("ann") is True
+    assert await a.online(["ann"]) == set()
+
+
+async def test_a_dead_process_takes_its_users_offline() -> None:
+    need(REDIS_URL, 6379, "Redis")
+    prefix = f"hubbub:test:{uuid.uuid4().hex}:"
+    a, b = (RedisPresence(REDIS_URL, ttl=0.6, prefix=prefix) for _ in range(2))
+    await a.start()
+    await b.start()
+    left: list[list[str]] = []
+    b.on_expired(left.append)
+    await a.came_online("cat")
+    await b.came_online("dan")
+    a._task.cancel()  # a dies: no more heartbeats, no clean-up
+    await until(lambda: left, timeout=5)
+    assert left == [["cat"]]
+    assert await b.online(["cat", "dan"]) == {"dan"}
+    await b.stop()
+    await a._client.aclose()  # the dead process's socket, for a clean test
