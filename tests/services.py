@@ -48,9 +48,7 @@ def with_database(url: str, name: str) -> str:
     return parts._replace(path=f"/{name}").geturl()
 
 
-@asynccontextmanager
-async def fresh_postgres() -> AsyncIterator[str]:
-    """A new, empty database for one test; dropped afterwards."""
+async def _create_database() -> str:
     import asyncpg
 
     need(POSTGRES_ADMIN_URL, 5432, "PostgreSQL")
@@ -60,22 +58,34 @@ async def fresh_postgres() -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
+    return name
+
+
+async def _drop_database(name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def fresh_postgres() -> AsyncIterator[str]:
+    """A new, empty database for one test; dropped afterwards."""
+    name = await _create_database()
     try:
         yield with_database(POSTGRES_ADMIN_URL, name)
     finally:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await _drop_database(name)
 
 
 @contextmanager
 def fresh_postgres_sync() -> Iterator[str]:
     """``fresh_postgres`` for synchronous fixtures (server processes)."""
-    manager = fresh_postgres()
-    url = asyncio.run(manager.__aenter__())
+    name = asyncio.run(_create_database())
     try:
-        yield url
+        yield with_database(POSTGRES_ADMIN_URL, name)
     finally:
-        asyncio.run(manager.__aexit__(None, None, None))
+        asyncio.run(_drop_database(name))

@@ -58,6 +58,7 @@ class Settings:
     data_dir: Path = Path("data")
     database_url: str = ""
     redis_url: str | None = None
+    redis_prefix: str = "hubbub:"
     auto_migrate: bool = True
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
@@ -138,6 +139,7 @@ class Settings:
             data_dir=Path(get("DATA_DIR", "data") or "data"),
             database_url=get("DATABASE_URL", "") or "",
             redis_url=get("REDIS_URL"),
+            redis_prefix=get("REDIS_PREFIX", "hubbub:") or "hubbub:",
             auto_migrate=(get("AUTO_MIGRATE", "1") or "1") not in ("0", "false", "no"),
             jwt_secret=get("JWT_SECRET"),
             jwt_public_key=public_key,

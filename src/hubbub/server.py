@@ -42,7 +42,9 @@ class Hubbub:
             else SQLiteStore(settings.sqlite_path, settings.sqlite_synchronous)
         )
         self.broker: Broker = (
-            RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
+            RedisBroker(settings.redis_url, settings.redis_prefix + "events")
+            if settings.redis_url
+            else MemoryBroker()
         )
         self.fanout = Fanout(self.store, self.broker)
         self.chat = ChatService(self.store, self.fanout, self.clock, settings.limits)
@@ -55,7 +57,9 @@ class Hubbub:
             self.clock,
             grace=settings.presence_grace,
             cluster=(
-                RedisPresence(settings.redis_url, ttl=settings.presence_ttl)
+                RedisPresence(
+                    settings.redis_url, ttl=settings.presence_ttl, prefix=settings.redis_prefix
+                )
                 if settings.redis_url
                 else MemoryPresence()
             ),

@@ -97,13 +97,15 @@ class Sequencer:
             return
         last = self._last[cid]
         try:
-            missing = await self._fetch(cid, last, min(min(pending) - last, FETCH_LIMIT))
+            missing = await self._fetch(cid, last, min(max(pending) - last, FETCH_LIMIT))
         except Exception:
             log.exception("could not fetch events after %s of %s", last, cid)
             missing = []
         for delivery in missing:
             if delivery.seq == self._last[cid] + 1:
                 self._emit(delivery)
+        for seq in [s for s in pending if s <= self._last[cid]]:
+            del pending[seq]  # delivered from the database already
         self._drain(cid)
         pending = self._pending.get(cid)
         if pending:  # still a hole: pass the rest on in order; clients fill the gap
