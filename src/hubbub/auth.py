@@ -17,6 +17,8 @@ from hubbub.errors import Unauthorized
 
 MAX_USER_ID = 128
 MAX_NAME = 200
+RESERVED_USERS = frozenset({"system"})
+"""Ids no token may carry: ``system`` is the sender of the app backend's messages."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class TokenVerifier:
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub or len(sub) > MAX_USER_ID:
             raise Unauthorized(f"claim 'sub' must be a string of 1 to {MAX_USER_ID} characters")
+        if sub in RESERVED_USERS:
+            raise Unauthorized(f"user id {sub!r} is reserved")
         name = claims.get("name")
         if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
             raise Unauthorized(f"claim 'name' must be a string of at most {MAX_NAME} characters")

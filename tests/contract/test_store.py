@@ -247,3 +247,17 @@ async def test_search_and_reactions(store: Store) -> None:
     page = await store.list_messages("b", conv.id, before=None, after=None, limit=5)
     assert [(r.emoji, r.count, r.me) for r in page.messages[0].reactions] == [("👍", 1, True)]
     assert await store.react("b", m1.id, "👍", False, NOW) == (conv.id, 0)
+
+
+async def test_newcomers_start_caught_up_and_retries_survive_leaving(store: Store) -> None:
+    group = await store.create_group("o", "g", ["a"], NOW)
+    first, _ = await send(store, "a", group.id, "before b", "k1")
+    await send(store, "o", group.id, "also before b")
+    await store.add_members("o", group.id, ["b"], 100, NOW)
+    assert (await store.unread("b"))[group.id] == 0
+    await store.remove_member("a", group.id, "a", NOW)  # a leaves
+    assert await send(store, "a", group.id, "before b", "k1") == (first, False)
+    room = await store.create_group("r", "room", [], NOW, kind="room")
+    await store.remove_member("r", room.id, "r", NOW)  # the room is empty now
+    (joined,) = await store.join_room("x", room.id, 100, NOW)
+    assert joined.data is not None and joined.data["role"] == "owner"

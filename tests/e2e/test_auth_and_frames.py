@@ -22,6 +22,7 @@ BAD_TOKENS = {
     "no exp": jwt.encode({"sub": "u"}, SECRET, "HS256"),
     "empty sub": jwt.encode({"sub": "", "exp": time.time() + 60}, SECRET, "HS256"),
     "alg none": jwt.encode({"sub": "u", "exp": time.time() + 60}, None, "none"),
+    "reserved id": token("system"),
 }
 
 

@@ -90,8 +90,9 @@ def conversation_operations(api: Api) -> list[Operation]:
 
     async def list_rooms(request: Request) -> Response:
         me = await api.user(request)
-        limit = query_int(request, "limit", 50) or 50
-        offset = query_int(request, "offset", 0) or 0
+        limit = query_int(request, "limit", 50)
+        offset = query_int(request, "offset", 0)
+        assert limit is not None and offset is not None
         return json_response(RoomList(await service.rooms(me, limit, offset)))
 
     async def join_room(request: Request) -> Response:

@@ -74,7 +74,7 @@ def message_operations(api: Api) -> list[Operation]:
             me,
             request.query_params.get("q", ""),
             request.query_params.get("conversation_id") or None,
-            query_int(request, "limit", 20) or 20,
+            query_int(request, "limit", 20) or 0,
             query_int(request, "offset", 0) or 0,
         )
         return json_response(found)

@@ -235,6 +235,6 @@ class Session:
                 "replayed": len(replay.events),
             }
             if replay.status != "unavailable":
-                report[cid]["typing"] = self.gateway.presence.typists(cid)
+                report[cid]["typing"] = await self.gateway.presence.typists(cid, self.user_id)
         self._release(replayed)
         self.send(events.ack(command.id, conversations=report))

@@ -131,8 +131,13 @@ class PresenceService:
         if fresh:
             await self._typing_event(cid, user, "start")
 
-    def typists(self, cid: str) -> list[str]:
-        return [u for (c, u) in self._typing if c == cid]
+    async def typists(self, cid: str, viewer: str) -> list[str]:
+        """Who is typing in a conversation (on this process), as ``viewer`` may see it."""
+        return [
+            u
+            for (c, u) in list(self._typing)
+            if c == cid and u != viewer and viewer not in await self.fanout.blockers(u)
+        ]
 
     def stopped_by_message(self, user: str, cid: str) -> None:
         if (cid, user) in self._typing:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hubbub.clock import iso_ms
-from hubbub.errors import Forbidden, Invalid, NotFound
+from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
 from hubbub.ids import new_id
 from hubbub.service.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
 from hubbub.store import postgres_rows as rows
@@ -159,16 +159,20 @@ async def rename(conn: Conn, user: str, cid: str, title: str, now_ms: int) -> li
     return [await _event(conn, cid, "conversation.renamed", {"title": title, "by": user}, now_ms)]
 
 
-async def _join(conn: Conn, cid: str, user: str, by: str | None, now_ms: int) -> StreamEvent:
+async def _join(
+    conn: Conn, cid: str, user: str, by: str | None, now_ms: int, role: str = "member"
+) -> StreamEvent:
+    # A newcomer starts caught up: earlier history is readable, not unread.
     await conn.execute(
-        "INSERT INTO members (conversation_id, user_id, role, joined_at) "
-        "VALUES ($1, $2, 'member', $3)",
+        "INSERT INTO members (conversation_id, user_id, role, joined_at, read_seq, delivered_seq) "
+        "SELECT $1, $2, $3, $4, last_seq, last_seq FROM conversations WHERE id = $1",
         cid,
         user,
+        role,
         now_ms,
     )
     return await _event(
-        conn, cid, "member.joined", {"user_id": user, "role": "member", "by": by}, now_ms
+        conn, cid, "member.joined", {"user_id": user, "role": role, "by": by}, now_ms
     )
 
 
@@ -185,7 +189,7 @@ async def add_members(
     current = set(await _lock_members(conn, cid))
     joining = [u for u in dict.fromkeys(new) if u not in current]
     if len(current) + len(joining) > limit:
-        raise Invalid(f"a conversation has at most {limit} members")
+        raise TooLarge(f"a conversation has at most {limit} members")
     return [await _join(conn, cid, u, user, now_ms) for u in joining]
 
 
@@ -297,8 +301,9 @@ async def join_room(conn: Conn, user: str, cid: str, limit: int, now_ms: int) ->
     if user in current:
         return []
     if len(current) >= limit:
-        raise Invalid(f"a room has at most {limit} members")
-    return [await _join(conn, cid, user, None, now_ms)]
+        raise TooLarge(f"a room has at most {limit} members")
+    # Whoever joins an empty room takes it over, so it never lacks an owner.
+    return [await _join(conn, cid, user, None, now_ms, "member" if current else "owner")]
 
 
 async def set_hidden(conn: Conn, user: str, cid: str, hidden: bool) -> None:

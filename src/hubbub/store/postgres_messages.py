@@ -46,11 +46,22 @@ async def _append_one(
     conn: Conn, sender: str, item: SendItem, now_ms: int, as_server: bool
 ) -> Appended:
     cid = item.conversation_id
+    # The row lock serialises appends to one conversation across processes,
+    # so the idempotency check below cannot race another writer.
+    if await conn.fetchval("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", cid) is None:
+        return NotFound("no such conversation")
+    # A retry is recognised first: its sender gets the original back even if
+    # the conversation has changed since (left, blocked).
+    row = await conn.fetchrow(
+        f"{records.SELECT_MESSAGE} "
+        "WHERE m.sender_id = $1 AND m.conversation_id = $2 AND m.client_msg_id = $3",
+        sender,
+        cid,
+        item.client_msg_id,
+    )
+    if row is not None:
+        return (await rows.enrich(conn, [records.message(tuple(row))]))[0], False
     try:
-        # The row lock serialises appends to one conversation across processes,
-        # so the idempotency check below cannot race another writer.
-        if await conn.fetchval("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", cid) is None:
-            raise NotFound("no such conversation")
         if not as_server:
             kind, _role = await rows.membership(conn, sender, cid)
             if kind == "direct" and await rows.direct_blocked(conn, sender, cid):
@@ -64,15 +75,6 @@ async def _append_one(
                 raise Invalid("reply_to must be a message of the same conversation")
     except HubbubError as exc:
         return exc
-    row = await conn.fetchrow(
-        f"{records.SELECT_MESSAGE} "
-        "WHERE m.sender_id = $1 AND m.conversation_id = $2 AND m.client_msg_id = $3",
-        sender,
-        cid,
-        item.client_msg_id,
-    )
-    if row is not None:
-        return (await rows.enrich(conn, [records.message(tuple(row))]))[0], False
     mid = new_id("m")
     seq = await rows.add_event(conn, cid, "message.new", now_ms, message_id=mid)
     await conn.execute(
@@ -342,8 +344,10 @@ UNREAD = (
 
 
 async def unread(conn: Conn, user: str) -> dict[str, int]:
+    """Per visible conversation (hidden ones are left out, as in the list)."""
     found = await conn.fetch(
-        f"SELECT m.conversation_id, {UNREAD} FROM members m WHERE m.user_id = $1", user
+        f"SELECT m.conversation_id, {UNREAD} FROM members m WHERE m.user_id = $1 AND m.hidden = 0",
+        user,
     )
     return {cid: count for cid, count in found}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from hubbub.clock import iso_ms
-from hubbub.errors import Forbidden, Invalid, NotFound
+from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
 from hubbub.ids import new_id
 from hubbub.service.models import (
     Conversation,
@@ -165,14 +165,15 @@ def rename(
 
 
 def _join(
-    conn: sqlite3.Connection, cid: str, user: str, by: str | None, now_ms: int
+    conn: sqlite3.Connection, cid: str, user: str, by: str | None, now_ms: int, role: str = "member"
 ) -> StreamEvent:
+    # A newcomer starts caught up: earlier history is readable, not unread.
     conn.execute(
-        "INSERT INTO members (conversation_id, user_id, role, joined_at) "
-        "VALUES (?, ?, 'member', ?)",
-        (cid, user, now_ms),
+        "INSERT INTO members (conversation_id, user_id, role, joined_at, read_seq, delivered_seq) "
+        "SELECT ?, ?, ?, ?, last_seq, last_seq FROM conversations WHERE id = ?",
+        (cid, user, role, now_ms, cid),
     )
-    data = {"user_id": user, "role": "member", "by": by}
+    data = {"user_id": user, "role": role, "by": by}
     seq = rows.add_event(conn, cid, "member.joined", now_ms, data=data)
     return StreamEvent(conversation_id=cid, seq=seq, type="member.joined", data=data)
 
@@ -184,7 +185,7 @@ def add_members(
     current = set(member_ids(conn, cid))
     joining = [u for u in dict.fromkeys(new) if u not in current]
     if len(current) + len(joining) > limit:
-        raise Invalid(f"a conversation has at most {limit} members")
+        raise TooLarge(f"a conversation has at most {limit} members")
     return [_join(conn, cid, u, user, now_ms) for u in joining]
 
 
@@ -293,8 +294,9 @@ def join_room(
     if user in current:
         return []
     if len(current) >= limit:
-        raise Invalid(f"a room has at most {limit} members")
-    return [_join(conn, cid, user, None, now_ms)]
+        raise TooLarge(f"a room has at most {limit} members")
+    # Whoever joins an empty room takes it over, so it never lacks an owner.
+    return [_join(conn, cid, user, None, now_ms, "member" if current else "owner")]
 
 
 def set_hidden(conn: sqlite3.Connection, user: str, cid: str, hidden: bool) -> None:

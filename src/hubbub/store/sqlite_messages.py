@@ -48,6 +48,15 @@ def _append_one(
     conn: sqlite3.Connection, sender: str, item: SendItem, now_ms: int, as_server: bool
 ) -> Appended:
     cid = item.conversation_id
+    # A retry is recognised first: its sender gets the original back even if
+    # the conversation has changed since (left, blocked).
+    row = conn.execute(
+        f"{records.SELECT_MESSAGE} "
+        "WHERE m.sender_id = ? AND m.conversation_id = ? AND m.client_msg_id = ?",
+        (sender, cid, item.client_msg_id),
+    ).fetchone()
+    if row is not None:
+        return rows.enrich(conn, [records.message(row)])[0], False
     try:
         if as_server:
             if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (cid,)).fetchone() is None:
@@ -65,13 +74,6 @@ def _append_one(
                 raise Invalid("reply_to must be a message of the same conversation")
     except HubbubError as exc:
         return exc
-    row = conn.execute(
-        f"{records.SELECT_MESSAGE} "
-        "WHERE m.sender_id = ? AND m.conversation_id = ? AND m.client_msg_id = ?",
-        (sender, cid, item.client_msg_id),
-    ).fetchone()
-    if row is not None:
-        return records.message(row), False
     mid = new_id("m")
     seq = rows.add_event(conn, cid, "message.new", now_ms, message_id=mid)
     conn.execute(
@@ -341,10 +343,13 @@ UNREAD = (
 
 
 def unread(conn: sqlite3.Connection, user: str) -> dict[str, int]:
+    """Per visible conversation (hidden ones are left out, as in the list)."""
     return {
         cid: count
         for cid, count in conn.execute(
-            f"SELECT m.conversation_id, {UNREAD} FROM members m WHERE m.user_id = ?", (user,)
+            f"SELECT m.conversation_id, {UNREAD} FROM members m "
+            "WHERE m.user_id = ? AND m.hidden = 0",
+            (user,),
         )
     }
 
