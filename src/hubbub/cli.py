@@ -27,6 +27,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from hubbub import migrations
+
+    settings = _settings(args)
+    url = settings.database_url if settings.postgres else f"sqlite:///{settings.sqlite_path}"
+    if not settings.postgres:
+        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(url)
+    print(f"hubbub: {'PostgreSQL' if settings.postgres else settings.sqlite_path} is up to date")
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     settings = _settings(args).with_secret()
     if not settings.jwt_secret:
@@ -44,8 +56,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="bind address (HUBBUB_HOST, default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port (HUBBUB_PORT, default 8000)")
     run.add_argument("--data-dir", help="data directory (HUBBUB_DATA_DIR, default ./data)")
-    run.add_argument("--database-url", help="sqlite:///PATH (HUBBUB_DATABASE_URL)")
+    run.add_argument(
+        "--database-url", help="sqlite:///PATH or postgresql://... (HUBBUB_DATABASE_URL)"
+    )
     run.set_defaults(func=cmd_run)
+
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--data-dir", help="data directory (HUBBUB_DATA_DIR)")
+    migrate.add_argument("--database-url", help="sqlite:///PATH or postgresql://...")
+    migrate.set_defaults(func=cmd_migrate)
 
     token = sub.add_parser("token", help="print a signed token for local testing")
     token.add_argument("user", help="user id (the token's sub claim)")
