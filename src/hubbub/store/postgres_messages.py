@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from hubbub.clock import iso_ms
 from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound
 from hubbub.ids import new_id
 from hubbub.service.models import (
+    Attachment,
     Message,
     Page,
     Receipt,
@@ -25,30 +24,50 @@ from hubbub.store.postgres_rows import Conn
 from hubbub.store.sqlite_messages import MAX_POINTERS, MAX_REACTIONS_PER_USER, MODERATORS
 
 
-async def _check_attachments(conn: Conn, sender: str, item: SendItem) -> None:
+async def _check_attachments(conn: Conn, sender: str, item: SendItem) -> list[Attachment]:
     if not item.attachments:
-        return
-    found = dict(
-        await conn.fetch(
-            "SELECT id, content_type FROM uploads WHERE owner_id = $1 AND id = ANY($2::text[])",
+        return []
+    found = {
+        uid: (name, ctype, size)
+        for uid, name, ctype, size in await conn.fetch(
+            "SELECT id, name, content_type, size FROM uploads "
+            "WHERE owner_id = $1 AND id = ANY($2::text[])",
             sender,
             list(item.attachments),
         )
-    )
+    }
     missing = [u for u in item.attachments if u not in found]
     if missing:
         raise Invalid(f"unknown upload {missing[0]!r}: attach only your own uploads")
-    if item.kind == "image" and not all(t.startswith("image/") for t in found.values()):
+    if item.kind == "image" and not all(t.startswith("image/") for _, t, _ in found.values()):
         raise Invalid("an image message carries image uploads only")
+    return [
+        Attachment(
+            id=u,
+            name=found[u][0],
+            content_type=found[u][1],
+            size=found[u][2],
+            url=records.upload_url(u),
+        )
+        for u in item.attachments
+    ]
 
 
 async def _append_one(
     conn: Conn, sender: str, item: SendItem, now_ms: int, as_server: bool
 ) -> Appended:
+    """Store one message in five round trips (this is the hot path of every send)."""
     cid = item.conversation_id
-    # The row lock serialises appends to one conversation across processes,
+    # The conversation's row lock serialises appends to it across processes,
     # so the idempotency check below cannot race another writer.
-    if await conn.fetchval("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", cid) is None:
+    head = await conn.fetchrow(
+        "SELECT c.kind, m.role, u.name FROM conversations c "
+        "LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = $1 "
+        "LEFT JOIN users u ON u.id = $1 WHERE c.id = $2 FOR UPDATE OF c",
+        sender,
+        cid,
+    )
+    if head is None:
         return NotFound("no such conversation")
     # A retry is recognised first: its sender gets the original back even if
     # the conversation has changed since (left, blocked).
@@ -61,12 +80,14 @@ async def _append_one(
     )
     if row is not None:
         return (await rows.enrich(conn, [records.message(tuple(row))]))[0], False
+    kind, role, name = head
     try:
         if not as_server:
-            kind, _role = await rows.membership(conn, sender, cid)
+            if role is None:
+                raise Forbidden("you are not a member of this conversation")
             if kind == "direct" and await rows.direct_blocked(conn, sender, cid):
                 raise Forbidden("this direct conversation is blocked")
-        await _check_attachments(conn, sender, item)
+        attachments = await _check_attachments(conn, sender, item)
         if item.reply_to is not None:
             parent = await conn.fetchval(
                 "SELECT conversation_id FROM messages WHERE id = $1", item.reply_to
@@ -76,8 +97,15 @@ async def _append_one(
     except HubbubError as exc:
         return exc
     mid = new_id("m")
-    seq = await rows.add_event(conn, cid, "message.new", now_ms, message_id=mid)
+    seq = await conn.fetchval(
+        "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = $2 "
+        "WHERE id = $1 RETURNING last_seq",
+        cid,
+        now_ms,
+    )
     await conn.execute(
+        "WITH e AS (INSERT INTO events (conversation_id, seq, type, message_id, created_at) "
+        "VALUES ($2, $3, 'message.new', $1, $9)) "
         "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, client_msg_id, "
         "reply_to, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         mid,
@@ -90,47 +118,43 @@ async def _append_one(
         item.reply_to,
         now_ms,
     )
-    if item.attachments:
+    if attachments:
         await conn.executemany(
             "INSERT INTO message_attachments (message_id, upload_id, position) VALUES ($1, $2, $3)",
-            [(mid, upload, i) for i, upload in enumerate(item.attachments)],
+            [(mid, a.id, i) for i, a in enumerate(attachments)],
         )
-    await conn.execute("UPDATE conversations SET last_activity_at = $1 WHERE id = $2", now_ms, cid)
+    # Your own message is read by you; a hidden conversation reappears.
     await conn.execute(
-        "UPDATE members SET read_seq = $1, delivered_seq = GREATEST(delivered_seq, $1) "
-        "WHERE conversation_id = $2 AND user_id = $3",
+        "UPDATE members SET read_seq = CASE WHEN user_id = $3 THEN $1 ELSE read_seq END, "
+        "delivered_seq = CASE WHEN user_id = $3 THEN GREATEST(delivered_seq, $1) "
+        "ELSE delivered_seq END, hidden = 0 "
+        "WHERE conversation_id = $2 AND (user_id = $3 OR hidden = 1)",
         seq,
         cid,
         sender,
     )
-    await conn.execute(
-        "UPDATE members SET hidden = 0 WHERE conversation_id = $1 AND hidden = 1", cid
+    message = Message(
+        id=mid,
+        conversation_id=cid,
+        seq=seq,
+        sender_id=sender,
+        sender_name=name,
+        kind=item.kind,
+        body=item.body,
+        client_msg_id=item.client_msg_id,
+        reply_to=item.reply_to,
+        created_at=iso_ms(now_ms),
+        attachments=attachments,
     )
-    message = await rows.load_message(conn, mid)
-    assert message is not None
     return message, True
 
 
 async def append_messages(
     conn: Conn, sender: str, items: list[SendItem], now_ms: int, as_server: bool
 ) -> list[Appended]:
-    out: list[Appended] = []
-    for item in items:
-        try:
-            async with conn.transaction():  # a savepoint per item
-                out.append(await _append_one(conn, sender, item, now_ms, as_server))
-        except asyncpg.UniqueViolationError:
-            row = await conn.fetchrow(
-                f"{records.SELECT_MESSAGE} "
-                "WHERE m.sender_id = $1 AND m.conversation_id = $2 AND m.client_msg_id = $3",
-                sender,
-                item.conversation_id,
-                item.client_msg_id,
-            )
-            if row is None:
-                raise
-            out.append((records.message(tuple(row)), False))
-    return out
+    # No savepoints: every check happens before anything is written, under the
+    # conversation's row lock, so a refused item leaves nothing to roll back.
+    return [await _append_one(conn, sender, item, now_ms, as_server) for item in items]
 
 
 async def _editable(conn: Conn, user: str, message_id: str) -> tuple[Message, str]:

@@ -8,6 +8,7 @@ from hubbub.clock import iso_ms
 from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound
 from hubbub.ids import new_id
 from hubbub.service.models import (
+    Attachment,
     Message,
     Page,
     Receipt,
@@ -27,21 +28,33 @@ MAX_REACTIONS_PER_USER = 20
 MAX_POINTERS = 256
 
 
-def _check_attachments(conn: sqlite3.Connection, sender: str, item: SendItem) -> None:
+def _check_attachments(conn: sqlite3.Connection, sender: str, item: SendItem) -> list[Attachment]:
     if not item.attachments:
-        return
+        return []
     marks = ",".join("?" * len(item.attachments))
-    found = dict(
-        conn.execute(
-            f"SELECT id, content_type FROM uploads WHERE owner_id = ? AND id IN ({marks})",
+    found = {
+        uid: (name, ctype, size)
+        for uid, name, ctype, size in conn.execute(
+            f"SELECT id, name, content_type, size FROM uploads "
+            f"WHERE owner_id = ? AND id IN ({marks})",
             (sender, *item.attachments),
-        ).fetchall()
-    )
+        )
+    }
     missing = [u for u in item.attachments if u not in found]
     if missing:
         raise Invalid(f"unknown upload {missing[0]!r}: attach only your own uploads")
-    if item.kind == "image" and not all(t.startswith("image/") for t in found.values()):
+    if item.kind == "image" and not all(t.startswith("image/") for _, t, _ in found.values()):
         raise Invalid("an image message carries image uploads only")
+    return [
+        Attachment(
+            id=u,
+            name=found[u][0],
+            content_type=found[u][1],
+            size=found[u][2],
+            url=records.upload_url(u),
+        )
+        for u in item.attachments
+    ]
 
 
 def _append_one(
@@ -65,7 +78,7 @@ def _append_one(
             kind, _role = rows.membership(conn, sender, cid)
             if kind == "direct" and rows.direct_blocked(conn, sender, cid):
                 raise Forbidden("this direct conversation is blocked")
-        _check_attachments(conn, sender, item)
+        attachments = _check_attachments(conn, sender, item)
         if item.reply_to is not None:
             parent = conn.execute(
                 "SELECT conversation_id FROM messages WHERE id = ?", (item.reply_to,)
@@ -75,26 +88,48 @@ def _append_one(
     except HubbubError as exc:
         return exc
     mid = new_id("m")
-    seq = rows.add_event(conn, cid, "message.new", now_ms, message_id=mid)
+    (seq,) = conn.execute(
+        "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ? "
+        "WHERE id = ? RETURNING last_seq",
+        (now_ms, cid),
+    ).fetchone()
+    conn.execute(
+        "INSERT INTO events (conversation_id, seq, type, message_id, created_at) "
+        "VALUES (?, ?, 'message.new', ?, ?)",
+        (cid, seq, mid, now_ms),
+    )
     conn.execute(
         "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, client_msg_id, "
         "reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (mid, cid, seq, sender, item.kind, item.body, item.client_msg_id, item.reply_to, now_ms),
     )
-    conn.executemany(
-        "INSERT INTO message_attachments (message_id, upload_id, position) VALUES (?, ?, ?)",
-        [(mid, upload, i) for i, upload in enumerate(item.attachments)],
-    )
-    conn.execute("UPDATE conversations SET last_activity_at = ? WHERE id = ?", (now_ms, cid))
+    if attachments:
+        conn.executemany(
+            "INSERT INTO message_attachments (message_id, upload_id, position) VALUES (?, ?, ?)",
+            [(mid, a.id, i) for i, a in enumerate(attachments)],
+        )
     # Your own message is read by you; a hidden conversation reappears.
     conn.execute(
-        "UPDATE members SET read_seq = ?, delivered_seq = MAX(delivered_seq, ?) "
-        "WHERE conversation_id = ? AND user_id = ?",
-        (seq, seq, cid, sender),
+        "UPDATE members SET read_seq = CASE WHEN user_id = ?1 THEN ?2 ELSE read_seq END, "
+        "delivered_seq = CASE WHEN user_id = ?1 THEN MAX(delivered_seq, ?2) "
+        "ELSE delivered_seq END, hidden = 0 "
+        "WHERE conversation_id = ?3 AND (user_id = ?1 OR hidden = 1)",
+        (sender, seq, cid),
     )
-    conn.execute("UPDATE members SET hidden = 0 WHERE conversation_id = ? AND hidden = 1", (cid,))
-    message = rows.load_message(conn, mid)
-    assert message is not None
+    name = conn.execute("SELECT name FROM users WHERE id = ?", (sender,)).fetchone()
+    message = Message(
+        id=mid,
+        conversation_id=cid,
+        seq=seq,
+        sender_id=sender,
+        sender_name=None if name is None else name[0],
+        kind=item.kind,
+        body=item.body,
+        client_msg_id=item.client_msg_id,
+        reply_to=item.reply_to,
+        created_at=iso_ms(now_ms),
+        attachments=attachments,
+    )
     return message, True
 
 
