@@ -410,6 +410,9 @@ def summarize(results: list[dict[str, Any]], targets: list[str]) -> dict[str, An
             "frame_bytes": median([r.get("frame_bytes") for r in thr_ok + lat_ok]),
             "loadgen_cpu": median([(r.get("loadgen") or {}).get("cpu_util") for r in thr_ok]),
             "server_cpu": median([(r.get("server") or {}).get("cpu_util") for r in thr_ok]),
+            "server_rss_mb": median(
+                [((r.get("server") or {}).get("rss_kb") or 0) / 1024 for r in lat_ok]
+            ),
             "latency_runs": len(lat),
             "latency_ok": len(lat_ok),
             "latency_p50_ms": median([(r.get("latency_ms") or {}).get("p50") for r in lat_ok]),
@@ -445,7 +448,7 @@ def render_table(
     out.append("machine: " + ", ".join(machine_parts))
     head = (
         f"{'target':8s} {'deliveries/s':>13s} {'msgs/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} "
-        f"{'frame B':>8s} {'server cpu':>10s} {'loadgen cpu':>11s} {'ok runs':>8s}"
+        f"{'frame B':>8s} {'server cpu':>10s} {'loadgen cpu':>11s} {'srv MB':>7s} {'ok runs':>8s}"
     )
     out.append(head)
     out.append("-" * len(head))
@@ -457,12 +460,13 @@ def render_table(
             f"{fmt_num(s['messages_per_sec'], 1):>9s} "
             f"{fmt_num(s['latency_p50_ms'], 2):>8s} {fmt_num(s['latency_p99_ms'], 2):>8s} "
             f"{fmt_num(s['frame_bytes']):>8s} {fmt_pct(s['server_cpu']):>10s} "
-            f"{fmt_pct(s['loadgen_cpu']):>11s} {ok:>8s}"
+            f"{fmt_pct(s['loadgen_cpu']):>11s} {fmt_num(s['server_rss_mb'], 1):>7s} {ok:>8s}"
         )
     if "ratio_hubbub_ref_deliveries" in summary:
         ratio = summary["ratio_hubbub_ref_deliveries"]
         out.append(f"ratio hubbub/ref deliveries/s: {'-' if ratio is None else f'{ratio:.3f}'}")
     out.append("deliveries/s, msgs/s and cpu: throughput mode; p50/p99: latency mode")
+    out.append("srv MB: server resident memory at the end of a latency run (all connections open)")
     out.append("ok runs: throughput ok/total + latency ok/total")
     return "\n".join(out)
 

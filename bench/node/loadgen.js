@@ -512,6 +512,14 @@ function readProcCpuSeconds(pid) {
     return NaN;
   }
 }
+function readProcRssKb(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch (e) {
+    return NaN;
+  }
+}
 let CLK_TCK = 100;
 if (opt['server-pid'] > 0) {
   try {
@@ -693,7 +701,11 @@ function snapshotEnd() {
   };
   if (opt['server-pid'] > 0) {
     const srv1 = readProcCpuSeconds(opt['server-pid']);
-    measure.server = { pid: opt['server-pid'], cpu_util: round3((srv1 - measure.srv0) / wallS) };
+    measure.server = {
+      pid: opt['server-pid'],
+      cpu_util: round3((srv1 - measure.srv0) / wallS),
+      rss_kb: readProcRssKb(opt['server-pid']),
+    };
   }
 }
 
