@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from hubbub.broker.base import Delivery
+from hubbub.tasks import TaskSet
 
 log = logging.getLogger("hubbub.gateway")
 
@@ -45,7 +46,7 @@ class Sequencer:
         self._floor: dict[str, int] = {}
         self._pending: dict[str, dict[int, Delivery]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("gap fill")
 
     def __call__(self, delivery: Delivery) -> None:
         seq = delivery.seq
@@ -89,7 +90,7 @@ class Sequencer:
 
     def _fill(self, cid: str) -> None:
         self._timers.pop(cid, None)
-        self._spawn(self._fill_gap(cid))
+        self._tasks.spawn(self._fill_gap(cid))
 
     async def _fill_gap(self, cid: str) -> None:
         pending = self._pending.get(cid)
@@ -127,8 +128,3 @@ class Sequencer:
                 continue
             for delivery in missed:
                 self(delivery)
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 
 from hubbub.auth import TokenVerifier
 from hubbub.broker.base import Broker
@@ -18,6 +18,7 @@ from hubbub.gateway.writer import Flusher
 from hubbub.protocol import events
 from hubbub.service.chat import ChatService
 from hubbub.service.presence import PresenceService
+from hubbub.tasks import TaskSet
 
 log = logging.getLogger("hubbub.gateway")
 PROTOCOL_VERSION = 1
@@ -43,7 +44,7 @@ class Gateway:
         self.hub = Hub()
         self.sequencer = Sequencer(self.hub.deliver, chat.missed)
         self.flusher: Flusher
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("gateway task")
         self._loops: list[asyncio.Task[None]] = []
         broker.subscribe(self.sequencer)
         broker.on_reconnect(self.resync)
@@ -61,12 +62,13 @@ class Gateway:
         ]
 
     async def stop(self) -> None:
-        for task in [*self._loops, *self._tasks]:
+        for task in self._loops:
             task.cancel()
+        self._tasks.cancel()
 
     def resync(self) -> None:
         """After a broker outage: deliver what was missed, and ask clients to resume."""
-        self._spawn(self.sequencer.catch_up())
+        self._tasks.spawn(self.sequencer.catch_up())
         frame = events.event("resync", reason="broker reconnected")
         for session in self.hub.sessions():
             session.send(frame)
@@ -74,7 +76,7 @@ class Gateway:
     def attach(self, session: Session) -> None:
         self.hub.add(session)
         self.presence.connected(session.user_id)
-        self._spawn(self.chat.seen(session.identity))
+        self._tasks.spawn(self.chat.seen(session.identity))
 
     def detach(self, session: Session) -> None:
         """Forget a closing or closed session (once)."""
@@ -101,16 +103,6 @@ class Gateway:
                 "outbound_buffer_bytes": limits.outbound_buffer_bytes,
             },
         )
-
-    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
 
     def sweep(self) -> None:
         """One heartbeat pass: ping idle connections, close dead and expired ones."""

@@ -17,10 +17,8 @@ it after moving a hand-driven clock).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
-from collections.abc import Coroutine
 
 from hubbub.clock import Clock, iso_ms, now_ms
 from hubbub.errors import Forbidden, RateLimited
@@ -29,6 +27,7 @@ from hubbub.presence.memory import MemoryPresence
 from hubbub.protocol import events
 from hubbub.service.fanout import Fanout
 from hubbub.store.base import Store
+from hubbub.tasks import TaskSet
 
 log = logging.getLogger("hubbub.presence")
 
@@ -58,7 +57,7 @@ class PresenceService:
         self._leaving: dict[str, tuple[float, int]] = {}  # user -> (deadline, last seen ms)
         self._typing: dict[tuple[str, str], tuple[float, str]] = {}  # -> (deadline, conn id)
         self._rate: dict[str, deque[float]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("presence announcement")
 
     # Presence ---------------------------------------------------------------
 
@@ -66,7 +65,7 @@ class PresenceService:
         count = self._connections.get(user, 0) + 1
         self._connections[user] = count
         if count == 1 and self._leaving.pop(user, None) is None:
-            self._spawn(self._came_online(user, now_ms(self.clock)))
+            self._tasks.spawn(self._came_online(user, now_ms(self.clock)))
 
     async def _came_online(self, user: str, at_ms: int) -> None:
         if await self.cluster.came_online(user):  # not already online elsewhere
@@ -79,7 +78,7 @@ class PresenceService:
     def _expired(self, users: list[str]) -> None:
         at_ms = now_ms(self.clock)
         for user in users:
-            self._spawn(self._announce(user, "offline", at_ms))
+            self._tasks.spawn(self._announce(user, "offline", at_ms))
 
     def disconnected(self, user: str, connection_id: str) -> None:
         for key, (_deadline, origin) in list(self._typing.items()):
@@ -145,7 +144,7 @@ class PresenceService:
 
     def _stop_typing(self, cid: str, user: str) -> None:
         self._typing.pop((cid, user), None)
-        self._spawn(self._typing_event(cid, user, "stop"))
+        self._tasks.spawn(self._typing_event(cid, user, "stop"))
 
     async def _typing_event(self, cid: str, user: str, state: str) -> None:
         hidden = await self.fanout.blockers(user)
@@ -173,22 +172,11 @@ class PresenceService:
         for user, (deadline, seen) in list(self._leaving.items()):
             if deadline <= now:
                 del self._leaving[user]
-                self._spawn(self._went_offline(user, seen))
+                self._tasks.spawn(self._went_offline(user, seen))
         for user, recent in list(self._rate.items()):
             if not recent or recent[-1] <= now - 1.0:
                 del self._rate[user]
 
     async def drain(self) -> None:
         """Wait for announcements under way (tests and shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("presence task failed", exc_info=task.exception())
+        await self._tasks.drain()

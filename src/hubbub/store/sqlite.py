@@ -8,34 +8,25 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from hubbub import migrations
-from hubbub.service.models import (
-    Conversation,
-    ConversationSummary,
-    Message,
-    Page,
-    Receipt,
-    Replay,
-    RoomSummary,
-    SearchPage,
-    SendItem,
-    StreamEvent,
-    Upload,
-    Version,
-)
-from hubbub.store import sqlite_conversations as conversations
-from hubbub.store import sqlite_messages as messages
-from hubbub.store import sqlite_rows as rows
-from hubbub.store.base import Appended
+from hubbub.store import sqlite_conversations, sqlite_messages, sqlite_rows
+from hubbub.store.sql import SQLStore
 from hubbub.store.sqlite_worker import SQLiteWorker
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStore):
+    _conversations = sqlite_conversations
+    _messages = sqlite_messages
+    _rows = sqlite_rows
+
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         self.path = path
         self._worker = SQLiteWorker(path, synchronous)
-        self.call = self._worker.call
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await self._worker.call(fn, *args)
 
     async def open(self, migrate: bool = True) -> None:
         if migrate:
@@ -47,136 +38,4 @@ class SQLiteStore:
         await self._worker.stop()
 
     async def ping(self) -> None:
-        await self.call(lambda c: c.execute("SELECT 1").fetchone())
-
-    # Users
-    async def set_user_name(self, user_id: str, name: str, now_ms: int) -> None:
-        await self.call(conversations.set_user_name, user_id, name, now_ms)
-
-    async def set_last_seen(self, user_id: str, now_ms: int) -> None:
-        await self.call(conversations.set_last_seen, user_id, now_ms)
-
-    async def last_seen(self, user_ids: list[str]) -> dict[str, int | None]:
-        return await self.call(conversations.last_seen, user_ids)
-
-    async def contacts(self, user: str) -> list[str]:
-        return await self.call(conversations.contacts, user)
-
-    # Conversations and membership
-    async def get_or_create_direct(
-        self, user_a: str, user_b: str, now_ms: int
-    ) -> tuple[Conversation, bool]:
-        return await self.call(conversations.get_or_create_direct, user_a, user_b, now_ms)
-
-    async def create_group(
-        self, owner: str, title: str, members: list[str], now_ms: int, kind: str = "group"
-    ) -> Conversation:
-        return await self.call(conversations.create_group, kind, owner, title, members, now_ms)
-
-    async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        return await self.call(rows.load_conversation, conversation_id)
-
-    async def member_ids(self, conversation_id: str) -> list[str]:
-        return await self.call(conversations.member_ids, conversation_id)
-
-    async def list_conversations(self, user: str) -> list[ConversationSummary]:
-        return await self.call(conversations.list_conversations, user)
-
-    async def rename(self, user: str, cid: str, title: str, now_ms: int) -> list[StreamEvent]:
-        return await self.call(conversations.rename, user, cid, title, now_ms)
-
-    async def add_members(
-        self, user: str, cid: str, new: list[str], limit: int, now_ms: int
-    ) -> list[StreamEvent]:
-        return await self.call(conversations.add_members, user, cid, new, limit, now_ms)
-
-    async def remove_member(
-        self, user: str, cid: str, target: str, now_ms: int
-    ) -> list[StreamEvent]:
-        return await self.call(conversations.remove_member, user, cid, target, now_ms)
-
-    async def set_role(
-        self, user: str, cid: str, target: str, role: str, now_ms: int
-    ) -> list[StreamEvent]:
-        return await self.call(conversations.set_role, user, cid, target, role, now_ms)
-
-    async def list_rooms(self, user: str, limit: int, offset: int) -> list[RoomSummary]:
-        return await self.call(conversations.list_rooms, user, limit, offset)
-
-    async def join_room(self, user: str, cid: str, limit: int, now_ms: int) -> list[StreamEvent]:
-        return await self.call(conversations.join_room, user, cid, limit, now_ms)
-
-    async def set_hidden(self, user: str, cid: str, hidden: bool) -> None:
-        await self.call(conversations.set_hidden, user, cid, hidden)
-
-    # Blocks
-    async def block(self, blocker: str, blocked: str, now_ms: int) -> bool:
-        return await self.call(conversations.block, blocker, blocked, now_ms)
-
-    async def unblock(self, blocker: str, blocked: str) -> bool:
-        return await self.call(conversations.unblock, blocker, blocked)
-
-    async def blocked_by(self, user: str) -> list[str]:
-        return await self.call(conversations.blocked_by, user)
-
-    async def blockers_of(self, user: str) -> list[str]:
-        return await self.call(conversations.blockers_of, user)
-
-    # Messages and the stream
-    async def append_messages(
-        self, sender: str, items: list[SendItem], now_ms: int, as_server: bool = False
-    ) -> list[Appended]:
-        return await self.call(messages.append_messages, sender, items, now_ms, as_server)
-
-    async def react(
-        self, user: str, mid: str, emoji: str, add: bool, now_ms: int
-    ) -> tuple[str, int] | None:
-        return await self.call(messages.react, user, mid, emoji, add, now_ms)
-
-    async def search(
-        self, user: str, text: str, cid: str | None, limit: int, offset: int
-    ) -> SearchPage:
-        return await self.call(messages.search, user, text, cid, limit, offset)
-
-    async def create_upload(
-        self, upload_id: str, owner: str, name: str, ctype: str, size: int, now_ms: int
-    ) -> Upload:
-        return await self.call(messages.create_upload, upload_id, owner, name, ctype, size, now_ms)
-
-    async def get_upload(self, user: str, upload_id: str) -> Upload:
-        return await self.call(messages.get_upload, user, upload_id)
-
-    async def edit_message(self, user: str, mid: str, body: str, now_ms: int) -> StreamEvent:
-        return await self.call(messages.edit_message, user, mid, body, now_ms)
-
-    async def delete_message(self, user: str, mid: str, now_ms: int) -> StreamEvent:
-        return await self.call(messages.delete_message, user, mid, now_ms)
-
-    async def get_message(self, user: str, mid: str) -> Message:
-        return await self.call(messages.get_message, user, mid)
-
-    async def message_versions(self, user: str, mid: str) -> list[Version]:
-        return await self.call(messages.message_versions, user, mid)
-
-    async def list_messages(
-        self,
-        user: str,
-        conversation_id: str,
-        *,
-        before: int | None,
-        after: int | None,
-        limit: int,
-    ) -> Page:
-        return await self.call(messages.list_messages, user, conversation_id, before, after, limit)
-
-    async def replay(self, user: str, cursors: dict[str, int], limit: int) -> list[Replay]:
-        return await self.call(messages.replay, user, cursors, limit)
-
-    async def events_after(self, cid: str, after: int, limit: int) -> list[StreamEvent]:
-        return await self.call(messages.events_after, cid, after, limit)
-
-    async def mark(self, user: str, cid: str, kind: str, seq: int) -> Receipt | None:
-        return await self.call(messages.mark, user, cid, kind, seq)
-
-    async def unread(self, user: str) -> dict[str, int]:
-        return await self.call(messages.unread, user)
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
