@@ -140,7 +140,8 @@ class Settings:
             database_url=get("DATABASE_URL", "") or "",
             redis_url=get("REDIS_URL"),
             redis_prefix=get("REDIS_PREFIX", "hubbub:") or "hubbub:",
-            auto_migrate=(get("AUTO_MIGRATE", "1") or "1") not in ("0", "false", "no"),
+            auto_migrate=(get("AUTO_MIGRATE", "1") or "1").lower()
+            not in ("0", "false", "no", "off"),
             jwt_secret=get("JWT_SECRET"),
             jwt_public_key=public_key,
             jwt_algorithms=algorithms,

@@ -46,7 +46,7 @@ class Hubbub:
             if settings.redis_url
             else MemoryBroker()
         )
-        self.fanout = Fanout(self.store, self.broker)
+        self.fanout = Fanout(self.store, self.broker, shared=bool(settings.redis_url))
         self.chat = ChatService(self.store, self.fanout, self.clock, settings.limits)
         self.conversations = ConversationService(
             self.store, self.fanout, self.clock, settings.limits

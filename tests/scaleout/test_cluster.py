@@ -153,3 +153,27 @@ async def test_every_acked_message_arrives_after_redis_restarts(
         assert m.messages[cid] == acked, "lost, duplicated or reordered"
         assert m.seen[cid] == sorted(set(m.seen[cid]))
     assert httpx.get(nodes[1].url + "/health").json()["status"] == "ok"
+
+
+async def test_membership_changed_on_one_process_holds_on_the_others(cluster: Cluster) -> None:
+    a, b, c = cluster.nodes
+    cid = create_group(a, "ko", ["kr"])
+    removed = await Client.connect(c, "kr")
+    newcomer = await Client.connect(c, "kn")
+    sender = await Client.connect(b, "ko")
+    for client in (removed, newcomer, sender):
+        await client.request({"type": "ping"})
+    first = await sender.send_message(cid, "both members see this")  # warms b's view
+    assert (await removed.recv_type("message.new"))["message"]["id"] == first["id"]
+
+    base = f"{a.url}/api/v1/conversations/{cid}"
+    assert httpx.delete(base + "/members/kr", headers=auth("ko")).status_code == 200
+    assert (
+        httpx.post(base + "/members", headers=auth("ko"), json={"members": ["kn"]}).status_code
+        == 200
+    )
+    after = await sender.send_message(cid, "only current members see this")
+    got = await newcomer.recv_type("message.new")
+    assert got["message"]["id"] == after["id"]
+    assert (await removed.recv_type("member.left"))["user_id"] == "kr"
+    await removed.no_frame(0.5, "message.new")

@@ -88,10 +88,14 @@ class RedisPresence:
     async def online(self, users: list[str]) -> set[str]:
         if not users:
             return set()
-        async with self._client.pipeline(transaction=False) as pipe:
-            for user in users:
-                pipe.smembers(self._key("presence", user))
-            found = await pipe.execute()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for user in users:
+                    pipe.smembers(self._key("presence", user))
+                found = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("presence lookup failed: %s", exc)
+            return set()  # unknown reads as offline until Redis is back
         return {
             user for user, serving in zip(users, found, strict=True) if await self._live(serving)
         }

@@ -21,7 +21,7 @@ class Command(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
 
 class SendMessage(Command, kw_only=True):
     conversation_id: str
-    body: str
+    body: str = ""  # required for text; optional caption for image and file
     client_msg_id: str
     reply_to: str | None = None
     kind: Literal["text", "image", "file"] = "text"

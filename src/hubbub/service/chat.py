@@ -104,13 +104,17 @@ class ChatService:
         # Know the recipients before committing, so that publishing right after
         # the commit needs no further wait and keeps commit order.
         known = {cid: await self.fanout.members(cid) for cid in {i.conversation_id for i in valid}}
-        stored = iter(await self.store.append_messages(user, valid, now_ms(self.clock), as_server))
+        stored = list(await self.store.append_messages(user, valid, now_ms(self.clock), as_server))
+        if self.fanout.shared:  # members as of after the commit (see Fanout)
+            created = {a[0].conversation_id for a in stored if isinstance(a, tuple) and a[1]}
+            known = {cid: await self.fanout.members(cid) for cid in created}
+        stored_items = iter(stored)
         out: list[Appended] = []
         for result in results:
             if result is not None:
                 out.append(result)
                 continue
-            appended = next(stored)
+            appended = next(stored_items)
             if isinstance(appended, tuple) and appended[1]:
                 message = appended[0]
                 cid = message.conversation_id

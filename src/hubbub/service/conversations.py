@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hubbub.auth import RESERVED_USERS
 from hubbub.clock import Clock, now_ms
 from hubbub.config import Limits
 from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
@@ -18,6 +19,8 @@ ROLES = ("owner", "admin", "member")
 def check_user_id(value: object, what: str = "member") -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_USER_ID:
         raise Invalid(f"{what} must be a user id of 1 to {MAX_USER_ID} characters")
+    if value in RESERVED_USERS:
+        raise Invalid(f"user id {value!r} is reserved")
     return value
 
 
@@ -85,47 +88,56 @@ class ConversationService:
 
     async def rename(self, user: str, cid: str, title: str) -> Conversation:
         title = check_title(title)
-        await self.fanout.members(cid)
-        return await self._apply(cid, await self.store.rename(user, cid, title, self._now()))
+        before = await self.fanout.members(cid)
+        return await self._apply(
+            cid, before, await self.store.rename(user, cid, title, self._now())
+        )
 
     async def add_members(self, user: str, cid: str, new: list[str]) -> Conversation:
         for member in new:
             check_user_id(member)
-        await self.fanout.members(cid)
+        before = await self.fanout.members(cid)
         stored = await self.store.add_members(
             user, cid, new, self.limits.max_group_members, self._now()
         )
-        return await self._apply(cid, stored)
+        return await self._apply(cid, before, stored)
 
     async def remove_member(self, user: str, cid: str, target: str) -> Conversation | None:
         """Remove ``target`` (or leave, when it is ``user``)."""
-        await self.fanout.members(cid)  # cached before, so the leaver is told too
+        before = await self.fanout.members(cid)  # read before, so the leaver is told too
         stored = await self.store.remove_member(user, cid, target, self._now())
-        conversation = await self._apply(cid, stored)
+        conversation = await self._apply(cid, before, stored)
         return None if target == user else conversation
 
     async def set_role(self, user: str, cid: str, target: str, role: str) -> Conversation:
         if role not in ROLES:
             raise Invalid(f"role must be one of {', '.join(ROLES)}")
-        await self.fanout.members(cid)
+        before = await self.fanout.members(cid)
         return await self._apply(
-            cid, await self.store.set_role(user, cid, target, role, self._now())
+            cid, before, await self.store.set_role(user, cid, target, role, self._now())
         )
 
     async def join_room(self, user: str, cid: str) -> Conversation:
-        await self.fanout.members(cid)
+        before = await self.fanout.members(cid)
         stored = await self.store.join_room(user, cid, self.limits.max_group_members, self._now())
-        return await self._apply(cid, stored)
+        return await self._apply(cid, before, stored)
 
-    async def _apply(self, cid: str, stored: list[StreamEvent]) -> Conversation:
+    async def _apply(
+        self, cid: str, before: tuple[str, ...], stored: list[StreamEvent]
+    ) -> Conversation:
         """Publish committed membership events in order, then the updated conversation.
 
-        Callers warm the member cache before the store call, so nothing is
-        awaited between the commit and these publications.
+        ``before`` are the members read before the store call; each event
+        goes to the members at its point of the stream (see Fanout).
         """
-        before = self.fanout.cached(cid) or ()
+        members = before
         for event in stored:
-            self.fanout.publish_stream(event, before)
+            self.fanout.publish_stream(event, members)
+            data = event.data or {}
+            if event.type == "member.joined":
+                members = (*members, data["user_id"])
+            elif event.type == "member.left":
+                members = tuple(m for m in members if m != data["user_id"])
         conversation = await self.store.get_conversation(cid)
         assert conversation is not None
         if stored:
@@ -135,7 +147,7 @@ class ConversationService:
                     joined, events.event("conversation.created", conversation=conversation)
                 )
             self.fanout.publish_to(
-                self.fanout.cached(cid) or (),
+                (m.user_id for m in conversation.members),
                 events.event("conversation.updated", conversation=conversation),
             )
         return conversation

@@ -1,10 +1,17 @@
 """Who receives an event, and handing it to the broker after commit.
 
-Keeps a bounded cache of each conversation's members and the blocks that hide
-a user's typing and presence. Membership events update the cache in the same
-step that publishes them, so the recipients of each event are the members at
-that point of the stream: a removed member gets their own ``member.left`` and
-nothing after it; a new member gets their ``member.joined`` and what follows.
+In one process (``shared=False``) every membership change passes through
+here, so it keeps a bounded cache of each conversation's members and of the
+blocks that hide a user's typing and presence. Membership events update the
+cache in the same step that publishes them, so the recipients of each event
+are the members at that point of the stream: a removed member gets their own
+``member.left`` and nothing after it; a new member gets their
+``member.joined`` and what follows.
+
+With several processes (``shared=True``) another process may change
+membership at any time, so nothing is cached: recipients are read from the
+database after the event's commit. A member removed before a message was
+committed is therefore never among its recipients, on any process.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ CACHE_SIZE = 10_000
 
 
 class Fanout:
-    def __init__(self, store: Store, broker: Broker) -> None:
+    def __init__(self, store: Store, broker: Broker, shared: bool = False) -> None:
         self.store = store
         self.broker = broker
+        self.shared = shared
         self._members: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._blockers: OrderedDict[str, frozenset[str]] = OrderedDict()
 
@@ -31,6 +39,8 @@ class Fanout:
 
     def remember(self, conversation_id: str, members: Iterable[str]) -> tuple[str, ...]:
         value = tuple(members)
+        if self.shared:
+            return value
         self._members[conversation_id] = value
         self._members.move_to_end(conversation_id)
         while len(self._members) > CACHE_SIZE:
@@ -55,6 +65,8 @@ class Fanout:
         cached = self._blockers.get(user)
         if cached is None:
             cached = frozenset(await self.store.blockers_of(user))
+            if self.shared:
+                return cached
             self._blockers[user] = cached
             while len(self._blockers) > CACHE_SIZE:
                 self._blockers.popitem(last=False)

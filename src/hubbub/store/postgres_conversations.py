@@ -131,7 +131,11 @@ async def list_conversations(conn: Conn, user: str) -> list[ConversationSummary]
             ConversationSummary(
                 **fields,
                 members=await rows.members(conn, fields["id"]),
-                last_message=None if last is None else records.message(tuple(last)),
+                last_message=(
+                    None
+                    if last is None
+                    else (await rows.enrich(conn, [records.message(tuple(last))], user))[0]
+                ),
                 read_seq=row[7],
                 unread_count=row[8],
             )

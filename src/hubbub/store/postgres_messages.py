@@ -170,6 +170,8 @@ async def _editable(conn: Conn, user: str, message_id: str) -> tuple[Message, st
 async def edit_message(
     conn: Conn, user: str, message_id: str, body: str, now_ms: int
 ) -> StreamEvent:
+    # Concurrent edits of one message queue here, so version numbers never clash.
+    await conn.execute("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", message_id)
     message, _role = await _editable(conn, user, message_id)
     if message.sender_id != user:
         raise Forbidden("only the sender can edit a message")

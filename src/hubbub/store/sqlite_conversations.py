@@ -137,7 +137,9 @@ def list_conversations(conn: sqlite3.Connection, user: str) -> list[Conversation
             ConversationSummary(
                 **fields,
                 members=rows.members(conn, fields["id"]),
-                last_message=None if last is None else records.message(last),
+                last_message=None
+                if last is None
+                else rows.enrich(conn, [records.message(last)], user)[0],
                 read_seq=row[7],
                 unread_count=row[8],
             )
