@@ -35,11 +35,16 @@ async def test_typing_start_expiry_and_stop_on_disconnect(in_process: InProcess)
         "user_id": "ta",
         "state": "start",
     }
-    await in_process.sweep(4)
+    await in_process.sweep(2)
     await ta.request({"type": "typing", "conversation_id": cid, "state": "start"})  # renewal
-    await in_process.sweep(4)
-    await tb.no_frame(0.1, "typing")  # renewed: no stop yet, and no second start
-    await in_process.sweep(3)
+    await tb.no_frame(0.1, "typing")  # renewed soon after the start: not repeated
+    await in_process.sweep(2)
+    await ta.request({"type": "typing", "conversation_id": cid, "state": "start"})  # renewal
+    again = await tb.recv_type("typing")  # half the ttl passed: repeated
+    assert again["state"] == "start"
+    await in_process.sweep(5)
+    await tb.no_frame(0.1, "typing")  # renewed at 4 s: no stop at 9 s
+    await in_process.sweep(2)
     stop = await tb.recv_type("typing")
     assert stop["state"] == "stop" and stop["user_id"] == "ta"
 

@@ -9,10 +9,12 @@ it after moving a hand-driven clock).
   reconnect first (no flapping on a reconnect). Events go to users who share
   a direct conversation or a group with them (rooms are too large to count),
   except users who have blocked them.
-- Typing: ``start`` is announced once and lasts ``typing_ttl`` seconds unless
-  renewed; ``stop`` is announced when the typist says so, when it expires,
-  when the typist sends a message there, or when the connection it came from
-  closes.
+- Typing: ``start`` lasts ``typing_ttl`` seconds unless renewed, and is
+  announced when typing begins and again at most every ``typing_ttl / 2``
+  while renewed; ``stop`` is announced when the typist says so, when it
+  expires, when the typist sends a message there, or when the connection it
+  came from closes. Clients clear an indicator ``typing_ttl`` after the last
+  ``start`` in any case, so a process that dies cannot leave one on.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class PresenceService:
         self._connections: dict[str, int] = {}
         self._leaving: dict[str, tuple[float, int]] = {}  # user -> (deadline, last seen ms)
         self._typing: dict[tuple[str, str], tuple[float, str]] = {}  # -> (deadline, conn id)
+        self._announced: dict[tuple[str, str], float] = {}  # -> when start was last sent
         self._rate: dict[str, deque[float]] = {}
         self._tasks = TaskSet("presence announcement")
 
@@ -125,9 +128,15 @@ class PresenceService:
             if key in self._typing:
                 self._stop_typing(cid, user)
             return
-        fresh = key not in self._typing
-        self._typing[key] = (self.clock.monotonic() + self.typing_ttl, connection_id)
-        if fresh:
+        now = self.clock.monotonic()
+        # A start is announced when typing begins and repeated at most every
+        # ttl / 2 while it is renewed, so a client can clear an indicator
+        # typing_ttl after the last start even if no stop ever comes (the
+        # typist's process died).
+        announce = now - self._announced.get(key, -self.typing_ttl) >= self.typing_ttl / 2
+        self._typing[key] = (now + self.typing_ttl, connection_id)
+        if key not in self._announced or announce:
+            self._announced[key] = now
             await self._typing_event(cid, user, "start")
 
     async def typists(self, cid: str, viewer: str) -> list[str]:
@@ -144,6 +153,7 @@ class PresenceService:
 
     def _stop_typing(self, cid: str, user: str) -> None:
         self._typing.pop((cid, user), None)
+        self._announced.pop((cid, user), None)
         self._tasks.spawn(self._typing_event(cid, user, "stop"))
 
     async def _typing_event(self, cid: str, user: str, state: str) -> None:
