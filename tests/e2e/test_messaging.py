@@ -69,7 +69,7 @@ async def test_outsider_is_refused_everywhere_and_sees_nothing(server: ServerPro
     assert cid not in [c["id"] for c in listed["conversations"]]
 
     await fay.send_message(cid, "still private")
-    await mallory.no_frame()
+    await mallory.no_frame(0.3, "message.new")
     # The refused attempt stored nothing.
     history = httpx.get(base + "/messages", headers=auth("gus")).json()["messages"]
     assert [m["body"] for m in history] == ["private", "still private"]
@@ -89,12 +89,12 @@ async def test_retry_with_same_client_msg_id_returns_original(server: ServerProc
     )
     assert again["type"] == "ack" and again["duplicate"] is True
     assert again["message"] == first
-    await ivy.no_frame()  # nothing new is delivered
+    await ivy.no_frame(0.3, "message.new")  # nothing new is delivered
 
     url = f"{server.url}/api/v1/conversations/{cid}/messages"
     r = httpx.post(url, headers=auth("hal"), json={"body": "once", "client_msg_id": "retry-1"})
     assert r.status_code == 200 and r.json()["message"] == first
-    await ivy.no_frame()
+    await ivy.no_frame(0.3, "message.new")
     history = httpx.get(url, headers=auth("ivy")).json()["messages"]
     assert [m["id"] for m in history] == [first["id"]]
 
