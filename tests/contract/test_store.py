@@ -242,11 +242,11 @@ async def test_search_and_reactions(store: Store) -> None:
     await send(store, "c", other.id, "coffee for others")
     found = await store.search("b", "COFFEE", None, 10, 0)
     assert [m.id for m in found.results] == [m1.id] and found.next_offset is None
-    assert await store.react("b", m1.id, "👍", True, NOW) == (conv.id, 1)
-    assert await store.react("b", m1.id, "👍", True, NOW) is None
+    assert await store.react("b", m1.id, "👍", True, NOW) == (conv.id, 1, True)
+    assert await store.react("b", m1.id, "👍", True, NOW) == (conv.id, 1, False)
     page = await store.list_messages("b", conv.id, before=None, after=None, limit=5)
     assert [(r.emoji, r.count, r.me) for r in page.messages[0].reactions] == [("👍", 1, True)]
-    assert await store.react("b", m1.id, "👍", False, NOW) == (conv.id, 0)
+    assert await store.react("b", m1.id, "👍", False, NOW) == (conv.id, 0, True)
 
 
 async def test_newcomers_start_caught_up_and_retries_survive_leaving(store: Store) -> None:

@@ -165,6 +165,7 @@ def test_health_and_openapi(server: ServerProcess, http: httpx.Client) -> None:
     body_schema = spec["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]
     assert set(body_schema["required"]) == {"client_msg_id"}
     assert {"body", "kind", "attachments", "reply_to"} <= set(body_schema["properties"])
+    assert spec["components"]["securitySchemes"]["apiKey"]["name"] == "X-Api-Key"
     ids = [op["operationId"] for path in paths.values() for op in path.values()]
     assert len(ids) == len(set(ids))
     assert {"201", "200", "401", "403", "404", "413", "422"} <= set(post["responses"])

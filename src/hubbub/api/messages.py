@@ -65,8 +65,8 @@ def message_operations(api: Api) -> list[Operation]:
     async def react(request: Request) -> Response:
         me = await api.user(request)
         p = request.path_params
-        count = await chat.react(me, p["message_id"], p["emoji"], request.method == "PUT")
-        return json_response(ReactionBody(changed=count >= 0, count=max(count, 0)))
+        count, changed = await chat.react(me, p["message_id"], p["emoji"], request.method == "PUT")
+        return json_response(ReactionBody(changed=changed, count=count))
 
     async def search(request: Request) -> Response:
         me = await api.user(request)

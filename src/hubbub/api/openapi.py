@@ -98,7 +98,7 @@ def build_spec(operations: list[Operation], version: str) -> dict[str, Any]:
                 "content": {"application/json": {"schema": ref[op.body]}},
             }
         if op.auth:
-            item["security"] = [{"bearer": []}]
+            item["security"] = [{"bearer": []}, {"apiKey": []}]
         for status, body in op.responses.items():
             response: dict[str, Any] = {"description": "OK" if status < 300 else "Error"}
             if body is not None:
@@ -122,7 +122,15 @@ def build_spec(operations: list[Operation], version: str) -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Api-Key",
+                    "description": "The app's backend (HUBBUB_API_KEY). With "
+                    "X-On-Behalf-Of: USER it acts as that user; without, it may only "
+                    "post system messages.",
+                },
             },
         },
     }

@@ -181,8 +181,9 @@ class Session:
             reply["moved"] = receipt is not None
         elif isinstance(command, AddReaction | RemoveReaction):
             add = isinstance(command, AddReaction)
-            count = await gateway.chat.react(user, command.message_id, command.emoji, add)
-            reply["changed"] = count >= 0
+            count, changed = await gateway.chat.react(user, command.message_id, command.emoji, add)
+            reply["changed"] = changed
+            reply["count"] = count
         elif isinstance(command, Typing):
             await gateway.presence.typing(
                 user, command.conversation_id, command.state, self.connection_id

@@ -159,14 +159,13 @@ class ChatService:
             raise result
         return result
 
-    async def react(self, user: str, message_id: str, emoji: str, add: bool) -> int:
-        """Add or remove a reaction; members get a ``reaction`` event. Returns the count."""
+    async def react(self, user: str, message_id: str, emoji: str, add: bool) -> tuple[int, bool]:
+        """Add or remove a reaction; ``(count, changed)``. A change is announced to members."""
         if not emoji or len(emoji) > MAX_EMOJI or any(c.isspace() for c in emoji):
             raise Invalid(f"emoji must be 1 to {MAX_EMOJI} characters without spaces")
-        changed = await self.store.react(user, message_id, emoji, add, self._now())
-        if changed is None:
-            return -1
-        cid, count = changed
+        cid, count, changed = await self.store.react(user, message_id, emoji, add, self._now())
+        if not changed:
+            return count, False
         payload = events.event(
             "reaction",
             conversation_id=cid,
@@ -177,7 +176,7 @@ class ChatService:
             count=count,
         )
         self.fanout.publish_to(await self.fanout.members(cid), payload, cid)
-        return count
+        return count, True
 
     async def search(
         self, user: str, text: str, conversation_id: str | None, limit: int, offset: int

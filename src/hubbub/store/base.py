@@ -100,8 +100,8 @@ class Store(Protocol):
 
     async def react(
         self, user: str, mid: str, emoji: str, add: bool, now_ms: int
-    ) -> tuple[str, int] | None:
-        """``(conversation_id, count of that emoji)``; None when nothing changed."""
+    ) -> tuple[str, int, bool]:
+        """``(conversation_id, count of that emoji, whether anything changed)``."""
 
     async def search(
         self, user: str, text: str, cid: str | None, limit: int, offset: int

@@ -380,7 +380,7 @@ async def unread(conn: Conn, user: str) -> dict[str, int]:
 
 async def react(
     conn: Conn, user: str, message_id: str, emoji: str, add: bool, now_ms: int
-) -> tuple[str, int] | None:
+) -> tuple[str, int, bool]:
     message = await rows.load_message(conn, message_id)
     if message is None:
         raise NotFound("no such message")
@@ -410,12 +410,10 @@ async def react(
             emoji,
             user,
         )
-    if not rows.changed(status):
-        return None
     count = await conn.fetchval(
         "SELECT COUNT(*) FROM reactions WHERE message_id = $1 AND emoji = $2", message_id, emoji
     )
-    return message.conversation_id, int(count)
+    return message.conversation_id, int(count), bool(rows.changed(status))
 
 
 async def search(

@@ -121,7 +121,7 @@ class SQLStore:
 
     async def react(
         self, user: str, mid: str, emoji: str, add: bool, now_ms: int
-    ) -> tuple[str, int] | None:
+    ) -> tuple[str, int, bool]:
         return await self._run(self._messages.react, user, mid, emoji, add, now_ms)
 
     async def search(

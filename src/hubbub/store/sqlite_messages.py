@@ -391,8 +391,8 @@ def unread(conn: sqlite3.Connection, user: str) -> dict[str, int]:
 
 def react(
     conn: sqlite3.Connection, user: str, message_id: str, emoji: str, add: bool, now_ms: int
-) -> tuple[str, int] | None:
-    """Add or remove a reaction; ``(conversation_id, count of that emoji)``, None if no change."""
+) -> tuple[str, int, bool]:
+    """Add or remove a reaction: ``(conversation_id, count of that emoji, changed)``."""
     message = rows.load_message(conn, message_id)
     if message is None:
         raise NotFound("no such message")
@@ -416,12 +416,10 @@ def react(
             "DELETE FROM reactions WHERE message_id = ? AND emoji = ? AND user_id = ?",
             (message_id, emoji, user),
         ).rowcount
-    if not changed:
-        return None
     (count,) = conn.execute(
         "SELECT COUNT(*) FROM reactions WHERE message_id = ? AND emoji = ?", (message_id, emoji)
     ).fetchone()
-    return message.conversation_id, count
+    return message.conversation_id, count, bool(changed)
 
 
 def fts_query(text: str) -> str:
