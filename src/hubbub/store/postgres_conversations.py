@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hubbub.clock import iso_ms
 from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
 from hubbub.ids import new_id
 from hubbub.service.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
@@ -284,18 +283,7 @@ async def list_rooms(conn: Conn, user: str, limit: int, offset: int) -> list[Roo
         limit,
         offset,
     )
-    return [
-        RoomSummary(
-            id=cid,
-            title=title,
-            created_by=by,
-            created_at=iso_ms(created),
-            last_activity_at=iso_ms(activity),
-            member_count=count,
-            joined=joined,
-        )
-        for cid, title, by, created, activity, count, joined in found
-    ]
+    return [records.room(tuple(row)) for row in found]
 
 
 async def join_room(conn: Conn, user: str, cid: str, limit: int, now_ms: int) -> list[StreamEvent]:

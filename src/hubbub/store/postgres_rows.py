@@ -7,7 +7,6 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from hubbub.clock import iso_ms
 from hubbub.errors import Forbidden, NotFound
 from hubbub.service.models import Attachment, Conversation, Member, Message, Reaction
 from hubbub.store import records
@@ -59,17 +58,7 @@ async def members(conn: Conn, conversation_id: str) -> list[Member]:
         "ORDER BY m.joined_at, m.user_id",
         conversation_id,
     )
-    return [
-        Member(
-            user_id=uid,
-            name=name,
-            role=role,
-            joined_at=iso_ms(joined),
-            read_seq=read,
-            delivered_seq=delivered,
-        )
-        for uid, name, role, joined, read, delivered in found
-    ]
+    return [records.member(tuple(row)) for row in found]
 
 
 async def load_conversation(conn: Conn, conversation_id: str) -> Conversation | None:

@@ -6,7 +6,15 @@ import json
 from typing import Any
 
 from hubbub.clock import iso_ms
-from hubbub.service.models import Message, StreamEvent
+from hubbub.errors import Invalid
+from hubbub.service.models import (
+    Attachment,
+    Member,
+    Message,
+    RoomSummary,
+    SendItem,
+    StreamEvent,
+)
 
 MESSAGE_COLUMNS = (
     "m.id, m.conversation_id, m.seq, m.sender_id, u.name, m.kind, m.body, m.client_msg_id, "
@@ -63,4 +71,44 @@ def stream_event(
         type=kind,
         message=msg,
         data=None if data is None else json.loads(data),
+    )
+
+
+def attachments(item: SendItem, found: dict[str, tuple[str, str, int]]) -> list[Attachment]:
+    """Check a message's uploads against the sender's (``found``: id -> name, type, size)."""
+    missing = [u for u in item.attachments if u not in found]
+    if missing:
+        raise Invalid(f"unknown upload {missing[0]!r}: attach only your own uploads")
+    if item.kind == "image" and not all(t.startswith("image/") for _, t, _ in found.values()):
+        raise Invalid("an image message carries image uploads only")
+    return [
+        Attachment(
+            id=u, name=found[u][0], content_type=found[u][1], size=found[u][2], url=upload_url(u)
+        )
+        for u in item.attachments
+    ]
+
+
+def member(row: tuple[Any, ...]) -> Member:
+    uid, name, role, joined, read, delivered = row
+    return Member(
+        user_id=uid,
+        name=name,
+        role=role,
+        joined_at=iso_ms(joined),
+        read_seq=read,
+        delivered_seq=delivered,
+    )
+
+
+def room(row: tuple[Any, ...]) -> RoomSummary:
+    cid, title, by, created, activity, count, joined = row
+    return RoomSummary(
+        id=cid,
+        title=title,
+        created_by=by,
+        created_at=iso_ms(created),
+        last_activity_at=iso_ms(activity),
+        member_count=count,
+        joined=bool(joined),
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 
-from hubbub.clock import iso_ms
 from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
 from hubbub.ids import new_id
 from hubbub.service.models import (
@@ -272,18 +271,7 @@ def list_rooms(conn: sqlite3.Connection, user: str, limit: int, offset: int) -> 
         "ORDER BY c.last_activity_at DESC, c.id LIMIT ? OFFSET ?",
         (user, limit, offset),
     ).fetchall()
-    return [
-        RoomSummary(
-            id=cid,
-            title=title,
-            created_by=by,
-            created_at=iso_ms(created),
-            last_activity_at=iso_ms(activity),
-            member_count=count,
-            joined=bool(joined),
-        )
-        for cid, title, by, created, activity, count, joined in found
-    ]
+    return [records.room(tuple(row)) for row in found]
 
 
 def join_room(

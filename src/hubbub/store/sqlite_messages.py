@@ -40,21 +40,7 @@ def _check_attachments(conn: sqlite3.Connection, sender: str, item: SendItem) ->
             (sender, *item.attachments),
         )
     }
-    missing = [u for u in item.attachments if u not in found]
-    if missing:
-        raise Invalid(f"unknown upload {missing[0]!r}: attach only your own uploads")
-    if item.kind == "image" and not all(t.startswith("image/") for _, t, _ in found.values()):
-        raise Invalid("an image message carries image uploads only")
-    return [
-        Attachment(
-            id=u,
-            name=found[u][0],
-            content_type=found[u][1],
-            size=found[u][2],
-            url=records.upload_url(u),
-        )
-        for u in item.attachments
-    ]
+    return records.attachments(item, found)
 
 
 def _append_one(

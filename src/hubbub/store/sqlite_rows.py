@@ -6,7 +6,6 @@ import json
 import sqlite3
 from typing import Any
 
-from hubbub.clock import iso_ms
 from hubbub.errors import Forbidden, NotFound
 from hubbub.service.models import (
     Attachment,
@@ -58,23 +57,13 @@ def enrich(
 
 
 def members(conn: sqlite3.Connection, conversation_id: str) -> list[Member]:
-    rows = conn.execute(
+    found = conn.execute(
         "SELECT m.user_id, u.name, m.role, m.joined_at, m.read_seq, m.delivered_seq "
         "FROM members m LEFT JOIN users u ON u.id = m.user_id WHERE m.conversation_id = ? "
         "ORDER BY m.joined_at, m.user_id",
         (conversation_id,),
     ).fetchall()
-    return [
-        Member(
-            user_id=uid,
-            name=name,
-            role=role,
-            joined_at=iso_ms(joined),
-            read_seq=read,
-            delivered_seq=delivered,
-        )
-        for uid, name, role, joined, read, delivered in rows
-    ]
+    return [records.member(tuple(row)) for row in found]
 
 
 def load_conversation(conn: sqlite3.Connection, conversation_id: str) -> Conversation | None:
