@@ -38,9 +38,6 @@ class Hub:
         for sessions in list(self._by_user.values()):
             yield from list(sessions)
 
-    def user_sessions(self, user_id: str) -> list[Session]:
-        return list(self._by_user.get(user_id, ()))
-
     def deliver(self, delivery: Delivery) -> None:
         """Frame the event once; queue the same bytes for every local recipient."""
         frame = text_frame(delivery.payload)

@@ -101,11 +101,15 @@ class ChatService:
                 results.append(exc)
         if not valid:
             return [r for r in results if r is not None]
-        # Know the recipients before committing, so that publishing right after
-        # the commit needs no further wait and keeps commit order.
-        known = {cid: await self.fanout.members(cid) for cid in {i.conversation_id for i in valid}}
+        known: dict[str, tuple[str, ...]] = {}
+        if not self.fanout.shared:
+            # One process: know the recipients before committing, so that
+            # publishing right after the commit needs no further wait.
+            known = {
+                cid: await self.fanout.members(cid) for cid in {i.conversation_id for i in valid}
+            }
         stored = list(await self.store.append_messages(user, valid, now_ms(self.clock), as_server))
-        if self.fanout.shared:  # members as of after the commit (see Fanout)
+        if self.fanout.shared:  # several processes: members as of after the commit (see Fanout)
             created = {a[0].conversation_id for a in stored if isinstance(a, tuple) and a[1]}
             known = {cid: await self.fanout.members(cid) for cid in created}
         stored_items = iter(stored)

@@ -9,7 +9,6 @@ from hubbub.ids import new_id
 from hubbub.service.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
 from hubbub.store import postgres_rows as rows
 from hubbub.store import records
-from hubbub.store.postgres_messages import UNREAD
 from hubbub.store.postgres_rows import Conn
 from hubbub.store.sqlite_conversations import direct_key
 
@@ -114,7 +113,7 @@ async def member_ids(conn: Conn, conversation_id: str) -> list[str]:
 
 async def list_conversations(conn: Conn, user: str) -> list[ConversationSummary]:
     found = await conn.fetch(
-        f"SELECT {records.CONVERSATION_COLUMNS}, m.read_seq, {UNREAD} "
+        f"SELECT {records.CONVERSATION_COLUMNS}, m.read_seq, {records.UNREAD} "
         "FROM members m JOIN conversations c ON c.id = m.conversation_id "
         "WHERE m.user_id = $1 AND m.hidden = 0 ORDER BY c.last_activity_at DESC, c.id",
         user,

@@ -349,16 +349,11 @@ async def mark(conn: Conn, user: str, cid: str, kind: str, seq: int) -> Receipt 
     )
 
 
-UNREAD = (
-    "(SELECT COUNT(*) FROM messages x WHERE x.conversation_id = m.conversation_id "
-    "AND x.seq > m.read_seq AND x.sender_id != m.user_id AND x.deleted_at IS NULL)"
-)
-
-
 async def unread(conn: Conn, user: str) -> dict[str, int]:
     """Per visible conversation (hidden ones are left out, as in the list)."""
     found = await conn.fetch(
-        f"SELECT m.conversation_id, {UNREAD} FROM members m WHERE m.user_id = $1 AND m.hidden = 0",
+        f"SELECT m.conversation_id, {records.UNREAD} FROM members m "
+        "WHERE m.user_id = $1 AND m.hidden = 0",
         user,
     )
     return {cid: count for cid, count in found}

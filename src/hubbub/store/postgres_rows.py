@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -126,7 +125,7 @@ async def add_event(
         seq,
         kind,
         message_id,
-        None if data is None else json.dumps(data, separators=(",", ":")),
+        records.event_data(data),
         now_ms,
     )
     return seq

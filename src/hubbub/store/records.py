@@ -22,6 +22,11 @@ MESSAGE_COLUMNS = (
 )
 MESSAGE_FROM = "messages m LEFT JOIN users u ON u.id = m.sender_id"
 SELECT_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
+UNREAD = (
+    "(SELECT COUNT(*) FROM messages x WHERE x.conversation_id = m.conversation_id "
+    "AND x.seq > m.read_seq AND x.sender_id != m.user_id AND x.deleted_at IS NULL)"
+)
+"""A member row ``m``'s unread count: others' messages after its read pointer, not deleted."""
 CONVERSATION_COLUMNS = (
     "c.id, c.kind, c.title, c.created_by, c.created_at, c.last_seq, c.last_activity_at"
 )
@@ -60,6 +65,11 @@ def conversation_fields(row: tuple[Any, ...]) -> dict[str, Any]:
         "last_seq": last_seq,
         "last_activity_at": iso_ms(activity),
     }
+
+
+def event_data(data: dict[str, Any] | None) -> str | None:
+    """The ``events.data`` column: a stream event's own fields as compact JSON."""
+    return None if data is None else json.dumps(data, separators=(",", ":"))
 
 
 def stream_event(

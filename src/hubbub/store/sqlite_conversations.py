@@ -14,7 +14,6 @@ from hubbub.service.models import (
 )
 from hubbub.store import records
 from hubbub.store import sqlite_rows as rows
-from hubbub.store.sqlite_messages import UNREAD
 
 
 def direct_key(a: str, b: str) -> str:
@@ -120,7 +119,7 @@ def member_ids(conn: sqlite3.Connection, conversation_id: str) -> list[str]:
 
 def list_conversations(conn: sqlite3.Connection, user: str) -> list[ConversationSummary]:
     found = conn.execute(
-        f"SELECT {records.CONVERSATION_COLUMNS}, m.read_seq, {UNREAD} "
+        f"SELECT {records.CONVERSATION_COLUMNS}, m.read_seq, {records.UNREAD} "
         "FROM members m JOIN conversations c ON c.id = m.conversation_id "
         "WHERE m.user_id = ? AND m.hidden = 0 ORDER BY c.last_activity_at DESC, c.id",
         (user,),

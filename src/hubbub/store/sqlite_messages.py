@@ -357,18 +357,12 @@ def mark(
     )
 
 
-UNREAD = (
-    "(SELECT COUNT(*) FROM messages x WHERE x.conversation_id = m.conversation_id "
-    "AND x.seq > m.read_seq AND x.sender_id != m.user_id AND x.deleted_at IS NULL)"
-)
-
-
 def unread(conn: sqlite3.Connection, user: str) -> dict[str, int]:
     """Per visible conversation (hidden ones are left out, as in the list)."""
     return {
         cid: count
         for cid, count in conn.execute(
-            f"SELECT m.conversation_id, {UNREAD} FROM members m "
+            f"SELECT m.conversation_id, {records.UNREAD} FROM members m "
             "WHERE m.user_id = ? AND m.hidden = 0",
             (user,),
         )

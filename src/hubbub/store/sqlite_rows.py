@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
@@ -130,7 +129,7 @@ def add_event(
             seq,
             kind,
             message_id,
-            None if data is None else json.dumps(data, separators=(",", ":")),
+            records.event_data(data),
             now_ms,
         ),
     )
