@@ -61,3 +61,21 @@ async def test_catch_up_delivers_what_the_broker_lost() -> None:
     h.feed(1, 2)
     await h.seq.catch_up()
     assert h.out == list(range(1, 50))
+
+
+async def test_events_arriving_during_a_fill_are_not_skipped() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+    plain_fetch = h.fetch
+
+    async def slow_fetch(cid: str, after: int, limit: int) -> list[Delivery]:
+        await gate.wait()
+        return await plain_fetch(cid, after, limit)
+
+    h.seq._fetch = slow_fetch
+    h.feed(1, 3)  # 2 missing: a fill for 2..3 starts after the wait
+    await asyncio.sleep(0.05)
+    h.feed(6)  # arrives while that fill waits on the database: 4 and 5 missing too
+    gate.set()
+    await asyncio.sleep(0.2)
+    assert h.out == [1, 2, 3, 4, 5, 6]
