@@ -5,11 +5,19 @@ waiting in its queue, runs each inside its own SAVEPOINT of one transaction,
 commits once, and only then resolves the callers' futures (so nothing is
 acknowledged before it is durable). A failing job rolls back to its savepoint
 and does not disturb the others; a failed COMMIT fails the whole group.
+
+Checkpoints (copying the write-ahead log into the database file, with its
+fsync) would otherwise run inside whichever COMMIT crosses SQLite's
+threshold, stalling that group's acknowledgements for milliseconds. A second
+thread with its own connection runs them instead, after commits, at most
+every ``CHECKPOINT_INTERVAL`` seconds; a passive checkpoint never blocks the
+writer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -19,9 +27,13 @@ from typing import Any, TypeVar
 
 from hubbub.errors import Unavailable
 
+log = logging.getLogger("hubbub.store")
 T = TypeVar("T")
 Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 MAX_GROUP = 256
+CHECKPOINT_INTERVAL = 1.0
+# After a checkpoint has emptied it, a longer log file is cut back to this.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 class SQLiteWorker:
@@ -33,6 +45,9 @@ class SQLiteWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._committed = threading.Event()
+        self._stopping = threading.Event()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -41,8 +56,18 @@ class SQLiteWorker:
         await asyncio.to_thread(self._ready.wait)
         if self._open_error is not None:
             raise self._open_error
+        self._stopping.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoints, name="hubbub-sqlite-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     async def stop(self) -> None:
+        if self._checkpointer is not None:
+            self._stopping.set()
+            self._committed.set()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         if self._thread is not None:
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
@@ -62,7 +87,29 @@ class SQLiteWorker:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread's job
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         return conn
+
+    def _checkpoints(self) -> None:
+        """Checkpoint the log after commits, off the writer's path."""
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            log.exception("no checkpoint connection; the log grows until restart")
+            return
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            while not self._stopping.is_set():
+                self._committed.wait()
+                self._committed.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    log.exception("checkpoint failed; retrying after the next commit")
+                self._stopping.wait(CHECKPOINT_INTERVAL)
+        finally:
+            conn.close()
 
     def _run(self) -> None:
         try:
@@ -110,6 +157,7 @@ class SQLiteWorker:
                     conn.execute("RELEASE job")
                     outcomes.append((future, result, None))
             conn.execute("COMMIT")
+            self._committed.set()
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
