@@ -10,8 +10,12 @@ import sys
 from pathlib import Path
 
 import asyncpg
+from alembic import command
 
+from hubbub.migrations import config
 from tests.services import fresh_postgres_sync
+
+HEAD = "0002"
 
 
 def migrate(env: dict[str, str]) -> str:
@@ -30,8 +34,37 @@ def test_migrate_sqlite_twice(tmp_path: Path) -> None:
     assert "up to date" in migrate({"HUBBUB_DATA_DIR": str(tmp_path)})
     assert "up to date" in migrate({"HUBBUB_DATA_DIR": str(tmp_path)})
     with sqlite3.connect(tmp_path / "hubbub.db") as db:
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
         assert db.execute("SELECT COUNT(*) FROM messages_fts").fetchone() == (0,)
+
+
+def test_upgrade_from_0001_keeps_data(tmp_path: Path) -> None:
+    """A database of the first release, with messages in it, upgrades in place."""
+    url = f"sqlite:///{tmp_path / 'hubbub.db'}"
+    command.upgrade(config(url), "0001")
+    with sqlite3.connect(tmp_path / "hubbub.db") as db:
+        db.execute(
+            "INSERT INTO conversations (id, kind, title, created_by, created_at, last_seq, "
+            "last_activity_at) VALUES ('c1', 'group', 't', 'ann', 0, 1, 0)"
+        )
+        db.execute(
+            "INSERT INTO members (conversation_id, user_id, role, joined_at, hidden) "
+            "VALUES ('c1', 'ann', 'owner', 0, 1)"
+        )
+        db.execute(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
+            "client_msg_id, created_at) VALUES ('m1', 'c1', 1, 'ann', 'text', 'kept', 'k1', 0)"
+        )
+    assert "up to date" in migrate({"HUBBUB_DATA_DIR": str(tmp_path)})
+    with sqlite3.connect(tmp_path / "hubbub.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
+        assert db.execute("SELECT body FROM messages").fetchall() == [("kept",)]
+        assert db.execute("SELECT hidden FROM members").fetchall() == [(1,)]
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT 1 FROM members INDEXED BY members_hidden "
+            "WHERE conversation_id = 'c1' AND hidden = 1"
+        ).fetchall()
+        assert "members_hidden" in str(plan)
 
 
 def test_migrate_postgres() -> None:
@@ -45,4 +78,4 @@ def test_migrate_postgres() -> None:
             finally:
                 await conn.close()
 
-        assert asyncio.run(check()) == ["0001"]
+        assert asyncio.run(check()) == [HEAD]

@@ -35,6 +35,14 @@ def upgrade(url: str) -> None:
     command.upgrade(config(url), "head")
 
 
+def apply(revision: str) -> None:
+    """Run a revision's script for the database Alembic is migrating."""
+    from alembic import op
+
+    for statement in script(op.get_bind().dialect.name, revision):
+        op.execute(statement)
+
+
 def script(dialect: str, revision: str) -> list[str]:
     """The statements of one revision's script for one database."""
     text = resources.files("hubbub.migrations").joinpath(f"{dialect}_{revision}.sql").read_text()

@@ -94,13 +94,18 @@ def _append_one(
             "INSERT INTO message_attachments (message_id, upload_id, position) VALUES (?, ?, ?)",
             [(mid, a.id, i) for i, a in enumerate(attachments)],
         )
-    # Your own message is read by you; a hidden conversation reappears.
+    # Your own message is read by you; a hidden conversation reappears. Two
+    # statements, each on an index: one that filtered on "sender or hidden"
+    # would read every member of the conversation.
     conn.execute(
-        "UPDATE members SET read_seq = CASE WHEN user_id = ?1 THEN ?2 ELSE read_seq END, "
-        "delivered_seq = CASE WHEN user_id = ?1 THEN MAX(delivered_seq, ?2) "
-        "ELSE delivered_seq END, hidden = 0 "
-        "WHERE conversation_id = ?3 AND (user_id = ?1 OR hidden = 1)",
-        (sender, seq, cid),
+        "UPDATE members SET read_seq = ?1, delivered_seq = MAX(delivered_seq, ?1), hidden = 0 "
+        "WHERE conversation_id = ?2 AND user_id = ?3",
+        (seq, cid, sender),
+    )
+    conn.execute(
+        "UPDATE members INDEXED BY members_hidden SET hidden = 0 "
+        "WHERE conversation_id = ? AND hidden = 1",
+        (cid,),
     )
     name = conn.execute("SELECT name FROM users WHERE id = ?", (sender,)).fetchone()
     message = Message(

@@ -6,9 +6,7 @@ Revises:
 
 from __future__ import annotations
 
-from alembic import op
-
-from hubbub.migrations import script
+from hubbub.migrations import apply
 
 revision = "0001"
 down_revision = None
@@ -17,8 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for statement in script(op.get_bind().dialect.name, revision):
-        op.execute(statement)
+    apply(revision)
 
 
 def downgrade() -> None:
