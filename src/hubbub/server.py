@@ -16,6 +16,7 @@ from hubbub.broker.memory import MemoryBroker
 from hubbub.broker.redis import RedisBroker
 from hubbub.clock import Clock, SystemClock
 from hubbub.config import Settings
+from hubbub.gateway import delivery
 from hubbub.gateway.server import Gateway
 from hubbub.presence.memory import MemoryPresence
 from hubbub.presence.redis import RedisPresence
@@ -127,11 +128,12 @@ class Hubbub:
         await self.start()
         tune_gc()
         log.info(
-            "hubbub on http://%s:%d (database %s, %s mode)",
+            "hubbub on http://%s:%d (database %s, %s mode, %s fan-out)",
             self.settings.host,
             self.settings.port,
             "postgresql" if self.settings.postgres else self.settings.sqlite_path,
             self.settings.env,
+            "compiled" if delivery.COMPILED else "pure-Python",
         )
         try:
             await server.serve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 
@@ -106,10 +107,25 @@ async def test_retry_with_same_client_msg_id_returns_original(server: ServerProc
 
 
 async def test_pipelined_sends_keep_their_order(server: ServerProcess) -> None:
+    await pipelined_sends_keep_their_order(server)
+
+
+async def test_pure_python_fan_out_keeps_the_order(tmp_path: Path) -> None:
+    """Where the compiled fan-out is not built, the queued one delivers the same."""
+    proc = ServerProcess(tmp_path / "server", HUBBUB_PURE_PYTHON="1").start()
+    try:
+        await pipelined_sends_keep_their_order(proc)
+    finally:
+        proc.stop()
+
+
+async def pipelined_sends_keep_their_order(server: ServerProcess) -> None:
     cid = create_group(server, "jon", ["kim"])
     jon = await Client.connect(server, "jon")
     kim = await Client.connect(server, "kim")
+    kim2 = await Client.connect(server, "kim")
     await kim.request({"type": "ping"})
+    await kim2.request({"type": "ping"})
     ids = [
         await jon.send(
             {
@@ -127,10 +143,12 @@ async def test_pipelined_sends_keep_their_order(server: ServerProcess) -> None:
         if frame["type"] == "ack":
             acks[frame["id"]] = frame["message"]["seq"]
     assert [acks[i] for i in ids] == list(range(1, 201))
-    bodies = [(await kim.recv_type("message.new"))["message"]["body"] for _ in range(200)]
-    assert bodies == [f"m{i}" for i in range(200)]
+    for device in (kim, kim2):
+        bodies = [(await device.recv_type("message.new"))["message"]["body"] for _ in range(200)]
+        assert bodies == [f"m{i}" for i in range(200)]
     await jon.close()
     await kim.close()
+    await kim2.close()
 
 
 async def test_sends_from_many_connections_get_gap_free_seqs(server: ServerProcess) -> None:

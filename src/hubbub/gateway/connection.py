@@ -79,6 +79,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._server_connections.add(self)
         self.transport = transport  # type: ignore[assignment]
+        # Report any backlog at all, so the writer knows when it is idle.
+        self.transport.set_write_buffer_limits(high=0)  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server_connections.discard(self)
@@ -99,6 +101,14 @@ class Connection(asyncio.Protocol):
             elif isinstance(event, Frame) and self.session is not None:
                 self._frame(event)
         self._write_protocol_output()
+
+    def pause_writing(self) -> None:
+        if self.session is not None:
+            self.session.writer.backlog(True)
+
+    def resume_writing(self) -> None:
+        if self.session is not None:
+            self.session.writer.backlog(False)
 
     def eof_received(self) -> bool | None:
         self._ws.receive_eof()

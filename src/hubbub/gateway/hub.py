@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from hubbub.broker.base import Delivery
+from hubbub.gateway.delivery import deliver
 from hubbub.protocol.wsframe import text_frame
 
 if TYPE_CHECKING:
     from hubbub.gateway.session import Session
+    from hubbub.gateway.writer import Flusher
 
 
 class Hub:
@@ -18,6 +20,7 @@ class Hub:
     def __init__(self) -> None:
         self._by_user: dict[str, list[Session]] = {}
         self._count = 0
+        self.flusher: Flusher | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -39,15 +42,17 @@ class Hub:
             yield from list(sessions)
 
     def deliver(self, delivery: Delivery) -> None:
-        """Frame the event once; queue the same bytes for every local recipient."""
+        """Frame the event once; hand the same bytes to every local recipient.
+
+        The first delivery of an event-loop pass is sent at once to idle
+        connections; later ones in the same pass are queued and coalesced.
+        """
         frame = text_frame(delivery.payload)
-        by_user = self._by_user
-        for user_id in delivery.recipients:
-            sessions = by_user.get(user_id)
-            if sessions is None:
-                continue
-            for session in sessions:
-                if session.held is None:
-                    session.writer.push(frame)
-                else:
-                    session.hold(delivery.conversation_id, delivery.seq, frame)
+        flusher = self.flusher
+        direct = flusher is not None and flusher.direct
+        held = deliver(self._by_user, delivery.recipients, frame, direct)
+        if direct:
+            assert flusher is not None
+            flusher.sent_direct()
+        for session in held:
+            session.hold(delivery.conversation_id, delivery.seq, frame)

@@ -55,6 +55,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.flusher = Flusher(asyncio.get_running_loop())
+        self.hub.flusher = self.flusher
         heartbeat = min(self.settings.heartbeat_interval, self.settings.heartbeat_timeout) / 2
         self._loops = [
             asyncio.create_task(self._every(heartbeat, self.sweep)),

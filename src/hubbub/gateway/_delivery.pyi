@@ -1,0 +1,7 @@
+from collections.abc import Sequence
+
+from hubbub.gateway.session import Session
+
+def deliver(
+    by_user: dict[str, list[Session]], recipients: Sequence[str], frame: bytes, direct: bool, /
+) -> list[Session]: ...

@@ -1,0 +1,66 @@
+"""One encoded frame to every local session of a delivery's recipients.
+
+``deliver(by_user, recipients, frame, direct)`` walks the recipients' sessions
+(``by_user`` maps a user id to a list of sessions) and returns the sessions
+that are holding live events (see ``Session.hold``); the caller keeps the
+frame for those. Every other session gets the frame:
+
+- with ``direct`` true and an idle writer (``busy`` false, a socket ``fd``,
+  a transport that is not closing), it is sent at once with one ``send()``;
+  whatever the kernel does not take goes to ``Writer.rest``, which queues it
+  in the transport;
+- otherwise it is queued with ``Writer.push`` and written, coalesced with
+  whatever else that writer receives in this event-loop pass, by the flusher.
+
+Either way the connection's bytes stay in the order they were handed over: a
+writer is idle only when nothing of its own and nothing of its transport is
+waiting to be written.
+
+The compiled ``_delivery`` module does this without the interpreter's cost
+per recipient (the kernel's ``send()`` is then most of it). Without it (no C
+compiler at install time, or ``HUBBUB_PURE_PYTHON=1``) ``deliver_py`` queues
+every frame, which is the same traffic written in one pass instead of at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hubbub.gateway.session import Session
+
+Deliver = Callable[[dict[str, list["Session"]], Sequence[str], bytes, bool], list["Session"]]
+
+
+def deliver_py(
+    by_user: dict[str, list[Session]], recipients: Sequence[str], frame: bytes, direct: bool
+) -> list[Session]:
+    """The reference implementation: every frame is queued, none sent at once."""
+    held: list[Session] = []
+    for user_id in recipients:
+        sessions = by_user.get(user_id)
+        if sessions is None:
+            continue
+        for session in sessions:
+            if session.held is None:
+                session.writer.push(frame)
+            else:
+                held.append(session)
+    return held
+
+
+def _compiled() -> Deliver | None:
+    if os.environ.get("HUBBUB_PURE_PYTHON"):
+        return None
+    try:
+        from hubbub.gateway._delivery import deliver as compiled
+    except ImportError:
+        return None
+    return compiled
+
+
+deliver_c = _compiled()
+deliver: Deliver = deliver_c or deliver_py
+COMPILED = deliver_c is not None
