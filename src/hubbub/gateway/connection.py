@@ -137,7 +137,24 @@ class Connection(asyncio.Protocol):
                 if self.session is not None:
                     self.session.writer.flush()
                     self.session.writer.discard()
-                self.transport.close()
+                self._end_stream()
+
+    def _end_stream(self) -> None:
+        """Half-close and keep reading until the peer closes too.
+
+        Closing outright while the peer is still sending (a refused oversized
+        frame) makes the kernel answer with a reset, which can overtake the
+        close frame; a half-close lets the peer read it first.
+        """
+        assert self.transport is not None
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        if self._abort_timer is None:
+            self._abort_timer = asyncio.get_running_loop().call_later(
+                CLOSE_GRACE, self.transport.abort
+            )
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; abort if the peer does not finish it."""
