@@ -394,6 +394,15 @@ def fmt_num(x: float | None, digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
 
+def kb_per_connection(result: dict[str, Any]) -> float | None:
+    """Server memory the run's connections account for: (end - before) / receivers."""
+    server = result.get("server") or {}
+    end, before = server.get("rss_kb"), server.get("rss_before_kb")
+    if not end or not before or not result.get("receivers"):
+        return None
+    return float((end - before) / result["receivers"])
+
+
 def summarize(results: list[dict[str, Any]], targets: list[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for t in targets:
@@ -413,6 +422,7 @@ def summarize(results: list[dict[str, Any]], targets: list[str]) -> dict[str, An
             "server_rss_mb": median(
                 [((r.get("server") or {}).get("rss_kb") or 0) / 1024 for r in lat_ok]
             ),
+            "server_kb_per_connection": median([kb_per_connection(r) for r in lat_ok]),
             "latency_runs": len(lat),
             "latency_ok": len(lat_ok),
             "latency_p50_ms": median([(r.get("latency_ms") or {}).get("p50") for r in lat_ok]),
@@ -448,7 +458,8 @@ def render_table(
     out.append("machine: " + ", ".join(machine_parts))
     head = (
         f"{'target':8s} {'deliveries/s':>13s} {'msgs/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} "
-        f"{'frame B':>8s} {'server cpu':>10s} {'loadgen cpu':>11s} {'srv MB':>7s} {'ok runs':>8s}"
+        f"{'frame B':>8s} {'server cpu':>10s} {'loadgen cpu':>11s} {'srv MB':>7s} {'KB/conn':>7s} "
+        f"{'ok runs':>8s}"
     )
     out.append(head)
     out.append("-" * len(head))
@@ -460,13 +471,15 @@ def render_table(
             f"{fmt_num(s['messages_per_sec'], 1):>9s} "
             f"{fmt_num(s['latency_p50_ms'], 2):>8s} {fmt_num(s['latency_p99_ms'], 2):>8s} "
             f"{fmt_num(s['frame_bytes']):>8s} {fmt_pct(s['server_cpu']):>10s} "
-            f"{fmt_pct(s['loadgen_cpu']):>11s} {fmt_num(s['server_rss_mb'], 1):>7s} {ok:>8s}"
+            f"{fmt_pct(s['loadgen_cpu']):>11s} {fmt_num(s['server_rss_mb'], 1):>7s} "
+            f"{fmt_num(s['server_kb_per_connection'], 1):>7s} {ok:>8s}"
         )
     if "ratio_hubbub_ref_deliveries" in summary:
         ratio = summary["ratio_hubbub_ref_deliveries"]
         out.append(f"ratio hubbub/ref deliveries/s: {'-' if ratio is None else f'{ratio:.3f}'}")
     out.append("deliveries/s, msgs/s and cpu: throughput mode; p50/p99: latency mode")
     out.append("srv MB: server resident memory at the end of a latency run (all connections open)")
+    out.append("KB/conn: (srv MB - resident memory before the first connection) / receivers")
     out.append("ok runs: throughput ok/total + latency ok/total")
     return "\n".join(out)
 

@@ -718,6 +718,7 @@ function snapshotEnd() {
       pid: opt['server-pid'],
       cpu_util: round3((srv1 - measure.srv0) / wallS),
       rss_kb: readProcRssKb(opt['server-pid']),
+      rss_before_kb: measure.rssBeforeKb,
     };
   }
 }
@@ -796,6 +797,9 @@ async function runLatency() {
 
 async function main() {
   log(`connecting ${N} receivers to ${opt.url}`);
+  // The server's resident memory before any connection, so that the end
+  // figure can be read per connection.
+  if (opt['server-pid'] > 0) measure.rssBeforeKb = readProcRssKb(opt['server-pid']);
   const tc = performance.now();
   try {
     await connectAll();
