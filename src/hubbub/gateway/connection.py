@@ -215,6 +215,9 @@ class Connection(asyncio.Protocol):
         # The 101 response must precede any frame on the wire.
         for chunk in self._ws.data_to_send():
             self.transport.write(chunk)
+        # The protocol's parser holds the request for the connection's life;
+        # its headers are done with (about 2.5 KB per connection).
+        request.headers.clear()
         writer = Writer(
             self.transport, gateway.flusher, gateway.limits.outbound_buffer_bytes, self.overflow
         )

@@ -5,16 +5,16 @@ Commands from one connection are handled strictly in arrival order. Consecutive
 committed are stored together in one transaction (in order), which keeps a
 pipelining client fast without reordering its messages.
 
-Live events are *held* from connect until the client's first command has been
-handled (or ``resume_window`` passes), and again while a ``resume`` runs, so
-that replayed events and live ones reach the client in seq order, each once.
+Live events of a conversation are *held* from connect until the client's first
+command has been handled (or ``resume_window`` passes), and again while a
+``resume`` runs, so that replayed events and live ones reach the client in seq
+order, each once. Events of no conversation (presence) are not held.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -68,7 +68,10 @@ class Session:
         self._held_bytes = 0
         self.connection = connection
         self._paused = False
-        self._inbox: deque[Command] = deque()
+        # A list, not a deque: an empty deque costs every idle connection a
+        # 64-slot block, and popping the head of at most pending_commands
+        # (256) entries is cheap.
+        self._inbox: list[Command] = []
         self._task: asyncio.Task[None] | None = None
         self._first_command_seen = False
         self.last_activity = gateway.clock.monotonic()
@@ -76,7 +79,9 @@ class Session:
         self.closed = False
         self.attached = True
         loop = asyncio.get_running_loop()
-        self._hold_timer = loop.call_later(gateway.limits.resume_window, self._release)
+        self._hold_timer: asyncio.TimerHandle | None = loop.call_later(
+            gateway.limits.resume_window, self._release
+        )
 
     # Outbound ------------------------------------------------------------
 
@@ -92,10 +97,16 @@ class Session:
             self.held = None
             self.connection.overflow()
 
+    def _stop_hold_timer(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+
     def _release(self, replayed: dict[str, int] | None = None) -> None:
         """Stop holding live events; deliver the held ones not already replayed."""
         held, self.held = self.held, None
         self._held_bytes = 0
+        self._stop_hold_timer()
         if not held:
             return
         for conversation_id, seq, frame in held:
@@ -123,7 +134,7 @@ class Session:
         # is under way must still be fanned out to the other members after it
         # commits. Commands not yet started are dropped (never acked).
         self.closed = True
-        self._hold_timer.cancel()
+        self._stop_hold_timer()
         self.held = None
         self._inbox.clear()
 
@@ -131,13 +142,13 @@ class Session:
         inbox = self._inbox
         try:
             while inbox and not self.closed:
-                command = inbox.popleft()
+                command = inbox.pop(0)
                 if isinstance(command, SendMessage):
                     batch = [command]
                     while (
                         inbox and isinstance(inbox[0], SendMessage) and len(batch) < MAX_SEND_BATCH
                     ):
-                        batch.append(inbox.popleft())  # type: ignore[arg-type]
+                        batch.append(inbox.pop(0))  # type: ignore[arg-type]
                     await self._run(self._send, batch)
                 else:
                     await self._run(self._dispatch, command)
@@ -152,7 +163,6 @@ class Session:
         self._first_command_seen = True
         try:
             if first and not isinstance(arg, Resume):
-                self._hold_timer.cancel()
                 self._release()
             await handler(arg)  # type: ignore[misc]
         except asyncio.CancelledError:
@@ -213,7 +223,7 @@ class Session:
                 self.send(events.ack(command.id, message=message, duplicate=not created))
 
     async def _resume(self, command: Resume) -> None:
-        self._hold_timer.cancel()
+        self._stop_hold_timer()
         if self.held is None:
             self.held = []
             self._held_bytes = 0
