@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import InProcess
-from tests.support import Client, ServerProcess, auth, new_id, token
+from tests.support import Client, ServerProcess, auth, new_id, open_direct, token
 
 
 async def direct(ip: InProcess, a: str, b: str) -> str:
@@ -159,3 +159,24 @@ async def test_last_seen_survives_restart(fresh_server: ServerProcess) -> None:
     (entry,) = r.json()["presence"]
     assert entry["status"] == "offline" and entry["last_seen"]
     assert token("la") and new_id()
+
+
+async def test_presence_reaches_a_silent_new_connection_while_messages_wait(
+    fresh_server: ServerProcess,
+) -> None:
+    # Conversation events wait for a new connection's first command (or the
+    # resume window) so that a resume can order them; presence has no place
+    # in a replay and is not held.
+    fresh_server.env.update(HUBBUB_RESUME_WINDOW="60")
+    fresh_server.start()
+    cid = open_direct(fresh_server, "quiet", "chatty")
+    quiet = await Client.connect(fresh_server, "quiet")  # sends no command yet
+    chatty = await Client.connect(fresh_server, "chatty")
+    await chatty.request({"type": "ping"})
+    online = await quiet.recv_type("presence")
+    assert (online["user_id"], online["status"]) == ("chatty", "online")
+    await chatty.send_message(cid, "waits for quiet's first command")
+    await quiet.no_frame(0.5, "message.new")
+    await quiet.request({"type": "ping"})
+    held = await quiet.recv_type("message.new")
+    assert held["message"]["body"] == "waits for quiet's first command"

@@ -54,5 +54,15 @@ class Hub:
         if direct:
             assert flusher is not None
             flusher.sent_direct()
-        for session in held:
-            session.hold(delivery.conversation_id, delivery.seq, frame)
+        if not held:
+            return
+        if delivery.conversation_id:
+            for session in held:
+                session.hold(delivery.conversation_id, delivery.seq, frame)
+        else:
+            # An event of no conversation (presence, conversation.created or
+            # .updated) has no place in a replay, so holding it orders
+            # nothing; and when a large group reconnects at once, each new
+            # connection would hold every other member's presence.
+            for session in held:
+                session.writer.push(frame)

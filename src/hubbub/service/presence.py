@@ -19,6 +19,7 @@ it after moving a hand-driven clock).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 
@@ -36,6 +37,11 @@ log = logging.getLogger("hubbub.presence")
 GRACE = 5.0
 TYPING_TTL = 6.0
 TYPING_RATE = 10  # typing frames per user per second
+# Presence announcements under way at once. Each reads the user's contacts, a
+# list as long as their groups; when the members of a large group reconnect
+# together (a restart), hundreds of those lists would otherwise be held at
+# the same time, and the process keeps that peak as resident memory.
+ANNOUNCE_CONCURRENCY = 8
 
 
 class PresenceService:
@@ -61,6 +67,7 @@ class PresenceService:
         self._announced: dict[tuple[str, str], float] = {}  # -> when start was last sent
         self._rate: dict[str, deque[float]] = {}
         self._tasks = TaskSet("presence announcement")
+        self._announcing = asyncio.Semaphore(ANNOUNCE_CONCURRENCY)
 
     # Presence ---------------------------------------------------------------
 
@@ -95,11 +102,12 @@ class PresenceService:
         self._leaving[user] = (self.clock.monotonic() + self.grace, now_ms(self.clock))
 
     async def _announce(self, user: str, status: str, at_ms: int) -> None:
-        await self.store.set_last_seen(user, at_ms)
-        contacts = await self.store.contacts(user)
-        hidden = await self.fanout.blockers(user)
-        payload = events.event("presence", user_id=user, status=status, last_seen=iso_ms(at_ms))
-        self.fanout.publish_to((c for c in contacts if c not in hidden), payload)
+        async with self._announcing:
+            await self.store.set_last_seen(user, at_ms)
+            contacts = await self.store.contacts(user)
+            hidden = await self.fanout.blockers(user)
+            payload = events.event("presence", user_id=user, status=status, last_seen=iso_ms(at_ms))
+            self.fanout.publish_to((c for c in contacts if c not in hidden), payload)
 
     async def lookup(self, viewer: str, users: list[str]) -> list[dict[str, object]]:
         """Presence of the users the viewer may see: contacts the viewer has not blocked."""
