@@ -131,6 +131,43 @@ async def test_slow_consumer_is_closed_and_others_are_not_stalled(
         task.cancel()
 
 
+async def test_a_slow_reader_gets_every_event_intact_and_in_order(
+    fresh_server: ServerProcess,
+) -> None:
+    # While a connection's socket is full, events wait in its writer and
+    # transport. When the socket drains a little, the next event must still
+    # queue behind them, never go to the socket ahead of them (that would
+    # splice one frame into another, or reorder them).
+    fresh_server.env["HUBBUB_OUTBOUND_BUFFER_BYTES"] = str(64 * 1024 * 1024)
+    fresh_server.start()
+    cid = create_group(fresh_server, "talker", ["slow"])
+    slow = await RawClient.connect(fresh_server.port, "slow", rcvbuf=4096)
+    await slow.send_text('{"type": "ping", "id": 1}')
+    talker = await Client.connect(fresh_server, "talker")
+    total = 1500  # 5.8 MB: more than the kernel buffers of both sides take
+    bodies: list[str] = []
+    seqs: list[int] = []
+
+    async def read_slowly() -> None:
+        while len(seqs) < total:
+            opcode, payload = await slow.frame(timeout=20)
+            if opcode != 0x1:
+                continue
+            event = json.loads(payload)  # a spliced frame would not parse
+            if event["type"] == "message.new":
+                bodies.append(event["message"]["body"][:4])
+                seqs.append(event["message"]["seq"])
+                if len(seqs) % 16 == 0:
+                    await asyncio.sleep(0.002)  # slower than the talker
+
+    reader = asyncio.create_task(read_slowly())
+    for i in range(total):  # one at a time: each is sent at once where it can be
+        await talker.send_message(cid, f"{i:04d}" + "p" * 3800)
+    await asyncio.wait_for(reader, 60)
+    assert seqs == list(range(1, total + 1))
+    assert bodies == [f"{i:04d}" for i in range(total)]
+
+
 async def test_concurrent_direct_creation_makes_one_conversation(server: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=server.url) as client:
 

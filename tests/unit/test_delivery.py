@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 import uvloop
 
+from hubbub.broker.base import Delivery
 from hubbub.gateway import delivery
-from hubbub.gateway.writer import Flusher, Writer
+from hubbub.gateway.hub import Hub
+from hubbub.gateway.writer import BacklogReporting, Flusher, Writer
 
 Deliver = delivery.Deliver
 LIMIT = 1 << 20
@@ -34,8 +36,8 @@ LOOPS = [
 ]
 
 
-class Peer(asyncio.Protocol):
-    """The server side of one connection, as the gateway wires it."""
+class Peer(BacklogReporting):
+    """The server side of one connection, wired as the gateway's connections are."""
 
     def __init__(self) -> None:
         self.writer: Writer | None = None
@@ -43,15 +45,10 @@ class Peer(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.transport.set_write_buffer_limits(high=0)  # type: ignore[union-attr]
+        self.report_backlog(self.transport)  # type: ignore[arg-type]
 
-    def pause_writing(self) -> None:
-        if self.writer is not None:
-            self.writer.backlog(True)
-
-    def resume_writing(self) -> None:
-        if self.writer is not None:
-            self.writer.backlog(False)
+    def backlog_writer(self) -> Writer | None:
+        return self.writer
 
 
 class FakeSession:
@@ -68,6 +65,7 @@ class Rig:
         self.clients: dict[str, socket.socket] = {}
         self.sessions: dict[str, FakeSession] = {}
         self.by_user: dict[str, list[Any]] = {}
+        self.failed: list[tuple[Any, BaseException]] = []
 
     async def add(self, user: str, server: socket.socket, *, rcvbuf: int = 0) -> FakeSession:
         loop = asyncio.get_running_loop()
@@ -102,14 +100,52 @@ class Rig:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def fill(self, deliver: Deliver, user: str, count: int) -> list[bytes]:
+        """Deliver ``count`` 3000-byte frames to a user, one event-loop pass each."""
+        frames = [bytes([65 + i % 26]) * 3000 for i in range(count)]
+        for frame in frames:
+            deliver(self.by_user, (user,), frame, True, self.failed)
+            await asyncio.sleep(0)
+        await settle()
+        return frames
+
+    async def receive_all(self, key: str, size: int, got: bytes = b"") -> bytes:
+        """Read from one client until ``size`` bytes have come (5 s at most)."""
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(got) < size:
+            assert asyncio.get_running_loop().time() < deadline, len(got)
+            await asyncio.sleep(0.005)
+            got += self.received(key)
+        return got
+
     def close(self) -> None:
         for client in self.clients.values():
             client.close()
+        for sessions in self.by_user.values():
+            for session in sessions:
+                session.writer.transport.abort()
 
 
-def run(loop_factory: Callable[[], asyncio.AbstractEventLoop], scenario: Awaitable[None]) -> None:
+def run(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    scenario: Callable[[Rig], Awaitable[None]],
+) -> None:
+    """Run a scenario on a fresh rig; close every socket even when it fails.
+
+    (An unclosed transport makes uvloop's loop close hang instead of the test
+    failing.)
+    """
+
+    async def main() -> None:
+        rig = Rig(Flusher(asyncio.get_running_loop()))
+        try:
+            await scenario(rig)
+        finally:
+            rig.close()
+        assert rig.failed == []
+
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(scenario)  # type: ignore[arg-type]
+        runner.run(main())
 
 
 @pytest.fixture
@@ -131,11 +167,10 @@ async def settle() -> None:
 def test_every_session_of_every_recipient_gets_the_frame_once(
     deliver: Deliver, loop_factory: Any, listener: socket.socket
 ) -> None:
-    async def scenario() -> None:
-        rig = Rig(Flusher(asyncio.get_running_loop()))
+    async def scenario(rig: Rig) -> None:
         for user in ("ann", "ann", "bob", "eve"):
             await rig.add(user, listener)
-        held = deliver(rig.by_user, ("ann", "bob", "nobody"), b"F1", True)
+        held = deliver(rig.by_user, ("ann", "bob", "nobody"), b"F1", True, rig.failed)
         assert held == []
         await settle()
         assert [rig.received(k) for k in ("ann0", "ann1", "bob0", "eve0")] == [
@@ -144,9 +179,8 @@ def test_every_session_of_every_recipient_gets_the_frame_once(
             b"F1",
             b"",
         ]
-        rig.close()
 
-    run(loop_factory, scenario())
+    run(loop_factory, scenario)
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
@@ -154,18 +188,16 @@ def test_every_session_of_every_recipient_gets_the_frame_once(
 def test_held_sessions_are_returned_and_get_nothing(
     deliver: Deliver, loop_factory: Any, listener: socket.socket
 ) -> None:
-    async def scenario() -> None:
-        rig = Rig(Flusher(asyncio.get_running_loop()))
+    async def scenario(rig: Rig) -> None:
         waiting = await rig.add("ann", listener)
         await rig.add("bob", listener)
         waiting.held = []
-        held = deliver(rig.by_user, ("ann", "bob"), b"F1", True)
+        held = deliver(rig.by_user, ("ann", "bob"), b"F1", True, rig.failed)
         assert held == [waiting]
         await settle()
         assert rig.received("ann0") == b"" and rig.received("bob0") == b"F1"
-        rig.close()
 
-    run(loop_factory, scenario())
+    run(loop_factory, scenario)
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
@@ -173,19 +205,17 @@ def test_held_sessions_are_returned_and_get_nothing(
 def test_a_busy_writer_keeps_its_order(
     deliver: Deliver, loop_factory: Any, listener: socket.socket
 ) -> None:
-    async def scenario() -> None:
-        rig = Rig(Flusher(asyncio.get_running_loop()))
+    async def scenario(rig: Rig) -> None:
         session = await rig.add("ann", listener)
         session.writer.push(b"queued;")  # e.g. an ack earlier in this pass
         assert session.writer.busy
-        deliver(rig.by_user, ("ann",), b"event;", True)
-        deliver(rig.by_user, ("ann",), b"later;", False)
+        deliver(rig.by_user, ("ann",), b"event;", True, rig.failed)
+        deliver(rig.by_user, ("ann",), b"later;", False, rig.failed)
         await settle()
         assert rig.received("ann0") == b"queued;event;later;"
         assert not session.writer.busy
-        rig.close()
 
-    run(loop_factory, scenario())
+    run(loop_factory, scenario)
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
@@ -196,20 +226,18 @@ def test_compiled_sends_at_once_only_when_direct(
         pytest.skip("the compiled fan-out is not built")
     deliver_c = delivery.deliver_c
 
-    async def scenario() -> None:
-        rig = Rig(Flusher(asyncio.get_running_loop()))
+    async def scenario(rig: Rig) -> None:
         await rig.add("ann", listener)
-        deliver_c(rig.by_user, ("ann",), b"now;", True)
-        deliver_c(rig.by_user, ("ann",), b"queued;", False)
+        deliver_c(rig.by_user, ("ann",), b"now;", True, rig.failed)
+        deliver_c(rig.by_user, ("ann",), b"queued;", False, rig.failed)
         # No loop pass has run: only the direct send can be on the wire (a
         # loopback send has reached the peer's socket when it returns).
         first = rig.received("ann0")
         await settle()
         assert first == b"now;"
         assert rig.received("ann0") == b"queued;"
-        rig.close()
 
-    run(loop_factory, scenario())
+    run(loop_factory, scenario)
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
@@ -219,27 +247,39 @@ def test_what_the_kernel_refuses_is_queued_in_order(
 ) -> None:
     """A receiver that stops reading: partial sends, a backlog, nothing lost or reordered."""
 
-    async def scenario() -> None:
-        rig = Rig(Flusher(asyncio.get_running_loop()))
+    async def scenario(rig: Rig) -> None:
         session = await rig.add("ann", listener, rcvbuf=4096)
-        frames = [bytes([65 + i % 26]) * 3000 for i in range(60)]
-        for frame in frames:
-            deliver(rig.by_user, ("ann",), frame, True)
-            await asyncio.sleep(0)
-        await settle()
+        frames = await rig.fill(deliver, "ann", 60)
         assert session.writer.busy  # the transport holds what the kernel refused
-        got = b""
-        deadline = asyncio.get_running_loop().time() + 5
-        while len(got) < sum(map(len, frames)):
-            assert asyncio.get_running_loop().time() < deadline, len(got)
-            got += rig.received("ann0")
-            await asyncio.sleep(0.005)
+        got = await rig.receive_all("ann0", sum(map(len, frames)))
         assert got == b"".join(frames)
         await settle()
         assert not session.writer.busy
-        rig.close()
 
-    run(loop_factory, scenario())
+    run(loop_factory, scenario)
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+@pytest.mark.parametrize("deliver", IMPLEMENTATIONS)
+def test_a_frame_never_overtakes_bytes_waiting_in_the_transport(
+    deliver: Deliver, loop_factory: Any, listener: socket.socket
+) -> None:
+    """The socket has room again but the transport still holds bytes: queue behind them."""
+
+    async def scenario(rig: Rig) -> None:
+        session = await rig.add("ann", listener, rcvbuf=4096)
+        # Less than a default high-water mark (64 KiB) stays in the transport.
+        frames = await rig.fill(deliver, "ann", 15)
+        assert session.writer.transport.get_write_buffer_size() > 0
+        # Make room in the socket without letting the event loop write the
+        # transport's bytes, then deliver at once.
+        got = rig.received("ann0")
+        marker = b"!" * 100
+        deliver(rig.by_user, ("ann",), marker, True, rig.failed)
+        got = await rig.receive_all("ann0", sum(map(len, frames)) + len(marker), got)
+        assert got == b"".join(frames) + marker
+
+    run(loop_factory, scenario)
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
@@ -247,26 +287,151 @@ def test_what_the_kernel_refuses_is_queued_in_order(
 def test_closing_or_discarded_connections_get_nothing(
     deliver: Deliver, loop_factory: Any, listener: socket.socket
 ) -> None:
-    async def scenario() -> None:
-        rig = Rig(Flusher(asyncio.get_running_loop()))
+    async def scenario(rig: Rig) -> None:
         closing = await rig.add("ann", listener)
         discarded = await rig.add("bob", listener)
         await rig.add("cat", listener)
         closing.writer.transport.close()
         discarded.writer.discard()
-        deliver(rig.by_user, ("ann", "bob", "cat"), b"F1", True)
+        deliver(rig.by_user, ("ann", "bob", "cat"), b"F1", True, rig.failed)
         await settle()
         assert rig.received("ann0") == b""  # closed: the client sees end of stream only
         assert rig.received("bob0") == b""
         assert rig.received("cat0") == b"F1"
-        rig.close()
 
-    run(loop_factory, scenario())
+    run(loop_factory, scenario)
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_a_flush_that_fails_drops_that_queue_only(
+    loop_factory: Any, listener: socket.socket, caplog: Any
+) -> None:
+    class FailingTransport:
+        def __init__(self, real: asyncio.WriteTransport) -> None:
+            self.real = real
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            raise ConnectionError("gone")
+
+    async def scenario(rig: Rig) -> None:
+        bad = await rig.add("ann", listener)
+        await rig.add("bob", listener)
+        real = bad.writer.transport
+        bad.writer.transport = FailingTransport(real)  # type: ignore[assignment]
+        try:
+            rig.flusher.sent_direct()  # this pass sends nothing at once
+            delivery.deliver(rig.by_user, ("ann", "bob"), b"F1", False, rig.failed)
+            await settle()
+        finally:
+            bad.writer.transport = real
+        assert bad.writer.closed and rig.received("ann0") == b""
+        assert rig.received("bob0") == b"F1"
+        assert "flushing a connection failed" in caplog.text
+        assert rig.flusher.direct  # the next pass may send at once again
+
+    run(loop_factory, scenario)
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+@pytest.mark.parametrize("deliver", IMPLEMENTATIONS)
+def test_a_failing_session_is_reported_and_the_others_still_get_the_frame(
+    deliver: Deliver, loop_factory: Any, listener: socket.socket
+) -> None:
+    class Broken(RuntimeError):
+        pass
+
+    class BrokenWriter:
+        busy = False  # the compiled path asks first: then the fd, which fails
+
+        @property
+        def fd(self) -> int:
+            raise Broken("fd")
+
+        def push(self, frame: bytes) -> None:
+            raise Broken("push")
+
+    async def scenario(rig: Rig) -> None:
+        for user in ("ann", "bob"):
+            await rig.add(user, listener)
+        broken = FakeSession(BrokenWriter())  # type: ignore[arg-type]
+        rig.by_user["bob"].insert(0, broken)
+        failed: list[tuple[Any, BaseException]] = []
+        held = deliver(rig.by_user, ["bob", "ann"], b"F1", True, failed)
+        assert held == []
+        assert [(session, type(exc)) for session, exc in failed] == [(broken, Broken)]
+        rig.by_user["bob"].remove(broken)
+        await settle()
+        assert [rig.received(k) for k in ("ann0", "bob0")] == [b"F1", b"F1"]
+
+    run(loop_factory, scenario)
+
+
+def test_the_hub_closes_a_connection_whose_delivery_failed(caplog: Any) -> None:
+    class Writer_:
+        def __init__(self, broken: bool) -> None:
+            self.broken = broken
+            self.frames: list[bytes] = []
+            self.discarded = False
+
+        def push(self, frame: bytes) -> None:
+            if self.broken:
+                raise RuntimeError("broken")
+            self.frames.append(frame)
+
+        def discard(self) -> None:
+            self.discarded = True
+
+    class Connection_:
+        failed = 0
+
+        def fail(self) -> None:
+            self.failed += 1
+
+    hub = Hub()
+    sessions = []
+    for user, broken in (("ann", True), ("bob", False)):
+        session = FakeSession(Writer_(broken))  # type: ignore[arg-type]
+        session.user_id, session.connection = user, Connection_()  # type: ignore[attr-defined]
+        hub.add(session)  # type: ignore[arg-type]
+        sessions.append(session)
+    hub.deliver(Delivery("c1", 1, ("ann", "bob"), b"{}"))
+    ann, bob = sessions
+    assert ann.writer.discarded and ann.connection.failed == 1  # type: ignore[attr-defined]
+    assert len(bob.writer.frames) == 1 and bob.connection.failed == 0  # type: ignore[attr-defined]
+    assert "delivery to a connection of ann failed" in caplog.text
+
+
+@pytest.mark.parametrize("deliver", IMPLEMENTATIONS)
+def test_recipients_changed_during_the_walk_do_not_matter(deliver: Deliver) -> None:
+    """A writer that empties the recipients list it is part of (never done, but safe)."""
+    recipients = ["ann", "bob", "cat"]
+    pushed: list[str] = []
+
+    class ClearingWriter:
+        busy = True  # queued, not sent at once
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def push(self, frame: bytes) -> None:
+            pushed.append(self.name)
+            recipients.clear()
+
+    by_user: dict[str, list[Any]] = {
+        u: [FakeSession(ClearingWriter(u))]
+        for u in recipients  # type: ignore[arg-type]
+    }
+    failed: list[tuple[Any, BaseException]] = []
+    assert deliver(by_user, recipients, b"F", True, failed) == []
+    assert pushed == ["ann", "bob", "cat"] and failed == []
 
 
 @pytest.mark.parametrize("deliver", IMPLEMENTATIONS)
 def test_bad_arguments_are_type_errors(deliver: Deliver) -> None:
     with pytest.raises((TypeError, AttributeError)):
-        deliver([], ("ann",), b"F", True)  # type: ignore[arg-type]
+        deliver([], ("ann",), b"F", True, [])  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        deliver({}, 5, b"F", True)  # type: ignore[arg-type]
+        deliver({}, 5, b"F", True, [])  # type: ignore[arg-type]

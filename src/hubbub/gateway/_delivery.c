@@ -1,6 +1,6 @@
 /* The fan-out hot path, compiled: one encoded frame to many sessions.
  *
- * deliver(by_user, recipients, frame, direct) does what
+ * deliver(by_user, recipients, frame, direct, failed) does what
  * hubbub.gateway.delivery.deliver_py does, without the interpreter's cost per
  * recipient. With direct true, the frame is sent at once, with one send()
  * per idle connection; otherwise (or for a busy connection) it is queued in
@@ -13,6 +13,10 @@
 #include <errno.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+
+#ifndef MSG_NOSIGNAL /* not on macOS and the BSDs; Python ignores SIGPIPE anyway */
+#define MSG_NOSIGNAL 0
+#endif
 
 static PyObject *s_held, *s_writer, *s_busy, *s_fd, *s_transport, *s_is_closing, *s_push,
     *s_rest;
@@ -101,22 +105,53 @@ deliver_session(PyObject *session, PyObject *frame, int direct, PyObject *held)
     return done < 0 ? -1 : 0;
 }
 
+/* Moves the raised exception into failed as (session, exception); -1 when
+ * even that fails. */
+static int
+record_failure(PyObject *failed, PyObject *session)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL && exc != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+#endif
+    if (exc == NULL)
+        return 0;
+    PyObject *pair = PyTuple_Pack(2, session, exc);
+    Py_DECREF(exc);
+    if (pair == NULL)
+        return -1;
+    int rc = PyList_Append(failed, pair);
+    Py_DECREF(pair);
+    return rc;
+}
+
 static PyObject *
 deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "deliver(by_user, recipients, frame, direct)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "deliver(by_user, recipients, frame, direct, failed)");
         return NULL;
     }
-    PyObject *by_user = args[0], *frame = args[2];
-    if (!PyDict_Check(by_user) || !PyBytes_Check(frame)) {
-        PyErr_SetString(PyExc_TypeError, "deliver() needs a dict and a bytes frame");
+    PyObject *by_user = args[0], *frame = args[2], *failed = args[4];
+    if (!PyDict_Check(by_user) || !PyBytes_Check(frame) || !PyList_Check(failed)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "deliver() needs a dict, a bytes frame and a list for failures");
         return NULL;
     }
     int direct = PyObject_IsTrue(args[3]);
     if (direct < 0)
         return NULL;
-    PyObject *recipients = PySequence_Fast(args[1], "recipients must be a sequence");
+    /* A tuple (the argument itself when it is one): Python code run from
+     * here cannot change its length or drop the keys read from it. */
+    PyObject *recipients = PySequence_Tuple(args[1]);
     if (recipients == NULL)
         return NULL;
     PyObject *held = PyList_New(0);
@@ -124,10 +159,9 @@ deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(recipients);
         return NULL;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(recipients);
+    Py_ssize_t count = PyTuple_GET_SIZE(recipients);
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *sessions =
-            PyDict_GetItemWithError(by_user, PySequence_Fast_GET_ITEM(recipients, i));
+        PyObject *sessions = PyDict_GetItemWithError(by_user, PyTuple_GET_ITEM(recipients, i));
         if (sessions == NULL) {
             if (PyErr_Occurred())
                 goto error;
@@ -143,7 +177,11 @@ deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         for (Py_ssize_t j = 0; j < PyList_GET_SIZE(sessions); j++) {
             PyObject *session = PyList_GET_ITEM(sessions, j);
             Py_INCREF(session);
+            /* One session's failure is the caller's to handle; the others
+             * still get the frame. */
             int rc = deliver_session(session, frame, direct, held);
+            if (rc < 0 && PyErr_ExceptionMatches(PyExc_Exception))
+                rc = record_failure(failed, session);
             Py_DECREF(session);
             if (rc < 0) {
                 Py_DECREF(sessions);
@@ -163,7 +201,7 @@ error:
 
 static PyMethodDef methods[] = {
     {"deliver", (PyCFunction)(void (*)(void))deliver, METH_FASTCALL,
-     "deliver(by_user, recipients, frame, direct) -> sessions holding live events"},
+     "deliver(by_user, recipients, frame, direct, failed) -> sessions holding live events"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,5 +3,10 @@ from collections.abc import Sequence
 from hubbub.gateway.session import Session
 
 def deliver(
-    by_user: dict[str, list[Session]], recipients: Sequence[str], frame: bytes, direct: bool, /
+    by_user: dict[str, list[Session]],
+    recipients: Sequence[str],
+    frame: bytes,
+    direct: bool,
+    failed: list[tuple[Session, BaseException]],
+    /,
 ) -> list[Session]: ...

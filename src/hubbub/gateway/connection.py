@@ -25,7 +25,7 @@ from websockets.server import ServerProtocol
 
 from hubbub.errors import HubbubError, NotFound, Unauthorized
 from hubbub.gateway.session import Session
-from hubbub.gateway.writer import Writer
+from hubbub.gateway.writer import BacklogReporting, Writer
 from hubbub.protocol import events
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ CLOSE_GRACE = 5.0
 # Close codes (docs/protocol.md).
 GOING_AWAY = 1001
 MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
 UNAUTHORIZED = 4401
 HEARTBEAT_TIMEOUT = 4408
@@ -52,7 +53,7 @@ def _bearer(headers: Headers) -> str | None:
     return None
 
 
-class Connection(asyncio.Protocol):
+class Connection(BacklogReporting):
     gateway: ClassVar[Gateway]
 
     def __init__(
@@ -79,8 +80,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._server_connections.add(self)
         self.transport = transport  # type: ignore[assignment]
-        # Report any backlog at all, so the writer knows when it is idle.
-        self.transport.set_write_buffer_limits(high=0)  # type: ignore[union-attr]
+        self.report_backlog(self.transport)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server_connections.discard(self)
@@ -102,13 +102,8 @@ class Connection(asyncio.Protocol):
                 self._frame(event)
         self._write_protocol_output()
 
-    def pause_writing(self) -> None:
-        if self.session is not None:
-            self.session.writer.backlog(True)
-
-    def resume_writing(self) -> None:
-        if self.session is not None:
-            self.session.writer.backlog(False)
+    def backlog_writer(self) -> Writer | None:
+        return None if self.session is None else self.session.writer
 
     def eof_received(self) -> bool | None:
         self._ws.receive_eof()
@@ -181,6 +176,11 @@ class Connection(asyncio.Protocol):
 
     def overflow(self) -> None:
         asyncio.get_running_loop().call_soon(self.close, TOO_SLOW, "too slow: resume to recover")
+
+    def fail(self) -> None:
+        asyncio.get_running_loop().call_soon(
+            self.close, INTERNAL_ERROR, "internal error: reconnect and resume"
+        )
 
     # Handshake --------------------------------------------------------------
 

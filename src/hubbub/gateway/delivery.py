@@ -1,9 +1,12 @@
 """One encoded frame to every local session of a delivery's recipients.
 
-``deliver(by_user, recipients, frame, direct)`` walks the recipients' sessions
-(``by_user`` maps a user id to a list of sessions) and returns the sessions
-that are holding live events (see ``Session.hold``); the caller keeps the
-frame for those. Every other session gets the frame:
+``deliver(by_user, recipients, frame, direct, failed)`` walks the recipients'
+sessions (``by_user`` maps a user id to a list of sessions) and returns the
+sessions that are holding live events (see ``Session.hold``); the caller keeps
+the frame for those. A session whose writer raised is appended to ``failed``
+with the exception, and the walk goes on: the caller closes that connection
+(its client resumes) and the others are not short of the frame. Every other
+session gets the frame:
 
 - with ``direct`` true and an idle writer (``busy`` false, a socket ``fd``,
   a transport that is not closing), it is sent at once with one ``send()``;
@@ -31,23 +34,33 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hubbub.gateway.session import Session
 
-Deliver = Callable[[dict[str, list["Session"]], Sequence[str], bytes, bool], list["Session"]]
+Failed = list[tuple["Session", BaseException]]
+Deliver = Callable[
+    [dict[str, list["Session"]], Sequence[str], bytes, bool, Failed], list["Session"]
+]
 
 
 def deliver_py(
-    by_user: dict[str, list[Session]], recipients: Sequence[str], frame: bytes, direct: bool
+    by_user: dict[str, list[Session]],
+    recipients: Sequence[str],
+    frame: bytes,
+    direct: bool,
+    failed: Failed,
 ) -> list[Session]:
     """The reference implementation: every frame is queued, none sent at once."""
     held: list[Session] = []
-    for user_id in recipients:
+    for user_id in tuple(recipients):
         sessions = by_user.get(user_id)
         if sessions is None:
             continue
-        for session in sessions:
-            if session.held is None:
-                session.writer.push(frame)
-            else:
-                held.append(session)
+        for session in list(sessions):
+            try:
+                if session.held is None:
+                    session.writer.push(frame)
+                else:
+                    held.append(session)
+            except Exception as exc:
+                failed.append((session, exc))
     return held
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -10,8 +11,11 @@ from hubbub.gateway.delivery import deliver
 from hubbub.protocol.wsframe import text_frame
 
 if TYPE_CHECKING:
+    from hubbub.gateway.delivery import Failed
     from hubbub.gateway.session import Session
     from hubbub.gateway.writer import Flusher
+
+log = logging.getLogger("hubbub.gateway")
 
 
 class Hub:
@@ -50,10 +54,17 @@ class Hub:
         frame = text_frame(delivery.payload)
         flusher = self.flusher
         direct = flusher is not None and flusher.direct
-        held = deliver(self._by_user, delivery.recipients, frame, direct)
+        failed: Failed = []
+        held = deliver(self._by_user, delivery.recipients, frame, direct, failed)
         if direct:
             assert flusher is not None
             flusher.sent_direct()
+        for session, exc in failed:
+            # Its connection's state is unknown: close it, and the client's
+            # resume brings what it missed.
+            log.error("delivery to a connection of %s failed", session.user_id, exc_info=exc)
+            session.writer.discard()
+            session.connection.fail()
         if not held:
             return
         if delivery.conversation_id:

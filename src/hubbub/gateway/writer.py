@@ -67,6 +67,32 @@ class Flusher:
                 writer.discard()
 
 
+class BacklogReporting(asyncio.Protocol):
+    """The part of a connection's protocol that keeps its Writer idle-aware.
+
+    The transport is told to report any backlog at all (a high-water mark of
+    0), and its pause and resume calls are passed on to the writer. Without
+    this a direct send could overtake bytes waiting in the transport. The
+    gateway's connections and the fan-out tests share it.
+    """
+
+    def report_backlog(self, transport: asyncio.WriteTransport) -> None:
+        transport.set_write_buffer_limits(high=0)
+
+    def backlog_writer(self) -> Writer | None:
+        raise NotImplementedError
+
+    def pause_writing(self) -> None:
+        writer = self.backlog_writer()
+        if writer is not None:
+            writer.backlog(True)
+
+    def resume_writing(self) -> None:
+        writer = self.backlog_writer()
+        if writer is not None:
+            writer.backlog(False)
+
+
 class Writer:
     __slots__ = (
         "_backlog",
