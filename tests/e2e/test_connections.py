@@ -45,6 +45,32 @@ async def test_heartbeat_pings_idle_connection_and_closes_silent_one(in_process:
     await raw.close()
 
 
+async def test_a_failed_connection_left_open_leaves_the_heartbeat_alone(
+    in_process: InProcess,
+) -> None:
+    # A client that breaks the protocol and keeps its socket open is failed
+    # (1002) and half-closed: it no longer counts, is never pinged, and the
+    # heartbeat pass still reaches the other connections.
+    broken = await RawClient.connect(in_process.port, "breaker")
+    await broken.frame()  # hello
+    quiet = await RawClient.connect(in_process.port, "quiet")
+    await quiet.frame()
+    gateway = in_process.app.gateway
+    in_process.clock.advance(31)  # both idle past the heartbeat interval
+    broken.writer.write(b"\x81\x02hi")  # unmasked: a protocol error
+    assert await broken.close_code() == 1002
+    for _ in range(100):
+        if len(gateway.hub) == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert len(gateway.hub) == 1  # the failed one no longer counts
+    gateway.sweep()
+    opcode, _ = await quiet.frame()
+    assert opcode == 0x9  # the other still got its ping
+    await broken.close()
+    await quiet.close()
+
+
 async def test_answering_client_stays_connected(in_process: InProcess) -> None:
     c = await Client.connect_url(f"ws://127.0.0.1:{in_process.port}/ws", "chatty")
     gateway = in_process.app.gateway

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
+from hubbub.service.presence import ANNOUNCE_CONCURRENCY
 from tests.conftest import InProcess
-from tests.support import Client, ServerProcess, auth, new_id, open_direct, token
+from tests.support import (
+    Client,
+    ServerProcess,
+    auth,
+    create_group,
+    new_id,
+    open_direct,
+    token,
+)
 
 
 async def direct(ip: InProcess, a: str, b: str) -> str:
@@ -109,6 +120,27 @@ async def test_presence_with_two_devices_and_grace(in_process: InProcess) -> Non
     ]
 
 
+async def test_an_announcement_overtaken_by_events_is_not_sent(in_process: InProcess) -> None:
+    await direct(in_process, "pw2", "flaky")
+    watcher = await connect(in_process, "pw2")
+    presence = in_process.app.presence
+    # Announcements queue behind others (a reconnect storm): hold every slot.
+    for _ in range(ANNOUNCE_CONCURRENCY):
+        await presence._announcing.acquire()
+    flaky = await connect(in_process, "flaky")
+    await flaky.close()
+    await asyncio.sleep(0.05)
+    in_process.clock.advance(presence.grace + 1)
+    presence.sweep()  # the grace has passed: offline is queued behind online
+    for _ in range(ANNOUNCE_CONCURRENCY):
+        presence._announcing.release()
+    await in_process.sweep()
+    # By the time "online" had its turn the user was gone: only "offline" is sent.
+    offline = await watcher.recv_type("presence")
+    assert (offline["user_id"], offline["status"]) == ("flaky", "offline")
+    await watcher.no_frame(0.1, "presence")
+
+
 async def test_blocking_hides_typing_and_presence(in_process: InProcess) -> None:
     async with httpx.AsyncClient(base_url=in_process.url) as http:
         r = await http.post(
@@ -176,7 +208,21 @@ async def test_presence_reaches_a_silent_new_connection_while_messages_wait(
     online = await quiet.recv_type("presence")
     assert (online["user_id"], online["status"]) == ("chatty", "online")
     await chatty.send_message(cid, "waits for quiet's first command")
-    await quiet.no_frame(0.5, "message.new")
+    group = create_group(fresh_server, "chatty", ["someone"])
+    added = httpx.post(
+        f"{fresh_server.url}/api/v1/conversations/{group}/members",
+        headers=auth("chatty"),
+        json={"members": ["quiet"]},
+    )
+    assert added.status_code == 200
+    await quiet.no_frame(0.5)
     await quiet.request({"type": "ping"})
-    held = await quiet.recv_type("message.new")
-    assert held["message"]["body"] == "waits for quiet's first command"
+    got = [await quiet.recv() for _ in range(4)]
+    assert got[0]["type"] == "message.new"
+    assert got[0]["message"]["body"] == "waits for quiet's first command"
+    # Conversation events wait too, in the documented order.
+    assert [f["type"] for f in got[1:]] == [
+        "member.joined",
+        "conversation.created",
+        "conversation.updated",
+    ]

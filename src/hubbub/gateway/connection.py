@@ -73,6 +73,7 @@ class Connection(BacklogReporting):
         self._fragment_size = 0
         self._binary = False
         self._closing = False
+        self._eof_written = False
         self._abort_timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol ------------------------------------------------------
@@ -123,15 +124,20 @@ class Connection(BacklogReporting):
         """Pongs, close frames and the handshake response, in order with data."""
         assert self.transport is not None
         for chunk in self._ws.data_to_send():
+            if self._eof_written:
+                continue
             if chunk:
                 if self.session is not None and not self.session.writer.closed:
                     self.session.writer.push(chunk)
                 else:
                     self.transport.write(chunk)
             else:  # end of stream: the closing handshake is done on our side
-                if self.session is not None:
-                    self.session.writer.flush()
-                    self.session.writer.discard()
+                self._closing = True
+                session = self.session
+                if session is not None:
+                    self.gateway.detach(session)
+                    session.writer.flush()
+                    session.writer.discard()
                 self._end_stream()
 
     def _end_stream(self) -> None:
@@ -142,10 +148,16 @@ class Connection(BacklogReporting):
         close frame; a half-close lets the peer read it first.
         """
         assert self.transport is not None
+        self._eof_written = True
         if not self.transport.can_write_eof():
             self.transport.close()
             return
         self.transport.write_eof()
+        self._abort_later()
+
+    def _abort_later(self) -> None:
+        """Abort the transport if the peer has not closed it within the grace."""
+        assert self.transport is not None
         if self._abort_timer is None:
             self._abort_timer = asyncio.get_running_loop().call_later(
                 CLOSE_GRACE, self.transport.abort
@@ -168,9 +180,11 @@ class Connection(BacklogReporting):
         for chunk in self._ws.data_to_send():
             if chunk:
                 self.transport.write(chunk)
-        self._abort_timer = asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
+        self._abort_later()
 
     def ping(self) -> None:
+        if self._closing:
+            return
         self._ws.send_ping(b"hb")
         self._write_protocol_output()
 

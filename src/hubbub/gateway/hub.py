@@ -71,9 +71,9 @@ class Hub:
             for session in held:
                 session.hold(delivery.conversation_id, delivery.seq, frame)
         else:
-            # An event of no conversation (presence, conversation.created or
-            # .updated) has no place in a replay, so holding it orders
-            # nothing; and when a large group reconnects at once, each new
-            # connection would hold every other member's presence.
+            # An event of no conversation (presence) has no place in a
+            # replay, so holding it orders nothing; and when a large group
+            # reconnects at once, each new connection would hold every other
+            # member's presence.
             for session in held:
                 session.writer.push(frame)

@@ -113,14 +113,18 @@ class Gateway:
         timeout = self.settings.heartbeat_timeout
         for session in self.hub.sessions():
             connection = session.connection
-            if session.identity.expires_at <= wall:
-                connection.close(UNAUTHORIZED, "token expired")
-            elif session.ping_sent_at is not None:
-                if now - session.ping_sent_at >= timeout:
-                    connection.close(HEARTBEAT_TIMEOUT, "no answer to ping")
-            elif now - session.last_activity >= interval:
-                session.ping_sent_at = now
-                connection.ping()
+            try:
+                if session.identity.expires_at <= wall:
+                    connection.close(UNAUTHORIZED, "token expired")
+                elif session.ping_sent_at is not None:
+                    if now - session.ping_sent_at >= timeout:
+                        connection.close(HEARTBEAT_TIMEOUT, "no answer to ping")
+                elif now - session.last_activity >= interval:
+                    session.ping_sent_at = now
+                    connection.ping()
+            except Exception:  # one connection must not cost the others their checks
+                log.exception("heartbeat check failed for a connection of %s", session.user_id)
+                connection.fail()
 
     @staticmethod
     async def _every(period: float, sweep: Callable[[], None]) -> None:

@@ -8,13 +8,14 @@ pipelining client fast without reordering its messages.
 Live events of a conversation are *held* from connect until the client's first
 command has been handled (or ``resume_window`` passes), and again while a
 ``resume`` runs, so that replayed events and live ones reach the client in seq
-order, each once. Events of no conversation (presence) are not held.
+order, each once. Presence, which belongs to no conversation, is not held.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -68,10 +69,7 @@ class Session:
         self._held_bytes = 0
         self.connection = connection
         self._paused = False
-        # A list, not a deque: an empty deque costs every idle connection a
-        # 64-slot block, and popping the head of at most pending_commands
-        # (256) entries is cheap.
-        self._inbox: list[Command] = []
+        self._inbox: deque[Command] = deque()
         self._task: asyncio.Task[None] | None = None
         self._first_command_seen = False
         self.last_activity = gateway.clock.monotonic()
@@ -142,13 +140,13 @@ class Session:
         inbox = self._inbox
         try:
             while inbox and not self.closed:
-                command = inbox.pop(0)
+                command = inbox.popleft()
                 if isinstance(command, SendMessage):
                     batch = [command]
                     while (
                         inbox and isinstance(inbox[0], SendMessage) and len(batch) < MAX_SEND_BATCH
                     ):
-                        batch.append(inbox.pop(0))  # type: ignore[arg-type]
+                        batch.append(inbox.popleft())  # type: ignore[arg-type]
                     await self._run(self._send, batch)
                 else:
                     await self._run(self._dispatch, command)

@@ -63,7 +63,9 @@ class ConversationService:
         members = self.fanout.remember(conversation.id, (m.user_id for m in conversation.members))
         if created:
             self.fanout.publish_to(
-                members, events.event("conversation.created", conversation=conversation)
+                members,
+                events.event("conversation.created", conversation=conversation),
+                conversation.id,
             )
 
     # Reading ------------------------------------------------------------
@@ -144,11 +146,12 @@ class ConversationService:
             joined = [e.data["user_id"] for e in stored if e.type == "member.joined" and e.data]
             if joined:
                 self.fanout.publish_to(
-                    joined, events.event("conversation.created", conversation=conversation)
+                    joined, events.event("conversation.created", conversation=conversation), cid
                 )
             self.fanout.publish_to(
                 (m.user_id for m in conversation.members),
                 events.event("conversation.updated", conversation=conversation),
+                cid,
             )
         return conversation
 

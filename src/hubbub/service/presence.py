@@ -106,8 +106,20 @@ class PresenceService:
             await self.store.set_last_seen(user, at_ms)
             contacts = await self.store.contacts(user)
             hidden = await self.fanout.blockers(user)
+            if self._overtaken(user, status):
+                return
             payload = events.event("presence", user_id=user, status=status, last_seen=iso_ms(at_ms))
             self.fanout.publish_to((c for c in contacts if c not in hidden), payload)
+
+    def _overtaken(self, user: str, status: str) -> bool:
+        """Whether this process has seen the user change state since ``status``.
+
+        Announcements wait their turn and read the store, so when a user
+        comes and goes quickly under load, a later one could otherwise be
+        published before an earlier one, leaving the wrong state shown.
+        """
+        here = self._connections.get(user, 0) > 0 or user in self._leaving
+        return here != (status == "online")
 
     async def lookup(self, viewer: str, users: list[str]) -> list[dict[str, object]]:
         """Presence of the users the viewer may see: contacts the viewer has not blocked."""
