@@ -221,6 +221,18 @@ def open_direct(server: ServerProcess, user: str, other: str) -> str:
     return str(r.json()["conversation"]["id"])
 
 
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One final client frame (masked, as clients must) of up to 64 KiB."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    else:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 class RawClient:
     """A bare WebSocket client that answers nothing on its own (no pongs)."""
 
@@ -263,16 +275,7 @@ class RawClient:
 
     async def send_text(self, text: str) -> None:
         """One masked text frame (clients must mask)."""
-        payload = text.encode()
-        mask = os.urandom(4)
-        n = len(payload)
-        head = bytes([0x81])
-        if n < 126:
-            head += bytes([0x80 | n])
-        else:
-            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.writer.write(head + mask + masked)
+        self.writer.write(masked_frame(0x1, text.encode()))
         await self.writer.drain()
 
     async def close_code(self, timeout: float = 5) -> int:

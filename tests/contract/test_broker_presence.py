@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,8 +13,12 @@ import pytest
 from hubbub.broker.base import Broker, Delivery
 from hubbub.broker.memory import MemoryBroker
 from hubbub.broker.redis import RedisBroker
+from hubbub.clock import ManualClock
 from hubbub.presence.memory import MemoryPresence
 from hubbub.presence.redis import RedisPresence
+from hubbub.service.fanout import Fanout
+from hubbub.service.presence import ANNOUNCE_CONCURRENCY, PresenceService
+from hubbub.store.sqlite import SQLiteStore
 from tests.services import REDIS_URL, need
 
 
@@ -127,3 +132,52 @@ async def test_a_dead_process_takes_its_users_offline() -> None:
     assert await b.online(["cat", "dan"]) == {"dan"}
     await b.stop()
     await a._client.aclose()  # the dead process's socket, for a clean test
+
+
+async def test_a_queued_online_survives_another_process_taking_the_user_over(
+    tmp_path: Any,
+) -> None:
+    """Process A's "online" waits its turn; meanwhile the user moves to process B.
+
+    B says nothing (A still served the user), A's grace ends silently (B
+    serves the user now): A's queued "online" is then the only word watchers
+    get, so it must still be published.
+    """
+    need(REDIS_URL, 6379, "Redis")
+    prefix = f"hubbub:test:{uuid.uuid4().hex}:"
+    store = SQLiteStore(tmp_path / "h.db")
+    await store.open()
+    await store.get_or_create_direct("watcher", "flaky", 0)
+    broker = MemoryBroker()
+    await broker.start()
+    heard: list[dict[str, Any]] = []
+    broker.subscribe(lambda d: heard.append(json.loads(d.payload)))
+    clock = ManualClock()
+    clusters = [RedisPresence(REDIS_URL, ttl=5, prefix=prefix) for _ in range(2)]
+    for cluster in clusters:
+        await cluster.start()
+    a, b = (
+        PresenceService(store, Fanout(store, broker, shared=True), clock, cluster=cluster)
+        for cluster in clusters
+    )
+    try:
+        for _ in range(ANNOUNCE_CONCURRENCY):  # A is busy announcing others
+            await a._announcing.acquire()
+        a.connected("flaky")
+        await until(lambda: "flaky" in a._latest)
+        a.disconnected("flaky", "conn-1")
+        b.connected("flaky")  # the client reconnected to B within A's grace
+        await b.drain()
+        clock.advance(a.grace + 1)
+        a.sweep()
+        await asyncio.sleep(0.1)  # A's went_offline finds B serving the user
+        for _ in range(ANNOUNCE_CONCURRENCY):
+            a._announcing.release()
+        await a.drain()
+        assert [(e["user_id"], e["status"]) for e in heard] == [("flaky", "online")]
+        assert await clusters[1].online(["flaky"]) == {"flaky"}
+    finally:
+        for cluster in clusters:
+            await cluster.stop()
+        await broker.stop()
+        await store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
@@ -10,9 +11,11 @@ from hubbub.service.presence import ANNOUNCE_CONCURRENCY
 from tests.conftest import InProcess
 from tests.support import (
     Client,
+    RawClient,
     ServerProcess,
     auth,
     create_group,
+    masked_frame,
     new_id,
     open_direct,
     token,
@@ -139,6 +142,30 @@ async def test_an_announcement_overtaken_by_events_is_not_sent(in_process: InPro
     offline = await watcher.recv_type("presence")
     assert (offline["user_id"], offline["status"]) == ("flaky", "offline")
     await watcher.no_frame(0.1, "presence")
+
+
+async def test_typing_sent_with_a_close_is_stopped_at_once(in_process: InProcess) -> None:
+    cid = await direct(in_process, "ty1", "ty2")
+    watcher = await connect(in_process, "ty2")
+    raw = await RawClient.connect(in_process.port, "ty1")
+    await raw.frame()  # hello
+    start = {"type": "typing", "id": 1, "conversation_id": cid, "state": "start"}
+    # Both in one write: the close is read before the typing command runs.
+    raw.writer.write(
+        masked_frame(0x1, json.dumps(start).encode()) + masked_frame(0x8, (1000).to_bytes(2, "big"))
+    )
+    assert await raw.close_code() == 1000
+    await raw.close()
+    await in_process.sweep()
+    # Either nothing, or a start followed at once by its stop: never a
+    # typing indicator left on for a connection that is gone.
+    frames = []
+    while True:
+        try:
+            frames.append(await watcher.recv_type("typing", timeout=0.5))
+        except TimeoutError:
+            break
+    assert [f["state"] for f in frames] in ([], ["start", "stop"])
 
 
 async def test_blocking_hides_typing_and_presence(in_process: InProcess) -> None:

@@ -14,7 +14,12 @@ class Harness:
     def __init__(self) -> None:
         self.out: list[int] = []
         self.fetches: list[tuple[int, int]] = []
-        self.seq = Sequencer(lambda d: self.out.append(d.seq), self.fetch, wait=0.02)
+        self.seq = Sequencer(self.deliver, self.fetch, wait=0.02)
+        self.names: list[str] = []
+
+    def deliver(self, delivery: Delivery) -> None:
+        self.out.append(delivery.seq)
+        self.names.append(delivery.payload.decode())
 
     async def fetch(self, cid: str, after: int, limit: int) -> list[Delivery]:
         self.fetches.append((after, limit))
@@ -79,3 +84,22 @@ async def test_events_arriving_during_a_fill_are_not_skipped() -> None:
     gate.set()
     await asyncio.sleep(0.2)
     assert h.out == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_conversation_update_waits_behind_that_conversation_s_gap() -> None:
+    h = Harness()
+    h.feed(1, 3)  # 2 is late
+    h.seq(Delivery("c", 0, ("u",), b"updated"))  # published after 3
+    h.seq(Delivery("", 0, ("u",), b"presence"))  # no conversation: at once
+    h.seq(Delivery("other", 0, ("u",), b"other"))  # nothing pending there
+    assert h.names == ["1", "presence", "other"]
+    h.feed(2)
+    assert h.names == ["1", "presence", "other", "2", "3", "updated"]
+
+
+async def test_a_conversation_update_follows_a_gap_the_database_fills() -> None:
+    h = Harness()
+    h.feed(1, 4)
+    h.seq(Delivery("c", 0, ("u",), b"updated"))
+    await asyncio.sleep(0.1)  # 2 and 3 come from the database
+    assert h.names == ["1", "2", "3", "4", "updated"]

@@ -45,15 +45,23 @@ class Sequencer:
         self._last: OrderedDict[str, int] = OrderedDict()
         self._floor: dict[str, int] = {}
         self._pending: dict[str, dict[int, Delivery]] = {}
+        # Events outside the stream that name a conversation (receipts,
+        # conversation.created/updated) published while some of its stream
+        # events wait for a gap: (the seq they follow, the event).
+        self._behind: dict[str, list[tuple[int, Delivery]]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks = TaskSet("gap fill")
 
     def __call__(self, delivery: Delivery) -> None:
         seq = delivery.seq
-        if not seq:  # outside any stream: receipts, typing, presence
-            self._deliver(delivery)
-            return
         cid = delivery.conversation_id
+        if not seq:  # outside any stream: receipts, typing, presence, list updates
+            pending = self._pending.get(cid) if cid else None
+            if pending:
+                self._behind.setdefault(cid, []).append((max(pending), delivery))
+            else:
+                self._deliver(delivery)
+            return
         last = self._last.get(cid)
         if last is None or seq == last + 1:
             if last is None:
@@ -77,6 +85,12 @@ class Sequencer:
             old, _ = self._last.popitem(last=False)
             self._floor.pop(old, None)
         self._deliver(delivery)
+        behind = self._behind.get(cid)
+        if behind:
+            while behind and behind[0][0] <= delivery.seq:
+                self._deliver(behind.pop(0)[1])
+            if not behind:
+                del self._behind[cid]
 
     def _drain(self, cid: str) -> None:
         pending = self._pending.get(cid)

@@ -193,9 +193,10 @@ class Session:
             reply["changed"] = changed
             reply["count"] = count
         elif isinstance(command, Typing):
-            await gateway.presence.typing(
-                user, command.conversation_id, command.state, self.connection_id
-            )
+            if self.attached:  # a closed connection's typing would never be stopped
+                await gateway.presence.typing(
+                    user, command.conversation_id, command.state, self.connection_id
+                )
         elif not isinstance(command, Ping):  # pragma: no cover - parse() knows no others
             raise AssertionError(command)
         self.send(events.ack(command.id, **reply))

@@ -68,6 +68,7 @@ class PresenceService:
         self._rate: dict[str, deque[float]] = {}
         self._tasks = TaskSet("presence announcement")
         self._announcing = asyncio.Semaphore(ANNOUNCE_CONCURRENCY)
+        self._latest: dict[str, object] = {}  # user -> their newest announcement here
 
     # Presence ---------------------------------------------------------------
 
@@ -102,24 +103,21 @@ class PresenceService:
         self._leaving[user] = (self.clock.monotonic() + self.grace, now_ms(self.clock))
 
     async def _announce(self, user: str, status: str, at_ms: int) -> None:
+        # Announcements wait their turn and read the store, so when a user
+        # comes and goes quickly under load, a later one could be published
+        # before an earlier one. Only the newest this process decided on for
+        # a user is published; one superseded while it waited is dropped.
+        token = object()
+        self._latest[user] = token
         async with self._announcing:
             await self.store.set_last_seen(user, at_ms)
             contacts = await self.store.contacts(user)
             hidden = await self.fanout.blockers(user)
-            if self._overtaken(user, status):
+            if self._latest.get(user) is not token:
                 return
+            del self._latest[user]
             payload = events.event("presence", user_id=user, status=status, last_seen=iso_ms(at_ms))
             self.fanout.publish_to((c for c in contacts if c not in hidden), payload)
-
-    def _overtaken(self, user: str, status: str) -> bool:
-        """Whether this process has seen the user change state since ``status``.
-
-        Announcements wait their turn and read the store, so when a user
-        comes and goes quickly under load, a later one could otherwise be
-        published before an earlier one, leaving the wrong state shown.
-        """
-        here = self._connections.get(user, 0) > 0 or user in self._leaving
-        return here != (status == "online")
 
     async def lookup(self, viewer: str, users: list[str]) -> list[dict[str, object]]:
         """Presence of the users the viewer may see: contacts the viewer has not blocked."""
