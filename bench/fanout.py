@@ -403,6 +403,27 @@ def kb_per_connection(result: dict[str, Any]) -> float | None:
     return float((end - before) / result["receivers"])
 
 
+def paired_p99(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """hubbub's p99 against the reference's in the same run (runs alternate targets)."""
+    p99: dict[tuple[str, int], float] = {
+        (r["target"], r["run"]): r["latency_ms"]["p99"]
+        for r in results
+        if r["mode"] == "latency" and r.get("ok") and r.get("latency_ms")
+    }
+    diffs = [
+        p99[("hubbub", run)] - p99[("ref", run)]
+        for target, run in p99
+        if target == "hubbub" and ("ref", run) in p99
+    ]
+    if not diffs:
+        return None
+    return {
+        "runs": len(diffs),
+        "hubbub_lower": sum(d < 0 for d in diffs),
+        "median_difference_ms": round(median(diffs), 3),
+    }
+
+
 def summarize(results: list[dict[str, Any]], targets: list[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for t in targets:
@@ -437,6 +458,7 @@ def summarize(results: list[dict[str, Any]], targets: list[str]) -> dict[str, An
         h = summary["hubbub"]["deliveries_per_sec"]
         r = summary["ref"]["deliveries_per_sec"]
         summary["ratio_hubbub_ref_deliveries"] = round(h / r, 4) if h and r else None
+        summary["paired_p99"] = paired_p99(results)
     return summary
 
 
@@ -473,6 +495,12 @@ def render_table(
             f"{fmt_num(s['frame_bytes']):>8s} {fmt_pct(s['server_cpu']):>10s} "
             f"{fmt_pct(s['loadgen_cpu']):>11s} {fmt_num(s['server_rss_mb'], 1):>7s} "
             f"{fmt_num(s['server_kb_per_connection'], 1):>7s} {ok:>8s}"
+        )
+    paired = summary.get("paired_p99")
+    if paired:
+        out.append(
+            f"p99 hubbub - ref, same run: median {paired['median_difference_ms']:+.2f} ms; "
+            f"hubbub lower in {paired['hubbub_lower']} of {paired['runs']} runs"
         )
     if "ratio_hubbub_ref_deliveries" in summary:
         ratio = summary["ratio_hubbub_ref_deliveries"]
