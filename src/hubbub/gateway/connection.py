@@ -132,13 +132,18 @@ class Connection(BacklogReporting):
                 else:
                     self.transport.write(chunk)
             else:  # end of stream: the closing handshake is done on our side
-                self._closing = True
-                session = self.session
-                if session is not None:
-                    self.gateway.detach(session)
-                    session.writer.flush()
-                    session.writer.discard()
+                self._stop_session(flush=True)
                 self._end_stream()
+
+    def _stop_session(self, flush: bool) -> None:
+        """A closing connection receives nothing more and counts no longer."""
+        self._closing = True
+        session = self.session
+        if session is not None:
+            self.gateway.detach(session)
+            if flush:
+                session.writer.flush()
+            session.writer.discard()
 
     def _end_stream(self) -> None:
         """Half-close and keep reading until the peer closes too.
@@ -167,14 +172,7 @@ class Connection(BacklogReporting):
         """Start the closing handshake; abort if the peer does not finish it."""
         if self._closing or self.transport is None:
             return
-        self._closing = True
-        session = self.session
-        if session is not None:
-            # A closing connection receives nothing more and counts no longer.
-            self.gateway.detach(session)
-            if code != TOO_SLOW:
-                session.writer.flush()
-            session.writer.discard()
+        self._stop_session(flush=code != TOO_SLOW)
         with contextlib.suppress(InvalidState):  # the peer started closing first
             self._ws.send_close(code, reason)
         for chunk in self._ws.data_to_send():
