@@ -110,6 +110,8 @@ class PresenceService:
         token = object()
         self._latest[user] = token
         async with self._announcing:
+            if self._latest.get(user) is not token:
+                return  # superseded while waiting: the newer one does the work
             await self.store.set_last_seen(user, at_ms)
             contacts = await self.store.contacts(user)
             hidden = await self.fanout.blockers(user)
