@@ -453,6 +453,9 @@ def summarize(results: list[dict[str, Any]], targets: list[str]) -> dict[str, An
                 [(r.get("latency_ms") or {}).get("max") or 0 for r in lat_ok], default=None
             ),
             "latency_lost": sum(r.get("lost") or 0 for r in lat),
+            "other_frames_last_s": median([r.get("other_frames_last_s") for r in lat_ok]),
+            "other_frames_measured": median([r.get("other_frames_measured") for r in lat_ok]),
+            "measure_start_s": median([r.get("measure_start_s") for r in lat_ok]),
         }
     if "hubbub" in summary and "ref" in summary:
         h = summary["hubbub"]["deliveries_per_sec"]
@@ -502,6 +505,15 @@ def render_table(
             f"p99 hubbub - ref, same run: median {paired['median_difference_ms']:+.2f} ms; "
             f"hubbub lower in {paired['hubbub_lower']} of {paired['runs']} runs"
         )
+    for t in targets:
+        s = summary[t]
+        if s["other_frames_last_s"] is not None:
+            out.append(
+                f"{t}: last frame other than a delivery (presence) "
+                f"{s['other_frames_last_s']:.2f} s after the first connection; "
+                f"measuring began at {fmt_num(s['measure_start_s'], 2)} s; "
+                f"{fmt_num(s['other_frames_measured'])} such frames while measuring (latency mode)"
+            )
     if "ratio_hubbub_ref_deliveries" in summary:
         ratio = summary["ratio_hubbub_ref_deliveries"]
         out.append(f"ratio hubbub/ref deliveries/s: {'-' if ratio is None else f'{ratio:.3f}'}")

@@ -209,6 +209,12 @@ let badFrames = 0;
 let wrongConversation = 0;
 let acks = 0;
 const otherFrames = Object.create(null);
+// Frames other than deliveries and acks (hubbub: presence, when all members
+// connect at once each is announced to the others): when the last one came,
+// and how many came while measuring, when the server had other work too.
+let connectStartT = 0;
+let lastOtherT = 0;
+let otherMeasured = 0;
 const serverErrors = [];
 let frameBytesMin = Infinity;
 let frameBytesMax = 0;
@@ -337,6 +343,8 @@ function otherFrame(conn, buf) {
     return;
   }
   otherFrames[type] = (otherFrames[type] || 0) + 1;
+  lastOtherT = performance.now();
+  if (phase === PHASE_MEASURE) otherMeasured++;
   if (type === 'error') {
     // Any error frame (rejected send, rate limit, ...) invalidates the run.
     const s = buf.toString('utf8', 0, Math.min(buf.length, 300));
@@ -622,6 +630,9 @@ function finish(error) {
   result.latency_ms = latencySummary();
   result.acks = IS_HUBBUB ? acks : null;
   result.other_frames = otherFrames;
+  result.other_frames_measured = otherMeasured;
+  result.measure_start_s = measureStartT < Infinity ? round3((measureStartT - connectStartT) / 1000) : null;
+  result.other_frames_last_s = lastOtherT ? round3((lastOtherT - connectStartT) / 1000) : null;
   result.server_errors = serverErrors;
   result.bad_frames = badFrames;
   result.wrong_conversation = wrongConversation;
@@ -801,6 +812,7 @@ async function main() {
   // figure can be read per connection.
   if (opt['server-pid'] > 0) measure.rssBeforeKb = readProcRssKb(opt['server-pid']);
   const tc = performance.now();
+  connectStartT = tc;
   try {
     await connectAll();
   } catch (e) {
