@@ -182,20 +182,20 @@ class Client:
 
     async def no_frame(self, timeout: float = 0.3, kind: str | None = None) -> None:
         """Assert that nothing (of this type, when given) arrives within ``timeout``."""
-        frames = self._backlog
-        self._backlog = []
+        for frame in await self.frames_within(timeout):
+            assert kind is not None and frame["type"] != kind, f"unexpected frame: {frame}"
+
+    async def frames_within(self, timeout: float) -> list[dict[str, Any]]:
+        """Every frame queued or arriving within ``timeout``, taken from the queue."""
+        frames, self._backlog = self._backlog, []
         deadline = time.monotonic() + timeout
-        while True:
-            for frame in frames:
-                assert kind is not None and frame["type"] != kind, f"unexpected frame: {frame}"
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
+        while (remaining := deadline - time.monotonic()) > 0:
             try:
                 raw = await asyncio.wait_for(self.ws.recv(), remaining)
             except TimeoutError:
-                return
-            frames = [dict(json.loads(raw))]
+                break
+            frames.append(dict(json.loads(raw)))
+        return frames
 
     async def close(self) -> None:
         await self.ws.close()

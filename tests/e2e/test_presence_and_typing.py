@@ -253,3 +253,33 @@ async def test_presence_reaches_a_silent_new_connection_while_messages_wait(
         "conversation.created",
         "conversation.updated",
     ]
+
+
+async def test_a_group_connecting_at_once_is_announced_once_each(in_process: InProcess) -> None:
+    # Nineteen members connect together while a twentieth watches: their
+    # arrivals after the first wait for presence batches, and the watcher
+    # hears each of them exactly once.
+    users = [f"crowd{i:02d}" for i in range(20)]
+    async with httpx.AsyncClient(base_url=in_process.url) as http:
+        r = await http.post(
+            "/api/v1/conversations",
+            headers=auth(users[0]),
+            json={"kind": "group", "title": "crowd", "members": users[1:]},
+        )
+        assert r.status_code == 201
+    watcher = await connect(in_process, users[0])
+    await in_process.app.presence.drain()
+    crowd = await asyncio.gather(*(connect(in_process, u) for u in users[1:]))
+    try:
+        await in_process.app.presence.drain()
+        heard = [(await watcher.recv_type("presence"))["user_id"] for _ in users[1:]]
+        assert sorted(heard) == users[1:]
+        await watcher.no_frame(0.2, "presence")
+        for user, client in zip(users[1:], crowd, strict=True):
+            # Each newcomer hears the others who came after it, at most once.
+            frames = await client.frames_within(0.05)
+            mine = [f["user_id"] for f in frames if f["type"] == "presence"]
+            assert len(mine) == len(set(mine)) and user not in mine
+    finally:
+        for client in [watcher, *crowd]:
+            await client.close()

@@ -42,6 +42,56 @@ TYPING_RATE = 10  # typing frames per user per second
 # together (a restart), hundreds of those lists would otherwise be held at
 # the same time, and the process keeps that peak as resident memory.
 ANNOUNCE_CONCURRENCY = 8
+# Presence is published at once when none went out in the last BATCH_WINDOW
+# seconds; otherwise it waits for the next batch, published together one
+# window after the previous one. When a large group connects at once, each
+# member's arrival goes to every other member (members squared frames); in a
+# batch, a recipient's frames leave in one write instead of one each, and the
+# write is what the kernel charges for. A pass publishes at most BATCH_FRAMES
+# recipient frames, so one batch never holds up the event loop for long. A
+# longer window coalesces more but lets a burst run further ahead of slow
+# readers, and what they have not read waits in this process's memory.
+BATCH_WINDOW = 0.02
+BATCH_FRAMES = 20_000
+
+
+class Batches:
+    """Publishes presence at once when quiet, in batches during a burst."""
+
+    def __init__(self, fanout: Fanout, window: float = BATCH_WINDOW) -> None:
+        self._fanout = fanout
+        self._window = window
+        self._pending: deque[tuple[tuple[str, ...], bytes]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def publish(self, recipients: tuple[str, ...], payload: bytes) -> None:
+        if self._timer is None:
+            self._fanout.publish_to(recipients, payload)
+            self._timer = asyncio.get_running_loop().call_later(self._window, self._next)
+        else:
+            self._pending.append((recipients, payload))
+
+    def _next(self) -> None:
+        if not self._pending:
+            self._timer = None
+            return
+        loop = asyncio.get_running_loop()
+        frames = 0
+        while self._pending and frames < BATCH_FRAMES:
+            recipients, payload = self._pending.popleft()
+            self._fanout.publish_to(recipients, payload)
+            frames += len(recipients)
+        # What is left of a large batch follows in the next pass.
+        delay = 0.0 if self._pending else self._window
+        self._timer = loop.call_later(delay, self._next)
+
+    def flush(self) -> None:
+        """Publish everything waiting now (tests and shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._pending:
+            self._fanout.publish_to(*self._pending.popleft())
 
 
 class PresenceService:
@@ -69,6 +119,7 @@ class PresenceService:
         self._tasks = TaskSet("presence announcement")
         self._announcing = asyncio.Semaphore(ANNOUNCE_CONCURRENCY)
         self._latest: dict[str, object] = {}  # user -> their newest announcement here
+        self._batches = Batches(fanout)
 
     # Presence ---------------------------------------------------------------
 
@@ -119,7 +170,9 @@ class PresenceService:
                 return
             del self._latest[user]
             payload = events.event("presence", user_id=user, status=status, last_seen=iso_ms(at_ms))
-            self.fanout.publish_to((c for c in contacts if c not in hidden), payload)
+            recipients = tuple(c for c in contacts if c not in hidden)
+            if recipients:
+                self._batches.publish(recipients, payload)
 
     async def lookup(self, viewer: str, users: list[str]) -> list[dict[str, object]]:
         """Presence of the users the viewer may see: contacts the viewer has not blocked."""
@@ -208,5 +261,10 @@ class PresenceService:
                 del self._rate[user]
 
     async def drain(self) -> None:
-        """Wait for announcements under way (tests and shutdown)."""
+        """Wait for announcements under way and publish them (tests and shutdown)."""
         await self._tasks.drain()
+        self.flush()
+
+    def flush(self) -> None:
+        """Publish the presence waiting for its batch now."""
+        self._batches.flush()
