@@ -103,6 +103,7 @@ class Hubbub:
         await self.gateway.start()
 
     async def stop(self) -> None:
+        self.presence.close()
         await self.gateway.stop()
         await self.presence.cluster.stop()
         await self.broker.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,35 +20,28 @@ WINDOW = 0.05
 
 
 class Heard:
-    """What the broker delivered, with the event-loop pass it was delivered in."""
+    """What the broker delivered, grouped by the event-loop pass that delivered it."""
 
     def __init__(self) -> None:
-        self.deliveries: list[tuple[int, bytes]] = []
-        self.tick = 0
-        self._ticking = True
-        asyncio.get_running_loop().call_soon(self._count)
-
-    def _count(self) -> None:
-        self.tick += 1
-        if self._ticking:
-            asyncio.get_running_loop().call_soon(self._count)
+        self.passes: list[list[bytes]] = []
+        self._open = False  # a delivery was heard in the current pass
+        self.refuse: set[bytes] = set()
 
     def __call__(self, delivery: Delivery) -> None:
-        self.deliveries.append((self.tick, delivery.payload))
+        if delivery.payload in self.refuse:
+            raise RuntimeError("refused")
+        if not self._open:
+            self._open = True
+            self.passes.append([])
+            asyncio.get_running_loop().call_soon(self._close)
+        self.passes[-1].append(delivery.payload)
 
-    def stop(self) -> None:
-        self._ticking = False
+    def _close(self) -> None:
+        self._open = False
 
     @property
     def payloads(self) -> list[bytes]:
-        return [payload for _, payload in self.deliveries]
-
-    def passes(self) -> list[list[bytes]]:
-        """Payloads grouped by the pass that delivered them."""
-        grouped: dict[int, list[bytes]] = {}
-        for tick, payload in self.deliveries:
-            grouped.setdefault(tick, []).append(payload)
-        return list(grouped.values())
+        return [p for group in self.passes for p in group]
 
 
 @pytest.fixture
@@ -59,9 +53,13 @@ async def heard(tmp_path: Path) -> AsyncIterator[tuple[Batches, Heard]]:
     # Publishing reads nothing: the store is there because a Fanout has one.
     batches = Batches(Fanout(SQLiteStore(tmp_path / "unused.db"), broker), WINDOW)
     yield batches, listener
-    listener.stop()
-    batches.flush()
+    batches.flush(close=True)
     await broker.stop()
+
+
+async def passes(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
 
 
 async def test_quiet_presence_goes_out_at_once(heard: tuple[Batches, Heard]) -> None:
@@ -79,24 +77,37 @@ async def test_a_burst_waits_for_the_window_and_leaves_in_one_pass(
     batches, listener = heard
     for n in range(1, 6):
         batches.publish(("bob", "carol"), b"%d" % n)
-    assert listener.payloads == [b"1"]
-    await asyncio.sleep(WINDOW / 3)
-    assert listener.payloads == [b"1"]  # still inside the window
-    await asyncio.sleep(WINDOW * 2)
-    assert listener.passes() == [[b"1"], [b"2", b"3", b"4", b"5"]]
+    await passes(3)
+    assert listener.payloads == [b"1"]  # the rest waits for the window
+    await asyncio.sleep(WINDOW * 3)
+    assert listener.passes == [[b"1"], [b"2", b"3", b"4", b"5"]]
 
 
 async def test_a_large_batch_is_spread_over_passes_in_order(
     heard: tuple[Batches, Heard], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batches, listener = heard
-    monkeypatch.setattr(presence, "BATCH_FRAMES", 4)
-    recipients = ("a", "b", "c")  # two announcements reach the limit of a pass
+    monkeypatch.setattr(presence, "BATCH_FRAMES", 6)
+    recipients = ("a", "b", "c")  # two announcements fill a pass
     for n in range(7):
         batches.publish(recipients, b"%d" % n)
     await asyncio.sleep(WINDOW * 3)
-    assert listener.payloads == [b"%d" % n for n in range(7)]
-    assert listener.passes() == [[b"0"], [b"1", b"2"], [b"3", b"4"], [b"5", b"6"]]
+    assert listener.passes == [[b"0"], [b"1", b"2"], [b"3", b"4"], [b"5", b"6"]]
+
+
+async def test_a_failing_publication_loses_only_itself(
+    heard: tuple[Batches, Heard], caplog: pytest.LogCaptureFixture
+) -> None:
+    batches, listener = heard
+    listener.refuse = {b"1", b"3"}
+    with caplog.at_level(logging.ERROR, "hubbub.presence"):
+        for n in range(5):
+            batches.publish(("bob",), b"%d" % n)
+        await asyncio.sleep(WINDOW * 3)
+        batches.publish(("bob",), b"5")
+        await asyncio.sleep(WINDOW * 3)
+    assert listener.payloads == [b"0", b"2", b"4", b"5"]
+    assert [r.message for r in caplog.records] == ["publishing presence failed"] * 2
 
 
 async def test_flush_publishes_what_waits_now(heard: tuple[Batches, Heard]) -> None:
@@ -106,4 +117,10 @@ async def test_flush_publishes_what_waits_now(heard: tuple[Batches, Heard]) -> N
     batches.flush()
     assert listener.payloads == [b"0", b"1", b"2"]
     batches.publish(("bob",), b"3")  # quiet again: at once
+    batches.publish(("bob",), b"4")  # and the next one waits
     assert listener.payloads == [b"0", b"1", b"2", b"3"]
+    batches.flush(close=True)
+    assert listener.payloads == [b"0", b"1", b"2", b"3", b"4"]
+    for n in range(5, 8):  # closed: everything at once, no timer left behind
+        batches.publish(("bob",), b"%d" % n)
+    assert listener.payloads == [b"%d" % n for n in range(8)]

@@ -48,9 +48,10 @@ ANNOUNCE_CONCURRENCY = 8
 # member's arrival goes to every other member (members squared frames); in a
 # batch, a recipient's frames leave in one write instead of one each, and the
 # write is what the kernel charges for. A pass publishes at most BATCH_FRAMES
-# recipient frames, so one batch never holds up the event loop for long. A
-# longer window coalesces more but lets a burst run further ahead of slow
-# readers, and what they have not read waits in this process's memory.
+# recipient frames (one larger announcement goes alone), so one batch never
+# holds up the event loop for long. A longer window coalesces more but lets a
+# burst run further ahead of slow readers, and what they have not read waits
+# in this process's memory.
 BATCH_WINDOW = 0.02
 BATCH_FRAMES = 20_000
 
@@ -63,35 +64,48 @@ class Batches:
         self._window = window
         self._pending: deque[tuple[tuple[str, ...], bytes]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     def publish(self, recipients: tuple[str, ...], payload: bytes) -> None:
         if self._timer is None:
-            self._fanout.publish_to(recipients, payload)
-            self._timer = asyncio.get_running_loop().call_later(self._window, self._next)
+            self._send(recipients, payload)
+            if not self._closed:
+                self._timer = asyncio.get_running_loop().call_later(self._window, self._next)
         else:
             self._pending.append((recipients, payload))
 
     def _next(self) -> None:
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             self._timer = None
             return
-        loop = asyncio.get_running_loop()
         frames = 0
-        while self._pending and frames < BATCH_FRAMES:
-            recipients, payload = self._pending.popleft()
-            self._fanout.publish_to(recipients, payload)
+        while pending:
+            recipients, payload = pending[0]
+            if frames and frames + len(recipients) > BATCH_FRAMES:
+                break  # the rest of a large batch follows in the next pass
+            pending.popleft()
+            self._send(recipients, payload)
             frames += len(recipients)
-        # What is left of a large batch follows in the next pass.
-        delay = 0.0 if self._pending else self._window
-        self._timer = loop.call_later(delay, self._next)
+        delay = 0.0 if pending else self._window
+        self._timer = asyncio.get_running_loop().call_later(delay, self._next)
 
-    def flush(self) -> None:
-        """Publish everything waiting now (tests and shutdown)."""
+    def flush(self, close: bool = False) -> None:
+        """Publish everything waiting now; once closed, publish at once from then on."""
+        self._closed = self._closed or close
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         while self._pending:
-            self._fanout.publish_to(*self._pending.popleft())
+            self._send(*self._pending.popleft())
+
+    def _send(self, recipients: tuple[str, ...], payload: bytes) -> None:
+        # One event that cannot be published is lost alone (as when each
+        # announcement published its own); the batches go on.
+        try:
+            self._fanout.publish_to(recipients, payload)
+        except Exception:
+            log.exception("publishing presence failed")
 
 
 class PresenceService:
@@ -261,10 +275,10 @@ class PresenceService:
                 del self._rate[user]
 
     async def drain(self) -> None:
-        """Wait for announcements under way and publish them (tests and shutdown)."""
+        """Wait for announcements under way and publish them (tests)."""
         await self._tasks.drain()
-        self.flush()
-
-    def flush(self) -> None:
-        """Publish the presence waiting for its batch now."""
         self._batches.flush()
+
+    def close(self) -> None:
+        """Shutting down: publish what waits, and from now on without batches."""
+        self._batches.flush(close=True)
