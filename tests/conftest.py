@@ -4,7 +4,9 @@ import asyncio
 import gc
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -64,26 +66,36 @@ class InProcess:
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
-    """A hubbub served on this test's loop, on a clock the test moves by hand."""
+@asynccontextmanager
+async def serve_in_process(tmp_path: Path, **settings: Any) -> AsyncIterator[InProcess]:
+    """A hubbub served on the running loop, on a clock the caller moves by hand."""
     clock = ManualClock(start=time.time())
     port = free_port()
-    settings = Settings(
-        port=port,
-        data_dir=tmp_path,
-        jwt_secret=SECRET,
-        heartbeat_interval=30,
-        heartbeat_timeout=10,
-        log_level="warning",
-    )
-    app = Hubbub(settings, clock)
+    values: dict[str, Any] = {
+        "port": port,
+        "data_dir": tmp_path,
+        "jwt_secret": SECRET,
+        "heartbeat_interval": 30,
+        "heartbeat_timeout": 10,
+        "log_level": "warning",
+        **settings,
+    }
+    app = Hubbub(Settings(**values), clock)
     server = uvicorn.Server(app.uvicorn_config())
     await app.start()
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
-    yield InProcess(app, clock, port)
-    server.should_exit = True
-    await task
-    await app.stop()
+    try:
+        yield InProcess(app, clock, port)
+    finally:
+        server.should_exit = True
+        await task
+        await app.stop()
+
+
+@pytest.fixture
+async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
+    """A hubbub served on this test's loop, on a clock the test moves by hand."""
+    async with serve_in_process(tmp_path) as served:
+        yield served

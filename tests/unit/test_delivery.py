@@ -55,6 +55,7 @@ class FakeSession:
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
         self.held: list[Any] | None = None
+        self.high: dict[str, int] = {}
 
 
 class Rig:
@@ -395,6 +396,7 @@ def test_the_hub_closes_a_connection_whose_delivery_failed(caplog: Any) -> None:
     for user, broken in (("ann", True), ("bob", False)):
         session = FakeSession(Writer_(broken))  # type: ignore[arg-type]
         session.user_id, session.connection = user, Connection_()  # type: ignore[attr-defined]
+        session.high["c1"] = 0
         hub.add(session)  # type: ignore[arg-type]
         sessions.append(session)
     hub.deliver(Delivery("c1", 1, ("ann", "bob"), b"{}"))
@@ -435,3 +437,52 @@ def test_bad_arguments_are_type_errors(deliver: Deliver) -> None:
         deliver([], ("ann",), b"F", True, [])  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         deliver({}, 5, b"F", True, [])  # type: ignore[arg-type]
+
+
+class ListWriter:
+    busy = True  # queued, not sent at once
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def push(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+
+@pytest.mark.parametrize("deliver", IMPLEMENTATIONS)
+def test_a_stream_event_reaches_each_session_once_and_in_order(deliver: Deliver) -> None:
+    names = ("next", "dup", "new", "gap", "held")
+    sessions = {n: FakeSession(ListWriter()) for n in names}  # type: ignore[arg-type]
+    sessions["next"].high["c"] = 4
+    sessions["dup"].high["c"] = 9
+    sessions["gap"].high["c"] = 2
+    sessions["new"].high["other"] = 4
+    sessions["held"].high["c"] = 4
+    sessions["held"].held = []
+    by_user: dict[str, list[Any]] = {n: [s] for n, s in sessions.items()}
+    failed: list[tuple[Any, BaseException]] = []
+
+    slow = deliver(by_user, names, b"F5", True, failed, "c", 5)
+    # Those that must decide for themselves come back, untouched.
+    assert slow == [sessions["new"], sessions["gap"], sessions["held"]] and failed == []
+    frames = {n: s.writer.frames for n, s in sessions.items()}  # type: ignore[attr-defined]
+    assert frames == {"next": [b"F5"], "dup": [], "new": [], "gap": [], "held": []}
+    highs = {n: s.high.get("c") for n, s in sessions.items()}
+    assert highs == {"next": 5, "dup": 9, "new": None, "gap": 2, "held": 4}
+
+    # Outside the stream (seq 0, or no seq given): no filter, only held sessions wait.
+    assert deliver(by_user, names, b"R", True, failed, "c", 0) == [sessions["held"]]
+    assert deliver(by_user, names, b"P", True, failed) == [sessions["held"]]
+    assert all(s.writer.frames[-2:] == [b"R", b"P"] for n, s in sessions.items() if n != "held")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("deliver", IMPLEMENTATIONS)
+def test_a_session_whose_high_is_broken_is_reported(deliver: Deliver) -> None:
+    broken = FakeSession(ListWriter())  # type: ignore[arg-type]
+    broken.high = {"c": "x"}  # type: ignore[dict-item]
+    fine = FakeSession(ListWriter())  # type: ignore[arg-type]
+    fine.high["c"] = 0
+    failed: list[tuple[Any, BaseException]] = []
+    assert deliver({"a": [broken], "b": [fine]}, ("a", "b"), b"F", True, failed, "c", 1) == []
+    assert [s for s, _ in failed] == [broken]
+    assert fine.writer.frames == [b"F"]  # type: ignore[attr-defined]

@@ -1,8 +1,8 @@
 /* The fan-out hot path, compiled: one encoded frame to many sessions.
  *
- * deliver(by_user, recipients, frame, direct, failed) does what
- * hubbub.gateway.delivery.deliver_py does, without the interpreter's cost per
- * recipient. With direct true, the frame is sent at once, with one send()
+ * deliver(by_user, recipients, frame, direct, failed[, conversation_id, seq])
+ * does what hubbub.gateway.delivery.deliver_py does, without the interpreter's
+ * cost per recipient. With direct true, the frame is sent at once, with one send()
  * per idle connection; otherwise (or for a busy connection) it is queued in
  * the session's Writer, which keeps frames in order. See delivery.py for the
  * contract; the tests hold both implementations to it.
@@ -18,7 +18,7 @@
 #define MSG_NOSIGNAL 0
 #endif
 
-static PyObject *s_held, *s_writer, *s_busy, *s_fd, *s_transport, *s_is_closing, *s_push,
+static PyObject *s_held, *s_high, *s_writer, *s_busy, *s_fd, *s_transport, *s_is_closing, *s_push,
     *s_rest;
 
 /* 1 when the frame went to the kernel (whole or partly, the rest queued by
@@ -81,8 +81,43 @@ send_direct(PyObject *writer, PyObject *frame)
     return 1;
 }
 
+/* For a stream event (seq > 0): 1 when the session's high says the frame is
+ * the next one (high is moved to seq), 0 when the client already has it, 2
+ * when the session must decide (a conversation it does not know, a gap),
+ * -1 on error. */
 static int
-deliver_session(PyObject *session, PyObject *frame, int direct, PyObject *held)
+admit(PyObject *session, PyObject *conversation_id, long long seq, PyObject *seq_obj)
+{
+    PyObject *high = PyObject_GetAttr(session, s_high);
+    if (high == NULL)
+        return -1;
+    if (!PyDict_Check(high)) {
+        Py_DECREF(high);
+        PyErr_SetString(PyExc_TypeError, "a session's high must be a dict");
+        return -1;
+    }
+    int rc;
+    PyObject *value = PyDict_GetItemWithError(high, conversation_id); /* borrowed */
+    if (value == NULL) {
+        rc = PyErr_Occurred() ? -1 : 2;
+    } else {
+        long long last = PyLong_AsLongLong(value);
+        if (last == -1 && PyErr_Occurred())
+            rc = -1;
+        else if (seq <= last)
+            rc = 0;
+        else if (seq - 1 != last)
+            rc = 2;
+        else
+            rc = PyDict_SetItem(high, conversation_id, seq_obj) < 0 ? -1 : 1;
+    }
+    Py_DECREF(high);
+    return rc;
+}
+
+static int
+deliver_session(PyObject *session, PyObject *frame, int direct, PyObject *held,
+                PyObject *conversation_id, long long seq, PyObject *seq_obj)
 {
     PyObject *value = PyObject_GetAttr(session, s_held);
     if (value == NULL)
@@ -91,6 +126,13 @@ deliver_session(PyObject *session, PyObject *frame, int direct, PyObject *held)
     Py_DECREF(value);
     if (is_held)
         return PyList_Append(held, session);
+    if (seq > 0) {
+        int verdict = admit(session, conversation_id, seq, seq_obj);
+        if (verdict == 2)
+            return PyList_Append(held, session);
+        if (verdict <= 0)
+            return verdict;
+    }
 
     PyObject *writer = PyObject_GetAttr(session, s_writer);
     if (writer == NULL)
@@ -135,9 +177,9 @@ record_failure(PyObject *failed, PyObject *session)
 static PyObject *
 deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
+    if (nargs != 5 && nargs != 7) {
         PyErr_SetString(PyExc_TypeError,
-                        "deliver(by_user, recipients, frame, direct, failed)");
+                        "deliver(by_user, recipients, frame, direct, failed[, conversation_id, seq])");
         return NULL;
     }
     PyObject *by_user = args[0], *frame = args[2], *failed = args[4];
@@ -149,6 +191,19 @@ deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int direct = PyObject_IsTrue(args[3]);
     if (direct < 0)
         return NULL;
+    PyObject *conversation_id = NULL, *seq_obj = NULL;
+    long long seq = 0;
+    if (nargs == 7) {
+        conversation_id = args[5];
+        seq_obj = args[6];
+        if (!PyUnicode_Check(conversation_id) || !PyLong_Check(seq_obj)) {
+            PyErr_SetString(PyExc_TypeError, "deliver() needs a str conversation id and an int seq");
+            return NULL;
+        }
+        seq = PyLong_AsLongLong(seq_obj);
+        if (seq == -1 && PyErr_Occurred())
+            return NULL;
+    }
     /* A tuple (the argument itself when it is one): Python code run from
      * here cannot change its length or drop the keys read from it. */
     PyObject *recipients = PySequence_Tuple(args[1]);
@@ -179,7 +234,7 @@ deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_INCREF(session);
             /* One session's failure is the caller's to handle; the others
              * still get the frame. */
-            int rc = deliver_session(session, frame, direct, held);
+            int rc = deliver_session(session, frame, direct, held, conversation_id, seq, seq_obj);
             if (rc < 0 && PyErr_ExceptionMatches(PyExc_Exception))
                 rc = record_failure(failed, session);
             Py_DECREF(session);
@@ -201,7 +256,8 @@ error:
 
 static PyMethodDef methods[] = {
     {"deliver", (PyCFunction)(void (*)(void))deliver, METH_FASTCALL,
-     "deliver(by_user, recipients, frame, direct, failed) -> sessions holding live events"},
+     "deliver(by_user, recipients, frame, direct, failed[, conversation_id, seq]) -> sessions "
+     "that decide for themselves"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -216,6 +272,7 @@ PyInit__delivery(void)
     if ((var = PyUnicode_InternFromString(text)) == NULL)                                         \
         return NULL;
     INTERN(s_held, "held");
+    INTERN(s_high, "high");
     INTERN(s_writer, "writer");
     INTERN(s_busy, "busy");
     INTERN(s_fd, "fd");

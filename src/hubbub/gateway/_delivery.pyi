@@ -8,5 +8,7 @@ def deliver(
     frame: bytes,
     direct: bool,
     failed: list[tuple[Session, BaseException]],
+    conversation_id: str = "",
+    seq: int = 0,
     /,
 ) -> list[Session]: ...

@@ -1,12 +1,16 @@
 """One encoded frame to every local session of a delivery's recipients.
 
-``deliver(by_user, recipients, frame, direct, failed)`` walks the recipients'
-sessions (``by_user`` maps a user id to a list of sessions) and returns the
-sessions that are holding live events (see ``Session.hold``); the caller keeps
-the frame for those. A session whose writer raised is appended to ``failed``
-with the exception, and the walk goes on: the caller closes that connection
-(its client resumes) and the others are not short of the frame. Every other
-session gets the frame:
+``deliver(by_user, recipients, frame, direct, failed, conversation_id, seq)``
+walks the recipients' sessions (``by_user`` maps a user id to a list of
+sessions) and returns the sessions that must decide for themselves: those
+holding live events (see ``Session.hold``) and, for a stream event (``seq``
+above 0), those whose ``high`` (see ``handed.py``) does not know the
+conversation or is below ``seq - 1`` (a gap); the caller hands the frame to
+those. A stream event at or below a session's ``high`` is a duplicate and is
+not sent; one at ``high + 1`` moves ``high``. A session whose writer raised is
+appended to ``failed`` with the exception, and the walk goes on: the caller
+closes that connection (its client resumes) and the others are not short of
+the frame. Every other session gets the frame:
 
 - with ``direct`` true and an idle writer (``busy`` false, a socket ``fd``,
   a transport that is not closing), it is sent at once with one ``send()``;
@@ -28,16 +32,27 @@ every frame, which is the same traffic written in one pass instead of at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from hubbub.gateway.session import Session
 
 Failed = list[tuple["Session", BaseException]]
-Deliver = Callable[
-    [dict[str, list["Session"]], Sequence[str], bytes, bool, Failed], list["Session"]
-]
+
+
+class Deliver(Protocol):
+    def __call__(
+        self,
+        by_user: dict[str, list[Session]],
+        recipients: Sequence[str],
+        frame: bytes,
+        direct: bool,
+        failed: Failed,
+        conversation_id: str = "",
+        seq: int = 0,
+        /,
+    ) -> list[Session]: ...
 
 
 def deliver_py(
@@ -46,6 +61,8 @@ def deliver_py(
     frame: bytes,
     direct: bool,
     failed: Failed,
+    conversation_id: str = "",
+    seq: int = 0,
 ) -> list[Session]:
     """The reference implementation: every frame is queued, none sent at once."""
     held: list[Session] = []
@@ -55,10 +72,17 @@ def deliver_py(
             continue
         for session in list(sessions):
             try:
-                if session.held is None:
-                    session.writer.push(frame)
-                else:
+                if session.held is not None:
                     held.append(session)
+                elif seq:
+                    high = session.high.get(conversation_id)
+                    if high is None or seq > high + 1:
+                        held.append(session)
+                    elif seq == high + 1:
+                        session.high[conversation_id] = seq
+                        session.writer.push(frame)
+                else:
+                    session.writer.push(frame)
             except Exception as exc:
                 failed.append((session, exc))
     return held

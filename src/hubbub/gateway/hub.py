@@ -55,7 +55,8 @@ class Hub:
         flusher = self.flusher
         direct = flusher is not None and flusher.direct
         failed: Failed = []
-        held = deliver(self._by_user, delivery.recipients, frame, direct, failed)
+        cid, seq = delivery.conversation_id, delivery.seq
+        held = deliver(self._by_user, delivery.recipients, frame, direct, failed, cid, seq)
         if direct:
             assert flusher is not None
             flusher.sent_direct()
@@ -67,9 +68,12 @@ class Hub:
             session.connection.fail()
         if not held:
             return
-        if delivery.conversation_id:
+        if seq:  # held, the conversation's first, or past a gap: the session decides
             for session in held:
-                session.hold(delivery.conversation_id, delivery.seq, frame)
+                session.offer(cid, seq, frame)
+        elif cid:
+            for session in held:
+                session.hold(cid, seq, frame)
         else:
             # An event of no conversation (presence) has no place in a
             # replay, so holding it orders nothing; and when a large group

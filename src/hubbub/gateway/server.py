@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from hubbub.auth import TokenVerifier
 from hubbub.broker.base import Broker
@@ -66,6 +67,10 @@ class Gateway:
         for task in self._loops:
             task.cancel()
         self._tasks.cancel()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a task of a connection's (kept alive, failures logged, cancelled on stop)."""
+        self._tasks.spawn(coro)
 
     def resync(self) -> None:
         """After a broker outage: deliver what was missed, and ask clients to resume."""

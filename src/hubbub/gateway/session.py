@@ -8,7 +8,9 @@ pipelining client fast without reordering its messages.
 Live events of a conversation are *held* from connect until the client's first
 command has been handled (or ``resume_window`` passes), and again while a
 ``resume`` runs, so that replayed events and live ones reach the client in seq
-order, each once. Presence, which belongs to no conversation, is not held.
+order. Presence, which belongs to no conversation, is not held. Whatever the
+source of a stream event (live, replayed, a gap filled from the database), it
+reaches the client once and in seq order (``handed.Handed``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hubbub.auth import Identity
-from hubbub.errors import HubbubError
+from hubbub.errors import HubbubError, Unavailable
+from hubbub.gateway.handed import GAP, SEND, Handed
 from hubbub.protocol import events
 from hubbub.protocol.commands import (
     AddReaction,
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hubbub.gateway")
 
 MAX_SEND_BATCH = 64
+FILL_LIMIT = 1000  # events read from the database per gap fill
 Held = tuple[str, int, bytes]
 
 
@@ -67,6 +71,10 @@ class Session:
         self.writer = writer
         self.held: list[Held] | None = []
         self._held_bytes = 0
+        self.handed = Handed()
+        self.high = self.handed.high  # read and written by the fan-out (delivery.py)
+        # Live frames of a conversation waiting behind a gap being filled.
+        self._filling: dict[str, list[tuple[int, bytes]]] | None = None
         self.connection = connection
         self._paused = False
         self._inbox: deque[Command] = deque()
@@ -86,6 +94,17 @@ class Session:
     def send(self, payload: bytes) -> None:
         self.writer.push(text_frame(payload))
 
+    def offer(self, conversation_id: str, seq: int, frame: bytes) -> None:
+        """A live stream frame the fan-out's fast path left to the session.
+
+        That is one while live events are held, the first of a conversation,
+        or one past a gap.
+        """
+        if self.held is not None:
+            self.hold(conversation_id, seq, frame)
+        else:
+            self._admit(conversation_id, seq, frame)
+
     def hold(self, conversation_id: str, seq: int, frame: bytes) -> None:
         """Keep a live event until the replay it may overlap is done."""
         assert self.held is not None
@@ -100,17 +119,60 @@ class Session:
             self._hold_timer.cancel()
             self._hold_timer = None
 
-    def _release(self, replayed: dict[str, int] | None = None) -> None:
-        """Stop holding live events; deliver the held ones not already replayed."""
+    def _release(self) -> None:
+        """Stop holding live events; deliver the held ones the client does not have."""
         held, self.held = self.held, None
         self._held_bytes = 0
         self._stop_hold_timer()
-        if not held:
-            return
-        for conversation_id, seq, frame in held:
-            if replayed and seq and seq <= replayed.get(conversation_id, -1):
-                continue
+        if held:
+            for conversation_id, seq, frame in held:
+                self._admit(conversation_id, seq, frame)
+
+    def _admit(self, conversation_id: str, seq: int, frame: bytes) -> None:
+        if not seq:  # outside the stream (receipts, list updates): nothing to order
             self.writer.push(frame)
+            return
+        filling = self._filling
+        if filling is not None and conversation_id in filling:
+            filling[conversation_id].append((seq, frame))
+            self._held_bytes += len(frame)
+            if self._held_bytes > self.gateway.limits.outbound_buffer_bytes:
+                self.connection.overflow()
+            return
+        verdict = self.handed.live(conversation_id, seq)
+        if verdict == SEND:
+            self.writer.push(frame)
+        elif verdict == GAP:
+            if filling is None:
+                filling = self._filling = {}
+            filling[conversation_id] = [(seq, frame)]
+            self._held_bytes += len(frame)
+            self.gateway.spawn(self._fill_gap(conversation_id, self.high[conversation_id], seq))
+
+    async def _fill_gap(self, conversation_id: str, after: int, upto: int) -> None:
+        """Read the events between ``after`` and ``upto`` from the database, then go on."""
+        limit = min(upto - after - 1, FILL_LIMIT)
+        try:
+            found = await self.gateway.chat.stream_after(conversation_id, after, limit)
+        except Exception as exc:
+            found = None
+            log.warning("could not fill a gap after %s of %s: %s", after, conversation_id, exc)
+        waiting = self._filling.pop(conversation_id, []) if self._filling else []
+        if self._filling is not None and not self._filling:
+            self._filling = None
+        self._held_bytes -= sum(len(frame) for _, frame in waiting)
+        if self.closed:
+            return
+        if not found or found[0][0] != after + 1:
+            # The database could not be read (or lacks what the seqs promise):
+            # handing on the events after the gap would leave the client a hole
+            # it could not tell from a lost frame. Its resume brings it back.
+            self.connection.fail()
+            return
+        for seq, payload in found:
+            self.offer(conversation_id, seq, text_frame(payload))
+        for seq, frame in waiting:
+            self.offer(conversation_id, seq, frame)
 
     # Inbound -------------------------------------------------------------
 
@@ -134,6 +196,7 @@ class Session:
         self.closed = True
         self._stop_hold_timer()
         self.held = None
+        self._filling = None
         self._inbox.clear()
 
     async def _drain(self) -> None:
@@ -166,12 +229,17 @@ class Session:
         except asyncio.CancelledError:
             raise
         except HubbubError as exc:
-            request_id = arg[0].id if isinstance(arg, list) else getattr(arg, "id", None)
-            self.send(events.error(request_id, exc.code, exc.message))
+            if isinstance(exc, Unavailable):
+                log.warning("command of user %s: %s", self.user_id, exc.message)
+            self._refuse(arg, exc.code, exc.message)
         except Exception:
             log.exception("command failed for user %s", self.user_id)
-            request_id = arg[0].id if isinstance(arg, list) else getattr(arg, "id", None)
-            self.send(events.error(request_id, "internal", "internal error"))
+            self._refuse(arg, "internal", "internal error")
+
+    def _refuse(self, arg: object, code: str, message: str) -> None:
+        """Answer each command of a failed batch (or the one command) with an error."""
+        for command in arg if isinstance(arg, list) else [arg]:
+            self.send(events.error(getattr(command, "id", None), code, message))
 
     async def _dispatch(self, command: Command) -> None:
         gateway, user = self.gateway, self.user_id
@@ -226,7 +294,6 @@ class Session:
         if self.held is None:
             self.held = []
             self._held_bytes = 0
-        replayed: dict[str, int] = {}
         try:
             replays = await self.gateway.chat.replay(self.user_id, command.cursors)
         except BaseException:
@@ -235,16 +302,19 @@ class Session:
         report: dict[str, dict[str, object]] = {}
         for replay in replays:
             cid = replay.conversation_id
-            for event in replay.events:
-                self.send(events.stream(event))
+            new = []
             if replay.status == "ok":
-                replayed[cid] = replay.last_seq
+                new = self.handed.replay(cid, command.cursors[cid], replay.last_seq, replay.events)
+            elif replay.status == "too_far_behind":
+                self.handed.paging(cid, replay.last_seq)
+            for event in new:
+                self.send(events.stream(event))
             report[cid] = {
                 "status": replay.status,
                 "last_seq": replay.last_seq,
-                "replayed": len(replay.events),
+                "replayed": len(new),
             }
             if replay.status != "unavailable":
                 report[cid]["typing"] = await self.gateway.presence.typists(cid, self.user_id)
-        self._release(replayed)
+        self._release()
         self.send(events.ack(command.id, conversations=report))

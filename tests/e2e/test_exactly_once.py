@@ -1,0 +1,170 @@
+"""Each stream event reaches a client once and in seq order, whatever the live stream does.
+
+The live stream of a process can run behind the database (broker lag, the
+sequencer holding events for a gap, a catch-up after a broker outage). These
+tests make it lag on purpose: ``Lag`` stands between the process's sequencer
+and its hub and keeps live events until it is released, or loses some.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hubbub.broker.base import Delivery
+from hubbub.config import Limits
+from tests.conftest import InProcess, serve_in_process
+from tests.support import Client, auth
+
+
+class Lag:
+    def __init__(self, ip: InProcess, lose: tuple[int, ...] = ()) -> None:
+        self.sequencer = ip.app.gateway.sequencer
+        self.deliver = self.sequencer._deliver
+        self.lose = set(lose)
+        self.waiting: list[Delivery] = []
+        self.sequencer._deliver = self._take
+        self.passing = False
+
+    def _take(self, delivery: Delivery) -> None:
+        if delivery.seq in self.lose:
+            return
+        if self.passing:
+            self.deliver(delivery)
+        else:
+            self.waiting.append(delivery)
+
+    def release(self) -> None:
+        """Hand on what waited, late, and let later events through."""
+        self.passing = True
+        waiting, self.waiting = self.waiting, []
+        for delivery in waiting:
+            self.deliver(delivery)
+
+
+async def group(ip: InProcess, owner: str, *members: str) -> str:
+    async with httpx.AsyncClient(base_url=ip.url) as http:
+        r = await http.post(
+            "/api/v1/conversations",
+            headers=auth(owner),
+            json={"kind": "group", "title": "g", "members": list(members)},
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["conversation"]["id"])
+
+
+async def connect(ip: InProcess, user: str) -> Client:
+    client = await Client.connect_url(ip.ws_url, user)
+    await client.request({"type": "ping"})  # live delivery starts now
+    return client
+
+
+async def send(client: Client, cid: str, count: int) -> list[int]:
+    return [(await client.send_message(cid, f"m{i}"))["seq"] for i in range(count)]
+
+
+def stream_seqs(frames: list[dict[str, Any]], cid: str) -> list[int]:
+    return [
+        f["seq"]
+        for f in frames
+        if f.get("conversation_id") == cid and "seq" in f and f["type"] != "receipt"
+    ]
+
+
+async def resume(client: Client, cid: str, cursor: int) -> tuple[dict[str, Any], list[int]]:
+    """Send ``resume``; return its report and the stream seqs that came before the ack."""
+    await client.send({"type": "resume", "id": "r", "cursors": {cid: cursor}})
+    frames = []
+    while (frame := await client.recv()).get("id") != "r":
+        frames.append(frame)
+    return frame["conversations"][cid], stream_seqs(frames, cid)
+
+
+async def test_live_events_already_replayed_are_not_delivered_again(in_process: InProcess) -> None:
+    cid = await group(in_process, "ea", "eb")
+    alice = await connect(in_process, "ea")
+    bob = await connect(in_process, "eb")
+    cursor = (await send(alice, cid, 3))[-1]
+    assert stream_seqs(await bob.frames_within(0.3), cid)[-1] == cursor
+    await bob.close()
+
+    lag = Lag(in_process)  # the live stream now runs behind the database
+    sent = await send(alice, cid, 5)
+    bob = await Client.connect_url(in_process.ws_url, "eb")
+    report, replayed = await resume(bob, cid, cursor)
+    assert report["status"] == "ok" and report["last_seq"] == sent[-1]
+    assert replayed == sent
+    lag.release()  # the lagging copies of the replayed events arrive now
+    later = await send(alice, cid, 1)
+    live = stream_seqs(await bob.frames_within(0.5), cid)
+    assert live == later, "a replayed event was delivered again, or one was lost"
+
+
+async def test_nothing_up_to_too_far_behind_arrives_live(tmp_path: Path) -> None:
+    async with serve_in_process(tmp_path, limits=Limits(resume_limit=3)) as ip:
+        cid = await group(ip, "fa", "fb")
+        alice = await connect(ip, "fa")
+        lag = Lag(ip)
+        sent = await send(alice, cid, 5)
+        bob = await Client.connect_url(ip.ws_url, "fb")
+        report, replayed = await resume(bob, cid, 0)
+        assert report["status"] == "too_far_behind" and report["last_seq"] == sent[-1]
+        assert replayed == []
+        lag.release()
+        later = await send(alice, cid, 2)
+        live = stream_seqs(await bob.frames_within(0.5), cid)
+        assert live == later, "events the client was told to page arrived live as well"
+
+
+async def test_a_resync_and_its_resume_bring_each_event_once(in_process: InProcess) -> None:
+    cid = await group(in_process, "ga", "gb")
+    alice = await connect(in_process, "ga")
+    bob = await connect(in_process, "gb")
+    cursor = (await send(alice, cid, 2))[-1]
+    assert stream_seqs(await bob.frames_within(0.3), cid)[-1] == cursor
+
+    lag = Lag(in_process)
+    sent = await send(alice, cid, 3)
+    in_process.app.gateway.resync()  # as after a broker outage
+    assert (await bob.recv_type("resync"))["type"] == "resync"
+    report, replayed = await resume(bob, cid, cursor)
+    assert report["status"] == "ok" and replayed == sent
+    lag.release()
+    later = await send(alice, cid, 1)
+    assert stream_seqs(await bob.frames_within(0.5), cid) == later
+
+
+async def test_a_live_event_lost_on_the_way_is_filled_in_before_the_next(
+    in_process: InProcess,
+) -> None:
+    cid = await group(in_process, "ha", "hb")
+    alice = await connect(in_process, "ha")
+    bob = await connect(in_process, "hb")
+    cursor = (await send(alice, cid, 2))[-1]
+    assert stream_seqs(await bob.frames_within(0.3), cid)[-1] == cursor
+
+    lag = Lag(in_process, lose=(cursor + 1, cursor + 3))
+    lag.release()
+    sent = await send(alice, cid, 4)
+    assert sent == [cursor + 1, cursor + 2, cursor + 3, cursor + 4]
+    # The client never sees the holes: the session reads them from the database.
+    assert stream_seqs(await bob.frames_within(0.5), cid) == sent
+
+
+async def test_a_replay_below_what_was_handed_brings_only_the_missing(
+    in_process: InProcess,
+) -> None:
+    cid = await group(in_process, "ia", "ib")
+    alice = await connect(in_process, "ia")
+    first = await send(alice, cid, 4)
+    bob = await connect(in_process, "ib")  # knows nothing of the conversation yet
+    later = await send(alice, cid, 2)
+    assert stream_seqs(await bob.frames_within(0.3), cid) == later
+    # The client had seen up to first[1] elsewhere and asks for the rest.
+    report, replayed = await resume(bob, cid, first[1])
+    assert report["status"] == "ok" and report["last_seq"] == later[-1]
+    assert replayed == first[2:], "what this connection was handed came again"
+    again = await send(alice, cid, 1)
+    assert stream_seqs(await bob.frames_within(0.3), cid) == again
