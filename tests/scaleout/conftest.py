@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import REDIS_URL, fresh_postgres_sync, need
+from tests.services import REDIS_URL, REQUIRED, fresh_postgres_sync, need
 from tests.support import ServerProcess, free_port
 
 
@@ -51,6 +56,111 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         made.stop()
 
 
+def wait_for_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def unavailable(what: str) -> None:
+    """Skip (or, with HUBBUB_REQUIRE_SERVICES=1, fail) a test that cannot run here."""
+    if REQUIRED:
+        pytest.fail(f"{what} (HUBBUB_REQUIRE_SERVICES=1)")
+    pytest.skip(what)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, to stop (even ``-m immediate``) and start.
+
+    Made with the machine's ``initdb`` in a directory of its own, listening on
+    127.0.0.1 on a free port, with ``fsync`` off (an immediate shutdown is a
+    crash of the server, not of the machine, so nothing committed is lost).
+    PostgreSQL refuses to run as root: as root it runs as the ``postgres`` user.
+    """
+
+    def __init__(self) -> None:
+        found = shutil.which("pg_ctl") or next(
+            iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)), None
+        )
+        if found is None:
+            unavailable("PostgreSQL's server programs (pg_ctl, initdb) are not installed")
+        self.bin = Path(str(found)).parent
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="hubbub-pg-"))
+        self.data = self.root / "data"
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            if shutil.which("runuser") is None:
+                unavailable("as root, a private PostgreSQL needs runuser and a postgres user")
+            shutil.chown(self.root, "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self._pg(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg(self, program: str, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, str(self.bin / program), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
+            "-c full_page_writes=off -c max_connections=200"
+        )
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
+
+    def stop(self, mode: str = "immediate") -> None:
+        self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    pg = PrivatePostgres()
+    pg.start()
+    yield pg
+    pg.destroy()
+
+
 class PrivateRedis:
     """A redis-server of the test's own, on another port, to stop and start at will."""
 
@@ -86,16 +196,8 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                import socket
-
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
+        if not wait_for_port(self.port, 10):
+            raise RuntimeError("private redis-server did not start")
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -7,6 +7,8 @@ Each method is one transaction on a pooled connection; the SQL lives in
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from typing import Any, TypeVar
 
 import asyncpg
@@ -17,6 +19,20 @@ from hubbub.store import postgres_conversations, postgres_messages, postgres_row
 from hubbub.store.sql import SQLStore
 
 T = TypeVar("T")
+log = logging.getLogger("hubbub.store")
+
+RETRIES = 4
+RETRY_BASE = 0.01  # seconds; full jitter, doubling per attempt
+# What a database that is down, restarting, refusing connections or out of
+# resources raises: the client is told ``unavailable`` (retry), not ``internal``.
+UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.OperatorInterventionError,  # class 57: shutting down, starting up, cancelled
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+)
 
 
 class PostgresStore(SQLStore):
@@ -32,9 +48,14 @@ class PostgresStore(SQLStore):
     async def open(self, migrate: bool = True) -> None:
         if migrate:
             await asyncio.to_thread(migrations.upgrade, self.url)
+        # No floor of idle connections: the pool would keep reconnecting to a
+        # database that is down, logging a traceback each time. Connections are
+        # made when needed and kept while in use; the ping checks the database
+        # now, so a wrong URL fails the start.
         self._pool = await asyncpg.create_pool(
-            self.url, min_size=1, max_size=self.pool_size, command_timeout=30
+            self.url, min_size=0, max_size=self.pool_size, command_timeout=30
         )
+        await self.ping()
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -47,8 +68,18 @@ class PostgresStore(SQLStore):
     async def _run(self, fn: Any, *args: Any) -> Any:
         if self._pool is None:
             raise Unavailable("the database is not open")
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                return await fn(conn, *args)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-            raise Unavailable(f"database error: {exc}") from None
+        for attempt in range(RETRIES + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    return await fn(conn, *args)
+            except asyncpg.TransactionRollbackError as exc:
+                # A deadlock or serialization failure rolled the whole
+                # transaction back: nothing of it was committed, so running it
+                # again cannot store anything twice.
+                if attempt == RETRIES:
+                    log.warning("transaction failed %d times: %s", RETRIES + 1, exc)
+                    raise Unavailable("the database is busy; retry") from None
+                await asyncio.sleep(random.uniform(0, RETRY_BASE * 2**attempt))
+            except UNREACHABLE as exc:
+                raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -140,6 +140,13 @@ async def append_messages(
 ) -> list[Appended]:
     # No savepoints: every check happens before anything is written, under the
     # conversation's row lock, so a refused item leaves nothing to roll back.
+    # A batch that spans conversations locks them all first, in one order (by
+    # id), so two batches over the same conversations cannot deadlock.
+    cids = sorted({item.conversation_id for item in items})
+    if len(cids) > 1:
+        await conn.execute(
+            "SELECT 1 FROM conversations WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", cids
+        )
     return [await _append_one(conn, sender, item, now_ms, as_server) for item in items]
 
 
@@ -157,7 +164,9 @@ async def edit_message(
     conn: Conn, user: str, message_id: str, body: str, now_ms: int
 ) -> StreamEvent:
     # Concurrent edits of one message queue here, so version numbers never clash.
-    await conn.execute("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", message_id)
+    # NO KEY: a send replying to this message (its foreign key takes a KEY
+    # SHARE lock) while holding the conversation's lock must not wait for us.
+    await conn.execute("SELECT 1 FROM messages WHERE id = $1 FOR NO KEY UPDATE", message_id)
     message, _role = await _editable(conn, user, message_id)
     if message.sender_id != user:
         raise Forbidden("only the sender can edit a message")
