@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench chaos clean
 
 $(STAMP): pyproject.toml setup.py src/hubbub/gateway/_delivery.c
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/fanout.py
+
+# A long chaos run (tests/scaleout/chaos.py): 100,000 messages through
+# process kills, Redis and PostgreSQL restarts and cut connections.
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --messages 100000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

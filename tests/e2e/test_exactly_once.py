@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
 
 from hubbub.broker.base import Delivery
 from hubbub.config import Limits
+from hubbub.errors import Unavailable
 from tests.conftest import InProcess, serve_in_process
 from tests.support import Client, auth
 
@@ -168,3 +171,26 @@ async def test_a_replay_below_what_was_handed_brings_only_the_missing(
     assert replayed == first[2:], "what this connection was handed came again"
     again = await send(alice, cid, 1)
     assert stream_seqs(await bob.frames_within(0.3), cid) == again
+
+
+async def test_a_gap_the_database_cannot_fill_closes_the_connection(
+    in_process: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = await group(in_process, "ja", "jb")
+    alice = await connect(in_process, "ja")
+    bob = await connect(in_process, "jb")
+    cursor = (await send(alice, cid, 1))[-1]
+    assert stream_seqs(await bob.frames_within(0.3), cid) == [cursor]
+
+    async def unreadable(*_: object) -> list[tuple[int, bytes]]:
+        raise Unavailable("database unavailable")
+
+    monkeypatch.setattr(in_process.app.chat, "stream_after", unreadable)
+    Lag(in_process, lose=(cursor + 1,)).release()
+    await send(alice, cid, 2)
+    frames = []
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            frames.append(await bob.recv())
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    assert stream_seqs(frames, cid) == [], "an event past the hole was handed on"

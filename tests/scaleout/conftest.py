@@ -21,19 +21,19 @@ from tests.support import ServerProcess, free_port
 
 
 class Cluster:
-    def __init__(self, root: Path, database_url: str, redis_url: str, size: int) -> None:
+    def __init__(
+        self, root: Path, database_url: str, redis_url: str, size: int, **env: str
+    ) -> None:
         prefix = f"hubbub:test:{uuid.uuid4().hex[:10]}:"
-        self.nodes = [
-            ServerProcess(
-                root / f"node{i}",
-                HUBBUB_DATABASE_URL=database_url,
-                HUBBUB_REDIS_URL=redis_url,
-                HUBBUB_REDIS_PREFIX=prefix,
-                HUBBUB_PRESENCE_TTL="1.5",
-                HUBBUB_PRESENCE_GRACE="0.2",
-            )
-            for i in range(size)
-        ]
+        settings = {
+            "HUBBUB_DATABASE_URL": database_url,
+            "HUBBUB_REDIS_URL": redis_url,
+            "HUBBUB_REDIS_PREFIX": prefix,
+            "HUBBUB_PRESENCE_TTL": "1.5",
+            "HUBBUB_PRESENCE_GRACE": "0.2",
+            **env,
+        }
+        self.nodes = [ServerProcess(root / f"node{i}", **settings) for i in range(size)]
 
     def start(self) -> Cluster:
         self.nodes[0].start()  # migrates first; the others find the schema ready
@@ -167,7 +167,7 @@ class PrivateRedis:
     def __init__(self, root: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("redis-server is not installed")
+            unavailable("redis-server is not installed")
         self.binary = binary
         self.port = free_port()
         self.root = root

@@ -75,6 +75,7 @@ class Session:
         self.high = self.handed.high  # read and written by the fan-out (delivery.py)
         # Live frames of a conversation waiting behind a gap being filled.
         self._filling: dict[str, list[tuple[int, bytes]]] | None = None
+        self._filling_bytes = 0
         self.connection = connection
         self._paused = False
         self._inbox: deque[Command] = deque()
@@ -135,8 +136,8 @@ class Session:
         filling = self._filling
         if filling is not None and conversation_id in filling:
             filling[conversation_id].append((seq, frame))
-            self._held_bytes += len(frame)
-            if self._held_bytes > self.gateway.limits.outbound_buffer_bytes:
+            self._filling_bytes += len(frame)
+            if self._filling_bytes > self.gateway.limits.outbound_buffer_bytes:
                 self.connection.overflow()
             return
         verdict = self.handed.live(conversation_id, seq)
@@ -146,7 +147,7 @@ class Session:
             if filling is None:
                 filling = self._filling = {}
             filling[conversation_id] = [(seq, frame)]
-            self._held_bytes += len(frame)
+            self._filling_bytes += len(frame)
             self.gateway.spawn(self._fill_gap(conversation_id, self.high[conversation_id], seq))
 
     async def _fill_gap(self, conversation_id: str, after: int, upto: int) -> None:
@@ -160,7 +161,7 @@ class Session:
         waiting = self._filling.pop(conversation_id, []) if self._filling else []
         if self._filling is not None and not self._filling:
             self._filling = None
-        self._held_bytes -= sum(len(frame) for _, frame in waiting)
+        self._filling_bytes -= sum(len(frame) for _, frame in waiting)
         if self.closed:
             return
         if not found or found[0][0] != after + 1:
