@@ -34,6 +34,7 @@ def main() -> int:
     p.add_argument("--burst-every", type=float, default=0.1, help="seconds between bursts")
     p.add_argument("--window", type=int, default=32, help="unacked sends per member")
     p.add_argument("--resume-limit", type=int, default=100)
+    p.add_argument("--calm", default="3,6", help="seconds between faults, at least,at most")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the report here")
     args = p.parse_args()
@@ -45,6 +46,7 @@ def main() -> int:
         burst_every=args.burst_every,
         window=args.window,
         resume_limit=args.resume_limit,
+        calm=(float(args.calm.split(",")[0]), float(args.calm.split(",")[1])),
         max_messages=args.messages,
         seed=args.seed,
         log=lambda line: print(line, file=sys.stderr, flush=True),

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from hubbub.errors import HubbubError
+
 log = logging.getLogger("hubbub")
 
 
@@ -25,8 +27,13 @@ class TaskSet:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", self.what, exc_info=task.exception())
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, HubbubError):  # a refusal (the database is away): one line
+            log.warning("%s failed: %s", self.what, exc.message)
+        elif exc is not None:
+            log.error("%s failed", self.what, exc_info=exc)
 
     async def drain(self) -> None:
         """Wait until every task (and any it started) is done."""

@@ -182,10 +182,10 @@ async def test_a_gap_the_database_cannot_fill_closes_the_connection(
     cursor = (await send(alice, cid, 1))[-1]
     assert stream_seqs(await bob.frames_within(0.3), cid) == [cursor]
 
-    async def unreadable(*_: object) -> list[tuple[int, bytes]]:
+    async def unreadable(*_: object) -> list[object]:
         raise Unavailable("database unavailable")
 
-    monkeypatch.setattr(in_process.app.chat, "stream_after", unreadable)
+    monkeypatch.setattr(in_process.app.chat, "events_after", unreadable)
     Lag(in_process, lose=(cursor + 1,)).release()
     await send(alice, cid, 2)
     frames = []
@@ -194,3 +194,62 @@ async def test_a_gap_the_database_cannot_fill_closes_the_connection(
             frames.append(await bob.recv())
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
     assert stream_seqs(frames, cid) == [], "an event past the hole was handed on"
+
+
+async def members(ip: InProcess, owner: str, cid: str, method: str, user: str) -> None:
+    async with httpx.AsyncClient(base_url=ip.url, headers=auth(owner)) as http:
+        if method == "remove":
+            r = await http.delete(f"/api/v1/conversations/{cid}/members/{user}")
+        else:
+            r = await http.post(f"/api/v1/conversations/{cid}/members", json={"members": [user]})
+        assert r.status_code == 200, r.text
+
+
+async def test_a_member_added_again_gets_nothing_from_while_it_was_out(
+    in_process: InProcess,
+) -> None:
+    cid = await group(in_process, "ka", "kb")
+    alice = await connect(in_process, "ka")
+    bob = await connect(in_process, "kb")
+    before = await send(alice, cid, 1)
+    await members(in_process, "ka", cid, "remove", "kb")
+    out = await send(alice, cid, 2)  # not for bob
+    await members(in_process, "ka", cid, "add", "kb")
+    back = await send(alice, cid, 1)
+    frames = [f for f in await bob.frames_within(0.5) if f.get("conversation_id") == cid]
+    got = [(f["type"], f["seq"]) for f in frames if "seq" in f and f["type"] != "receipt"]
+    left_seq, joined_seq = before[0] + 1, out[-1] + 1
+    # The join jumps over what bob missed while out: no gap fill hands it on.
+    assert got == [
+        ("message.new", before[0]),
+        ("member.left", left_seq),
+        ("member.joined", joined_seq),
+        ("message.new", back[0]),
+    ]
+    # A resume from before the removal skips the same stretch.
+    fresh = await Client.connect_url(in_process.ws_url, "kb")
+    report, replayed = await resume(fresh, cid, before[0] - 1)
+    assert report["status"] == "ok"
+    assert replayed == [before[0], left_seq, joined_seq, back[0]]
+
+
+async def test_a_failed_resume_still_counts_the_cursors(
+    in_process: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = await group(in_process, "la", "lb")
+    alice = await connect(in_process, "la")
+    cursor = (await send(alice, cid, 1))[-1]
+    missed = await send(alice, cid, 3)  # bob is offline
+    bob = await Client.connect_url(in_process.ws_url, "lb")
+    replay = in_process.app.chat.replay
+
+    async def unavailable(*_: object) -> list[object]:
+        raise Unavailable("database unavailable")
+
+    monkeypatch.setattr(in_process.app.chat, "replay", unavailable)
+    failed = await bob.request({"type": "resume", "cursors": {cid: cursor}})
+    assert failed["type"] == "error" and failed["code"] == "unavailable"
+    monkeypatch.setattr(in_process.app.chat, "replay", replay)
+    later = await send(alice, cid, 1)
+    # The live event is past what the cursor said: the gap is filled first.
+    assert stream_seqs(await bob.frames_within(0.5), cid) == [*missed, *later]

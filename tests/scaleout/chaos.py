@@ -311,6 +311,8 @@ class Member:
                 self.spawn(self.resume_later(cids))
             else:
                 self.resumed(frame["conversations"])
+        elif kind in ("ack", "error"):
+            self.run.stats["stray_replies"] += 1  # answered twice, or to nothing sent
         elif kind == "resync":
             self.run.stats["resyncs"] += 1
             await self.resume(self.cids)
@@ -405,9 +407,9 @@ class ChaosRun:
 
     async def inject(self, until: float) -> None:
         kinds: list[str] = []
-        while time.monotonic() < until:
+        while time.monotonic() < until and self.sending:
             await asyncio.sleep(self.rng.uniform(*self.config.calm))
-            if time.monotonic() >= until:
+            if time.monotonic() >= until or not self.sending:
                 break
             if not kinds:
                 kinds = list(FAULTS)
@@ -574,6 +576,7 @@ class ChaosRun:
             "duplicates",
             "gaps",
             "unanswered",
+            "stray_replies",
             "replay_short",
             "never_acked",
             "never_current",

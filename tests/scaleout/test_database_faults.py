@@ -83,8 +83,15 @@ async def test_batches_spanning_conversations_in_opposite_orders_never_deadlock(
     answers = await asyncio.gather(*(pipeline(c, b) for c, b in zip(clients, batches, strict=True)))
     for replies in answers:
         assert [r["type"] for r in replies.values()] == ["ack"] * per_client, replies
-    counts = await stored_keys(pg_server.database_url)  # type: ignore[attr-defined]
+    url = pg_server.database_url  # type: ignore[attr-defined]
+    counts = await stored_keys(url)
     keys = [f["client_msg_id"] for b in batches for f in b]
+    conn = await asyncpg.connect(url)
+    try:  # none happened, not even one a retry hid (a backend reports within a second)
+        await asyncio.sleep(1.1)
+        assert await deadlocks(conn) == 0
+    finally:
+        await conn.close()
     assert sorted(counts) == sorted(keys) and set(counts.values()) == {1}
     for c in clients:
         await c.close()
@@ -176,6 +183,11 @@ async def test_a_database_restart_answers_every_command_with_unavailable(
         assert {r["code"] for r in replies.values()} == {"unavailable"}
         resumed = await client.request({"type": "resume", "cursors": {cid: 0}})
         assert resumed["type"] == "error" and resumed["code"] == "unavailable"
+        # Connecting now records a display name and announces presence: both
+        # fail, each with one line in the log.
+        other = await Client.connect(server, "ps", name="Pat")
+        await other.request({"type": "ping"})
+        await other.close()
         health = httpx.get(server.url + "/health", timeout=5)
         assert health.status_code == 503 and health.json()["status"] == "unavailable"
         r = httpx.get(

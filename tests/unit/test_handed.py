@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hubbub.gateway.handed import DROP, GAP, SEND, Handed
+from hubbub.gateway.handed import DROP, GAP, SEND, Handed, visible
 
 
 @dataclass
@@ -66,3 +66,42 @@ def test_too_far_behind_drops_live_events_up_to_the_point_to_page_to() -> None:
     assert seqs(h.replay("c", 45, 51, [E(s) for s in range(46, 52)])) == [46, 47, 48, 49, 50]
     h.paging("c", 20)  # behind what it has: changes nothing
     assert h.high["c"] == 51
+
+
+@dataclass
+class M:
+    seq: int
+    type: str = "message.new"
+    data: dict[str, str] | None = None
+
+
+def left(seq: int, user: str) -> M:
+    return M(seq, "member.left", {"user_id": user})
+
+
+def joined(seq: int, user: str) -> M:
+    return M(seq, "member.joined", {"user_id": user})
+
+
+def test_a_member_removed_and_added_again_sees_nothing_from_between() -> None:
+    stretch = [M(1), left(2, "bob"), M(3), joined(4, "eve"), M(5), joined(6, "bob"), M(7)]
+    assert [e.seq for e in visible(stretch, "bob")] == [1, 2, 6, 7]
+    assert [e.seq for e in visible(stretch, "eve")] == [4, 5, 6, 7]  # joined at 4
+    assert [e.seq for e in visible(stretch, "ann")] == [1, 2, 3, 4, 5, 6, 7]
+    # Two rounds out and back in.
+    twice = [left(1, "bob"), M(2), joined(3, "bob"), M(4), left(5, "bob"), M(6), joined(7, "bob")]
+    assert [e.seq for e in visible(twice, "bob")] == [1, 3, 4, 5, 7]
+
+
+def test_a_stretch_that_ends_with_the_member_s_own_join_is_not_its() -> None:
+    assert [e.seq for e in visible([M(3), M(4), joined(5, "bob")], "bob")] == [5]
+    assert [e.seq for e in visible([M(3), M(4)], "bob")] == [3, 4]
+
+
+def test_skip_to_marks_what_is_not_for_the_client() -> None:
+    h = Handed()
+    h.live("c", 2)
+    h.skip_to("c", 6)  # 3..5 were not for this client
+    assert h.live("c", 6) == SEND
+    h.skip_to("c", 4)  # behind: changes nothing
+    assert h.high["c"] == 6

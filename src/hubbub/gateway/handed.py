@@ -29,7 +29,7 @@ leaves everything else (a conversation not yet in ``high``, a gap) to
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 SEND, DROP, GAP = 0, 1, 2
 
@@ -39,7 +39,44 @@ class HasSeq(Protocol):
     def seq(self) -> int: ...
 
 
+class Event(HasSeq, Protocol):
+    @property
+    def type(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any] | None: ...
+
+
 E = TypeVar("E", bound=HasSeq)
+V = TypeVar("V", bound=Event)
+
+
+def visible(events: Iterable[V], user: str) -> list[V]:
+    """The events of a stretch of the stream that ``user`` was a member for.
+
+    ``events`` are consecutive stream events read from the database. A member
+    removed and added again sees its ``member.left``, nothing until its next
+    ``member.joined``, and that join. Whether the user was a member at the
+    start of the stretch follows from the first of its own membership events
+    in it: a join means it was not (with none, it was).
+    """
+    events = list(events)
+    own = [e for e in events if e.type in _MEMBERSHIP and _about(e, user)]
+    member = own[0].type == "member.left" if own else True
+    shown = []
+    for event in events:
+        if event.type in _MEMBERSHIP and _about(event, user):
+            member = event.type == "member.joined"
+            shown.append(event)
+        elif member:
+            shown.append(event)
+    return shown
+
+
+_MEMBERSHIP = ("member.joined", "member.left")
+
+
+def _about(event: Event, user: str) -> bool:
+    return bool(event.data) and event.data.get("user_id") == user  # type: ignore[union-attr]
 
 
 class Handed:
@@ -86,6 +123,11 @@ class Handed:
             self.low[conversation_id] = min(low, cursor + 1)
         self.high[conversation_id] = top if high is None else max(high, top)
         return new
+
+    def skip_to(self, conversation_id: str, seq: int) -> None:
+        """Nothing before ``seq`` is for the client (it was not a member then)."""
+        if self.high.get(conversation_id, seq - 1) < seq - 1:
+            self.high[conversation_id] = seq - 1
 
     def paging(self, conversation_id: str, last_seq: int) -> None:
         """The client was told to page up to ``last_seq`` (``too_far_behind``).

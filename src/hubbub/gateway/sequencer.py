@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from hubbub.broker.base import Delivery
+from hubbub.errors import HubbubError
 from hubbub.tasks import TaskSet
 
 log = logging.getLogger("hubbub.gateway")
@@ -114,6 +115,9 @@ class Sequencer:
         limit = min(max(pending) - last, FETCH_LIMIT)
         try:
             missing = await self._fetch(cid, last, limit)
+        except HubbubError as exc:  # the database is away
+            log.warning("could not fetch events after %s of %s: %s", last, cid, exc.message)
+            missing = []
         except Exception:
             log.exception("could not fetch events after %s of %s", last, cid)
             missing = []
@@ -149,6 +153,9 @@ class Sequencer:
         for cid in list(self._last):
             try:
                 missed = await self._fetch(cid, self._last[cid], FETCH_LIMIT)
+            except HubbubError as exc:
+                log.warning("catch-up failed for %s: %s", cid, exc.message)
+                continue
             except Exception:
                 log.exception("catch-up failed for %s", cid)
                 continue

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from hubbub.auth import Identity
 from hubbub.errors import HubbubError, Unavailable
-from hubbub.gateway.handed import GAP, SEND, Handed
+from hubbub.gateway.handed import GAP, SEND, Handed, visible
 from hubbub.protocol import events
 from hubbub.protocol.commands import (
     AddReaction,
@@ -52,6 +52,7 @@ log = logging.getLogger("hubbub.gateway")
 
 MAX_SEND_BATCH = 64
 FILL_LIMIT = 1000  # events read from the database per gap fill
+NOT_YOURS = b""  # in place of a frame: a seq of the stream that is not for this client
 Held = tuple[str, int, bytes]
 
 
@@ -112,8 +113,16 @@ class Session:
         self.held.append((conversation_id, seq, frame))
         self._held_bytes += len(frame)
         if self._held_bytes > self.gateway.limits.outbound_buffer_bytes:
-            self.held = None
-            self.connection.overflow()
+            self._overflow()
+
+    def _overflow(self) -> None:
+        """Too much waits for this client: nothing more goes out; it resumes."""
+        # The writer goes at once, not with the close: an event handed on
+        # after the events dropped here would leave the client a hole.
+        self.writer.discard()
+        self.held = None
+        self._filling = None
+        self.connection.overflow()
 
     def _stop_hold_timer(self) -> None:
         if self._hold_timer is not None:
@@ -138,7 +147,10 @@ class Session:
             filling[conversation_id].append((seq, frame))
             self._filling_bytes += len(frame)
             if self._filling_bytes > self.gateway.limits.outbound_buffer_bytes:
-                self.connection.overflow()
+                self._overflow()
+            return
+        if not frame:  # NOT_YOURS
+            self.handed.skip_to(conversation_id, seq + 1)
             return
         verdict = self.handed.live(conversation_id, seq)
         if verdict == SEND:
@@ -151,29 +163,35 @@ class Session:
             self.gateway.spawn(self._fill_gap(conversation_id, self.high[conversation_id], seq))
 
     async def _fill_gap(self, conversation_id: str, after: int, upto: int) -> None:
-        """Read the events between ``after`` and ``upto`` from the database, then go on."""
-        limit = min(upto - after - 1, FILL_LIMIT)
+        """Read the events after ``after`` up to ``upto`` from the database, then go on."""
+        cid = conversation_id
         try:
-            found = await self.gateway.chat.stream_after(conversation_id, after, limit)
+            found = await self.gateway.chat.events_after(cid, after, min(upto - after, FILL_LIMIT))
         except Exception as exc:
             found = None
-            log.warning("could not fill a gap after %s of %s: %s", after, conversation_id, exc)
-        waiting = self._filling.pop(conversation_id, []) if self._filling else []
+            log.warning("could not fill a gap after %s of %s: %s", after, cid, exc)
+        waiting = self._filling.pop(cid, []) if self._filling else []
         if self._filling is not None and not self._filling:
             self._filling = None
         self._filling_bytes -= sum(len(frame) for _, frame in waiting)
         if self.closed:
             return
-        if not found or found[0][0] != after + 1:
-            # The database could not be read (or lacks what the seqs promise):
-            # handing on the events after the gap would leave the client a hole
-            # it could not tell from a lost frame. Its resume brings it back.
+        if (not found or found[0].seq != after + 1) and self.high.get(cid, 0) < upto - 1:
+            # The database could not be read (or lacks what the seqs promise),
+            # and no replay has covered the gap meanwhile: handing on the
+            # events after it would leave the client a hole it could not tell
+            # from a lost frame. Its resume brings it back.
             self.connection.fail()
             return
-        for seq, payload in found:
-            self.offer(conversation_id, seq, text_frame(payload))
+        # A member removed and added again gets nothing from between.
+        shown = {e.seq for e in visible(found or [], self.user_id)}
+        for event in found or []:
+            if event.seq == upto:
+                break  # the live frame that revealed the gap follows
+            frame = text_frame(events.stream(event)) if event.seq in shown else NOT_YOURS
+            self.offer(cid, event.seq, frame)
         for seq, frame in waiting:
-            self.offer(conversation_id, seq, frame)
+            self.offer(cid, seq, frame)
 
     # Inbound -------------------------------------------------------------
 
@@ -298,24 +316,32 @@ class Session:
         try:
             replays = await self.gateway.chat.replay(self.user_id, command.cursors)
         except BaseException:
+            # Still, the client has what its cursors say: a live event further
+            # on is a gap to fill, not the start of a new span.
+            for cid, cursor in command.cursors.items():
+                if cursor >= 0:
+                    self.handed.replay(cid, cursor, cursor, [])
             self._release()
             raise
         report: dict[str, dict[str, object]] = {}
-        for replay in replays:
-            cid = replay.conversation_id
-            new = []
-            if replay.status == "ok":
-                new = self.handed.replay(cid, command.cursors[cid], replay.last_seq, replay.events)
-            elif replay.status == "too_far_behind":
-                self.handed.paging(cid, replay.last_seq)
-            for event in new:
-                self.send(events.stream(event))
-            report[cid] = {
-                "status": replay.status,
-                "last_seq": replay.last_seq,
-                "replayed": len(new),
-            }
-            if replay.status != "unavailable":
-                report[cid]["typing"] = await self.gateway.presence.typists(cid, self.user_id)
-        self._release()
+        try:
+            for replay in replays:
+                cid = replay.conversation_id
+                new = []
+                if replay.status == "ok":
+                    shown = visible(replay.events, self.user_id)
+                    new = self.handed.replay(cid, command.cursors[cid], replay.last_seq, shown)
+                elif replay.status == "too_far_behind":
+                    self.handed.paging(cid, replay.last_seq)
+                for event in new:
+                    self.send(events.stream(event))
+                report[cid] = {
+                    "status": replay.status,
+                    "last_seq": replay.last_seq,
+                    "replayed": len(new),
+                }
+                if replay.status != "unavailable":
+                    report[cid]["typing"] = await self.gateway.presence.typists(cid, self.user_id)
+        finally:
+            self._release()
         self.send(events.ack(command.id, conversations=report))

@@ -225,15 +225,15 @@ class ChatService:
             raise Invalid("cursors must not be negative")
         return await self.store.replay(user, cursors, self.limits.resume_limit)
 
-    async def stream_after(self, cid: str, after: int, limit: int) -> list[tuple[int, bytes]]:
-        """Committed stream events after ``after``, as live frames carry them: (seq, payload)."""
-        return [(e.seq, events.stream(e)) for e in await self.store.events_after(cid, after, limit)]
+    async def events_after(self, cid: str, after: int, limit: int) -> list[StreamEvent]:
+        """Committed stream events after ``after``, as live events carry them."""
+        return await self.store.events_after(cid, after, limit)
 
     async def missed(self, cid: str, after: int, limit: int) -> list[Delivery]:
         """Committed stream events after ``after``, ready for local delivery."""
-        found = await self.stream_after(cid, after, limit)
+        found = await self.events_after(cid, after, limit)
         recipients = await self.fanout.members(cid)
-        return [Delivery(cid, seq, recipients, payload) for seq, payload in found]
+        return [Delivery(cid, e.seq, recipients, events.stream(e)) for e in found]
 
     # Receipts -----------------------------------------------------------
 

@@ -25,11 +25,12 @@ RETRIES = 4
 RETRY_BASE = 0.01  # seconds; full jitter, doubling per attempt
 # What a database that is down, restarting, refusing connections or out of
 # resources raises: the client is told ``unavailable`` (retry), not ``internal``.
-UNREACHABLE = (
+UNUSABLE = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,  # class 08
     asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.InternalClientError,  # a connection left mid-operation when its server went away
     asyncpg.OperatorInterventionError,  # class 57: shutting down, starting up, cancelled
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
 )
@@ -70,8 +71,17 @@ class PostgresStore(SQLStore):
             raise Unavailable("the database is not open")
         for attempt in range(RETRIES + 1):
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    return await fn(conn, *args)
+                async with self._pool.acquire() as conn:
+                    try:
+                        async with conn.transaction():
+                            return await fn(conn, *args)
+                    except UNUSABLE:
+                        # Whatever state it is in, this connection is not
+                        # handed out again.
+                        conn.terminate()
+                        raise
+            except asyncpg.StatementCompletionUnknownError as exc:
+                raise Unavailable(f"database unavailable: {exc}") from None  # may have committed
             except asyncpg.TransactionRollbackError as exc:
                 # A deadlock or serialization failure rolled the whole
                 # transaction back: nothing of it was committed, so running it
@@ -79,7 +89,8 @@ class PostgresStore(SQLStore):
                 if attempt == RETRIES:
                     log.warning("transaction failed %d times: %s", RETRIES + 1, exc)
                     raise Unavailable("the database is busy; retry") from None
+                log.warning("transaction rolled back (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, RETRY_BASE * 2**attempt))
-            except UNREACHABLE as exc:
+            except UNUSABLE as exc:
                 raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover

@@ -198,6 +198,9 @@ async def add_members(
 async def _set_role(
     conn: Conn, cid: str, user: str, role: str, by: str | None, now_ms: int
 ) -> list[StreamEvent]:
+    # The conversation first, then its member rows, as a send takes them:
+    # the other order could deadlock with a send by this member.
+    await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", cid)
     await conn.execute(
         "UPDATE members SET role = $1 WHERE conversation_id = $2 AND user_id = $3",
         role,
