@@ -6,6 +6,7 @@ Every setting is listed, with its default, in README.md.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,23 @@ UPLOAD_TYPES = (
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says what to change."""
+
+
+_ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
+
+
+def cors_origins(raw: str, production: bool) -> tuple[str, ...]:
+    """``HUBBUB_CORS_ORIGINS``: origins as a browser sends them (scheme://host[:port])."""
+    origins = tuple(dict.fromkeys(o.strip().rstrip("/") for o in raw.split(",") if o.strip()))
+    for origin in origins:
+        if origin == "*":
+            if production:
+                raise ConfigError("HUBBUB_CORS_ORIGINS=* is for dev mode only: list the origins")
+        elif not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"HUBBUB_CORS_ORIGINS: {origin!r} is not an origin such as https://app.example.com"
+            )
+    return origins
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,8 @@ class Settings:
     upload_max_bytes: int = 10 * 1024 * 1024
     upload_types: tuple[str, ...] = UPLOAD_TYPES
     log_level: str = "info"
+    cors_origins: tuple[str, ...] = ()
+    """Web origins allowed to call the API and open WebSockets; ``*`` (dev only) any."""
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -129,13 +149,15 @@ class Settings:
                 raise ConfigError(f"HUBBUB_JWT_PUBLIC_KEY: cannot read {exc.filename}") from None
         if not algorithms:
             algorithms = ("HS256", "RS256", "ES256") if public_key else ("HS256",)
+        env_name = (get("ENV", "dev") or "dev").lower()
+        origins = cors_origins(get("CORS_ORIGINS") or "", production=env_name == "production")
         synchronous = (get("SQLITE_SYNCHRONOUS") or "NORMAL").upper()
         if synchronous not in ("NORMAL", "FULL"):
             raise ConfigError("HUBBUB_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
         settings = cls(
             host=get("HOST", "127.0.0.1") or "127.0.0.1",
             port=number("PORT", 8000, int),
-            env=(get("ENV", "dev") or "dev").lower(),
+            env=env_name,
             data_dir=Path(get("DATA_DIR", "data") or "data"),
             database_url=get("DATABASE_URL", "") or "",
             redis_url=get("REDIS_URL"),
@@ -157,6 +179,7 @@ class Settings:
             )
             or UPLOAD_TYPES,
             log_level=(get("LOG_LEVEL", "info") or "info").lower(),
+            cors_origins=origins,
             limits=limits,
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

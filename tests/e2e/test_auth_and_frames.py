@@ -131,6 +131,9 @@ async def test_bad_frames_get_error_frames_and_connection_survives(server: Serve
         ),
         (json.dumps({"type": "resume", "id": 9, "cursors": {cid: -1}}), 9, "invalid"),
         ("x" * (limit + 1), None, "too_large"),
+        # Too large, still JSON: the error names the request it refuses.
+        (json.dumps({"type": "message.send", "id": 11, "body": "b" * limit}), 11, "too_large"),
+        (json.dumps({"id": "s" * 200, "type": "ping", "pad": "p" * limit}), None, "too_large"),
         (json.dumps({"type": "ping", "id": {"nested": True}}), None, "invalid"),
     ]
     for raw, rid, code in cases:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,6 +24,11 @@ from hubbub.auth import Identity
 from hubbub.errors import Forbidden, HubbubError, Unauthorized
 from hubbub.service.chat import SYSTEM_SENDER as SERVER
 from hubbub.service.conversations import check_user_id
+
+# Cross-origin calls (HUBBUB_CORS_ORIGINS): what a browser may send and read.
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "X-Api-Key", "X-On-Behalf-Of"]
+CORS_EXPOSED_HEADERS = ["Content-Disposition", "Content-Length", "Retry-After", "WWW-Authenticate"]
+CORS_MAX_AGE = 3600  # seconds a browser may cache a preflight (Chromium keeps at most 7200)
 
 if TYPE_CHECKING:
     from hubbub.server import Hubbub
@@ -118,8 +125,23 @@ class Api:
         routes = [Route(op.path, op.handler, methods=[op.method]) for op in operations]
         routes.append(Route("/openapi.json", openapi, methods=["GET"]))
         routes.append(Route("/ws", self.ws_without_upgrade, methods=["GET"]))
+        middleware = []
+        origins = self.hubbub.settings.cors_origins
+        if origins:  # unset: no CORS headers, so browsers allow only the same origin
+            middleware.append(
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=list(origins),
+                    allow_methods=sorted({op.method for op in operations}),
+                    allow_headers=CORS_REQUEST_HEADERS,
+                    expose_headers=CORS_EXPOSED_HEADERS,
+                    allow_credentials=False,  # bearer tokens, never cookies
+                    max_age=CORS_MAX_AGE,
+                )
+            )
         return Starlette(
             routes=routes,
+            middleware=middleware,
             exception_handlers={
                 HubbubError: errors.on_domain_error,
                 404: errors.on_http_error,

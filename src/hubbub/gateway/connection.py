@@ -23,7 +23,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from hubbub.errors import HubbubError, NotFound, Unauthorized
+from hubbub.errors import Forbidden, HubbubError, NotFound, Unauthorized
 from hubbub.gateway.session import Session
 from hubbub.gateway.writer import BacklogReporting, Writer
 from hubbub.protocol import events
@@ -46,6 +46,21 @@ HEARTBEAT_TIMEOUT = 4408
 TOO_SLOW = 4409
 
 
+def _origin_allowed(headers: Headers, allowed: tuple[str, ...]) -> bool:
+    """With an origin list, a browser's handshake must come from one of them.
+
+    Clients that send no ``Origin`` (mobile apps, servers) are let through,
+    and so is a page served from this server's own origin. With no list, any
+    origin may connect, as tokens travel in the request, never in cookies.
+    """
+    origin = headers.get("Origin")
+    if not allowed or "*" in allowed or origin is None:
+        return True
+    origin = origin.rstrip("/")
+    host = headers.get("Host")
+    return origin in allowed or (host is not None and origin.split("://", 1)[-1] == host)
+
+
 def _bearer(headers: Headers) -> str | None:
     value = headers.get("Authorization")
     if value and value[:7].lower() == "bearer ":
@@ -63,7 +78,8 @@ class Connection(BacklogReporting):
         # The hard ceiling: beyond it websockets closes with 1009. Between
         # max_frame_bytes and it, the frame is refused with a too_large error
         # and the connection stays open.
-        self._ws = ServerProtocol(max_size=max(limits.max_frame_bytes * 4, 1 << 20), logger=log)
+        self._ceiling = max(limits.max_frame_bytes * 4, 1 << 20)
+        self._ws = ServerProtocol(max_size=self._ceiling, logger=log)
         self._server_connections: set[Any] = (
             server_state.connections if server_state is not None else set()
         )
@@ -213,6 +229,9 @@ class Connection(BacklogReporting):
         if path != WS_PATH:
             self._reject(404, NotFound(f"no WebSocket endpoint at {path}; use {WS_PATH}"))
             return
+        if not _origin_allowed(request.headers, gateway.settings.cors_origins):
+            self._reject(403, Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)"))
+            return
         token = parse_qs(query).get("token", [None])[0] or _bearer(request.headers)
         try:
             identity = gateway.verifier.verify(token)
@@ -266,7 +285,9 @@ class Connection(BacklogReporting):
             self._binary = frame.opcode is Opcode.BINARY
         limit = self.gateway.limits.max_frame_bytes
         self._fragment_size += len(frame.data)
-        if self._fragment_size <= limit:
+        # Kept up to the hard ceiling (a single frame may be that large too),
+        # so that a message refused as too large is still answered with its id.
+        if self._fragment_size <= self._ceiling:
             self._fragments.append(bytes(frame.data))
         if not frame.fin:
             return
@@ -275,7 +296,7 @@ class Connection(BacklogReporting):
             session.send(
                 events.error(None, "invalid", "binary frames are not supported; send JSON text")
             )
-        elif self._fragment_size > limit:
+        elif self._fragment_size > self._ceiling:
             session.send(events.error(None, "too_large", f"frame exceeds {limit} bytes"))
-        else:
+        else:  # parse() refuses what is over the limit, naming its id
             session.on_text(fragments[0] if len(fragments) == 1 else b"".join(fragments))

@@ -106,6 +106,13 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
+class _IdOnly(msgspec.Struct, forbid_unknown_fields=False):
+    id: Any = None
+
+
+_id_only = msgspec.json.Decoder(_IdOnly)
+
+
 def _request_id(obj: dict[str, Any]) -> RequestId:
     rid = obj.get("id")
     if rid is None or (isinstance(rid, int) and not isinstance(rid, bool)):
@@ -118,7 +125,13 @@ def _request_id(obj: dict[str, Any]) -> RequestId:
 def parse(data: bytes | str, max_bytes: int) -> Command:
     """Turn one text frame into a command, or raise ProtocolError."""
     if len(data) > max_bytes:
-        raise ProtocolError(TooLarge(f"frame exceeds {max_bytes} bytes"))
+        # The reply still names the request, so the client stops waiting for
+        # it (the frame is under the connection's hard ceiling to get here).
+        try:
+            rid = _request_id({"id": _id_only.decode(data).id})
+        except msgspec.DecodeError:
+            rid = None
+        raise ProtocolError(TooLarge(f"frame exceeds {max_bytes} bytes"), rid)
     try:
         obj = _decoder.decode(data)
     except msgspec.DecodeError as exc:
