@@ -64,6 +64,16 @@ async def connect(ip: InProcess, user: str) -> Client:
     return client
 
 
+async def chatting(ip: InProcess, a: str, b: str, count: int) -> tuple[str, Client, Client, int]:
+    """A group of two, both connected; ``a`` sent ``count`` messages, ``b`` received them."""
+    cid = await group(ip, a, b)
+    alice = await connect(ip, a)
+    bob = await connect(ip, b)
+    cursor = (await send(alice, cid, count))[-1]
+    assert stream_seqs(await bob.frames_within(0.3), cid)[-1] == cursor
+    return cid, alice, bob, cursor
+
+
 async def send(client: Client, cid: str, count: int) -> list[int]:
     return [(await client.send_message(cid, f"m{i}"))["seq"] for i in range(count)]
 
@@ -86,11 +96,7 @@ async def resume(client: Client, cid: str, cursor: int) -> tuple[dict[str, Any],
 
 
 async def test_live_events_already_replayed_are_not_delivered_again(in_process: InProcess) -> None:
-    cid = await group(in_process, "ea", "eb")
-    alice = await connect(in_process, "ea")
-    bob = await connect(in_process, "eb")
-    cursor = (await send(alice, cid, 3))[-1]
-    assert stream_seqs(await bob.frames_within(0.3), cid)[-1] == cursor
+    cid, alice, bob, cursor = await chatting(in_process, "ea", "eb", 3)
     await bob.close()
 
     lag = Lag(in_process)  # the live stream now runs behind the database
@@ -122,11 +128,7 @@ async def test_nothing_up_to_too_far_behind_arrives_live(tmp_path: Path) -> None
 
 
 async def test_a_resync_and_its_resume_bring_each_event_once(in_process: InProcess) -> None:
-    cid = await group(in_process, "ga", "gb")
-    alice = await connect(in_process, "ga")
-    bob = await connect(in_process, "gb")
-    cursor = (await send(alice, cid, 2))[-1]
-    assert stream_seqs(await bob.frames_within(0.3), cid)[-1] == cursor
+    cid, alice, bob, cursor = await chatting(in_process, "ga", "gb", 2)
 
     lag = Lag(in_process)
     sent = await send(alice, cid, 3)
@@ -142,11 +144,7 @@ async def test_a_resync_and_its_resume_bring_each_event_once(in_process: InProce
 async def test_a_live_event_lost_on_the_way_is_filled_in_before_the_next(
     in_process: InProcess,
 ) -> None:
-    cid = await group(in_process, "ha", "hb")
-    alice = await connect(in_process, "ha")
-    bob = await connect(in_process, "hb")
-    cursor = (await send(alice, cid, 2))[-1]
-    assert stream_seqs(await bob.frames_within(0.3), cid)[-1] == cursor
+    cid, alice, bob, cursor = await chatting(in_process, "ha", "hb", 2)
 
     lag = Lag(in_process, lose=(cursor + 1, cursor + 3))
     lag.release()
@@ -176,11 +174,7 @@ async def test_a_replay_below_what_was_handed_brings_only_the_missing(
 async def test_a_gap_the_database_cannot_fill_closes_the_connection(
     in_process: InProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cid = await group(in_process, "ja", "jb")
-    alice = await connect(in_process, "ja")
-    bob = await connect(in_process, "jb")
-    cursor = (await send(alice, cid, 1))[-1]
-    assert stream_seqs(await bob.frames_within(0.3), cid) == [cursor]
+    cid, alice, bob, cursor = await chatting(in_process, "ja", "jb", 1)
 
     async def unreadable(*_: object) -> list[object]:
         raise Unavailable("database unavailable")
