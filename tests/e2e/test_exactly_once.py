@@ -8,6 +8,7 @@ and its hub and keeps live events until it is released, or loses some.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,24 @@ async def test_a_failed_resume_still_counts_the_cursors(
     later = await send(alice, cid, 1)
     # The live event is past what the cursor said: the gap is filled first.
     assert stream_seqs(await bob.frames_within(0.5), cid) == [*missed, *later]
+
+
+async def test_a_resume_waiting_its_turn_when_the_window_passes_still_holds(
+    tmp_path: Path,
+) -> None:
+    async with serve_in_process(tmp_path, limits=Limits(resume_window=0.3)) as ip:
+        cid = await group(ip, "ma", "mb")
+        alice = await connect(ip, "ma")
+        earlier = await send(alice, cid, 2)
+        bob = await Client.connect_url(ip.ws_url, "mb")
+        meanwhile = await send(alice, cid, 2)  # held for bob: he has not resumed yet
+        await bob.send({"type": "resume", "id": "r", "cursors": {cid: 0}})
+        # The whole loop stalls past the window with the resume still unread,
+        # as a busy server does: the resume is queued before the window's end
+        # is handled, and decides.
+        time.sleep(0.5)
+        frames = []
+        while (frame := await bob.recv()).get("id") != "r":
+            frames.append(frame)
+        frames += await bob.frames_within(0.3)
+        assert stream_seqs(frames, cid) == earlier + meanwhile

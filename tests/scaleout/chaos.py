@@ -4,8 +4,11 @@ Three hubbub processes share a private PostgreSQL and a private Redis. Members
 of groups (each member in two, so queued sends form batches that span
 conversations) send and read as docs/protocol.md tells a client to:
 
-- one cursor per conversation; ``resume`` with every cursor after each
-  (re)connect and on ``resync``;
+- one cursor per conversation, up to which everything was shown in order;
+  ``resume`` with every cursor after each (re)connect and on ``resync``; a
+  live event past a gap (which protocol.md allows only for a conversation's
+  first live event when the resume came too late) waits while a ``resume``
+  from the cursor fetches the gap;
 - ``too_far_behind``: page the conversation over REST up to ``last_seq``
   (live events of it wait meanwhile), then ``resume`` from there;
 - every send carries a ``client_msg_id`` and is retried with it, on
@@ -152,7 +155,8 @@ class Member:
         self.cids = cids
         self.rng = random.Random(seed)
         self.token = token(user, ttl=86_400)
-        self.cursor = dict.fromkeys(cids, 0)
+        self.cursor = dict.fromkeys(cids, 0)  # everything up to here was shown, in order
+        self.ahead: dict[str, dict[int, Any]] = {c: {} for c in cids}  # past a gap, waiting
         self.seqs: dict[str, list[int]] = {c: [] for c in cids}  # every stream seq, as received
         self.messages: dict[str, list[str]] = {c: [] for c in cids}  # every message id, as received
         self.outbox: OrderedDict[str, tuple[str, str]] = OrderedDict()  # key -> (cid, body)
@@ -324,24 +328,54 @@ class Member:
                 self.take(cid, frame["seq"], frame.get("message"), live=not self._resumes)
 
     def take(self, cid: str, seq: int, message: dict[str, Any] | None, live: bool) -> None:
+        """A stream event from the server (live or replayed)."""
         stats = self.run.stats
+        if seq <= self.cursor[cid] or seq in self.ahead[cid]:
+            stats["duplicates"] += 1  # the server sent it twice
+        elif seq == self.cursor[cid] + 1:
+            self.hand(cid, seq, message, live)
+            self.drain(cid)
+        else:
+            # Past a gap: keep it until the gap is filled, and ask for the
+            # gap (protocol.md: a conversation's first live event after the
+            # resume window, or one the client did not name, starts anywhere).
+            stats["out_of_order"] += 1
+            self.ahead[cid][seq] = message
+            if not any(cid in cids for cids in self._resumes.values()):
+                self.spawn(self.resume([cid]))
+
+    def paged(self, cid: str, message: dict[str, Any]) -> None:
+        """A message read over REST (seqs of other events are skipped there)."""
+        seq = message["seq"]
         if seq <= self.cursor[cid]:
-            stats["duplicates"] += 1
-        elif seq > self.cursor[cid] + 1 and live:
-            stats["gaps"] += 1
-        self.cursor[cid] = max(self.cursor[cid], seq)
+            return
+        self.ahead[cid].pop(seq, None)  # the page's copy stands for the live one
+        self.hand(cid, seq, message, live=False)
+        self.drain(cid)
+
+    def hand(self, cid: str, seq: int, message: dict[str, Any] | None, live: bool) -> None:
+        """What the app is shown: each conversation's events in seq order."""
+        self.cursor[cid] = seq
         self.seqs[cid].append(seq)
+        for stale in [s for s in self.ahead[cid] if s <= seq]:
+            del self.ahead[cid][stale]
         if message is not None:
             self.messages[cid].append(message["id"])
             if live:
                 self.run.latency(float(message["body"]))
+
+    def drain(self, cid: str) -> None:
+        ahead = self.ahead[cid]
+        while self.cursor[cid] + 1 in ahead:
+            seq = self.cursor[cid] + 1
+            self.hand(cid, seq, ahead.pop(seq), live=False)
 
     def resumed(self, report: dict[str, dict[str, Any]]) -> None:
         for cid, entry in report.items():
             status = entry["status"]
             self.run.stats[f"resume_{status}"] += 1
             if status == "ok" and self.cursor[cid] < entry["last_seq"]:
-                self.run.stats["replay_short"] += 1
+                self.run.stats["replay_short"] += 1  # it said ok, yet events are missing
             elif status == "too_far_behind":
                 self._paging[cid] = []
                 self.spawn(self.page(cid, entry["last_seq"]))
@@ -366,9 +400,10 @@ class Member:
                 self.run.stats["pages"] += 1
                 found = [m for m in r.json()["messages"] if m["seq"] <= last_seq]
                 for m in found:
-                    self.take(cid, m["seq"], m, live=False)
-                if not found:
-                    self.cursor[cid] = last_seq  # only events that are not messages
+                    self.paged(cid, m)
+                if not found:  # only events that are not messages up to last_seq
+                    self.hand(cid, last_seq, None, live=False)
+                    self.drain(cid)
         waiting = self._paging.pop(cid, [])
         for frame in waiting:
             self.take(cid, frame["seq"], frame.get("message"), live=False)
@@ -503,10 +538,10 @@ class ChaosRun:
         last = await self.last_seqs(cids)
         for m in self.members:
             await m.resume(m.cids)
-        while any(m.cursor[c] < last[c] for m in self.members for c in m.cids):
+        while any(m.cursor[c] < last[c] or m.ahead[c] for m in self.members for c in m.cids):
             if time.monotonic() > deadline:
                 self.stats["never_current"] = sum(
-                    1 for m in self.members for c in m.cids if m.cursor[c] < last[c]
+                    1 for m in self.members for c in m.cids if m.cursor[c] < last[c] or m.ahead[c]
                 )
                 return
             await asyncio.sleep(0.2)

@@ -83,17 +83,21 @@ send_direct(PyObject *writer, PyObject *frame)
 
 /* For a stream event (seq > 0): 1 when the session's high says the frame is
  * the next one (high is moved to seq), 0 when the client already has it, 2
- * when the session must decide (a conversation it does not know, a gap),
- * -1 on error. */
+ * when the session must decide (it holds live events, a conversation it does
+ * not know, a gap), -1 on error. */
 static int
 admit(PyObject *session, PyObject *conversation_id, long long seq, PyObject *seq_obj)
 {
     PyObject *high = PyObject_GetAttr(session, s_high);
     if (high == NULL)
         return -1;
+    if (high == Py_None) { /* holding live events */
+        Py_DECREF(high);
+        return 2;
+    }
     if (!PyDict_Check(high)) {
         Py_DECREF(high);
-        PyErr_SetString(PyExc_TypeError, "a session's high must be a dict");
+        PyErr_SetString(PyExc_TypeError, "a session's high must be a dict or None");
         return -1;
     }
     int rc;
@@ -119,19 +123,20 @@ static int
 deliver_session(PyObject *session, PyObject *frame, int direct, PyObject *held,
                 PyObject *conversation_id, long long seq, PyObject *seq_obj)
 {
-    PyObject *value = PyObject_GetAttr(session, s_held);
-    if (value == NULL)
-        return -1;
-    int is_held = value != Py_None;
-    Py_DECREF(value);
-    if (is_held)
-        return PyList_Append(held, session);
-    if (seq > 0) {
+    if (seq > 0) { /* high tells whether the session holds, too */
         int verdict = admit(session, conversation_id, seq, seq_obj);
         if (verdict == 2)
             return PyList_Append(held, session);
         if (verdict <= 0)
             return verdict;
+    } else {
+        PyObject *value = PyObject_GetAttr(session, s_held);
+        if (value == NULL)
+            return -1;
+        int is_held = value != Py_None;
+        Py_DECREF(value);
+        if (is_held)
+            return PyList_Append(held, session);
     }
 
     PyObject *writer = PyObject_GetAttr(session, s_writer);
@@ -139,7 +144,7 @@ deliver_session(PyObject *session, PyObject *frame, int direct, PyObject *held,
         return -1;
     int done = direct ? send_direct(writer, frame) : 0;
     if (done == 0) {
-        value = PyObject_CallMethodOneArg(writer, s_push, frame);
+        PyObject *value = PyObject_CallMethodOneArg(writer, s_push, frame);
         done = value == NULL ? -1 : 1;
         Py_XDECREF(value);
     }

@@ -6,7 +6,8 @@ sessions) and returns the sessions that must decide for themselves: those
 holding live events (see ``Session.hold``) and, for a stream event (``seq``
 above 0), those whose ``high`` (see ``handed.py``) does not know the
 conversation or is below ``seq - 1`` (a gap); the caller hands the frame to
-those. A stream event at or below a session's ``high`` is a duplicate and is
+those. For a stream event one attribute tells both: a session's ``high`` is
+None while it holds. A stream event at or below a session's ``high`` is a duplicate and is
 not sent; one at ``high + 1`` moves ``high``. A session whose writer raised is
 appended to ``failed`` with the exception, and the walk goes on: the caller
 closes that connection (its client resumes) and the others are not short of
@@ -72,15 +73,16 @@ def deliver_py(
             continue
         for session in list(sessions):
             try:
-                if session.held is not None:
-                    held.append(session)
-                elif seq:
-                    high = session.high.get(conversation_id)
-                    if high is None or seq > high + 1:
-                        held.append(session)
-                    elif seq == high + 1:
-                        session.high[conversation_id] = seq
+                if seq:
+                    seqs = session.high
+                    last = None if seqs is None else seqs.get(conversation_id)
+                    if seqs is None or last is None or seq > last + 1:
+                        held.append(session)  # holding, a new conversation, or a gap
+                    elif seq == last + 1:
+                        seqs[conversation_id] = seq
                         session.writer.push(frame)
+                elif session.held is not None:
+                    held.append(session)
                 else:
                     session.writer.push(frame)
             except Exception as exc:

@@ -20,10 +20,11 @@ database before it hands on anything after it.
 - A replay hands on the events outside the span (a client may ask again for
   what lies below ``low``, never for what it was already handed) and widens it.
 
-``high`` is a plain dict that the compiled fan-out reads and writes in place
-(``_delivery.c``): it admits ``high + 1`` and drops what is at or below it, and
-leaves everything else (a conversation not yet in ``high``, a gap) to
-``live``.
+``high`` is a plain dict that the fan-out reads and writes in place (a
+session's ``high`` attribute is this dict, or None while the session holds
+live events; ``_delivery.c``): it admits ``high + 1``, drops what is at or
+below it, and leaves everything else (a conversation not yet in ``high``, a
+gap, a holding session) to the session.
 """
 
 from __future__ import annotations

@@ -73,7 +73,10 @@ class Session:
         self.held: list[Held] | None = []
         self._held_bytes = 0
         self.handed = Handed()
-        self.high = self.handed.high  # read and written by the fan-out (delivery.py)
+        # What the fan-out reads (delivery.py): the dict of the highest seq per
+        # conversation, moved in place as events go out; None while live
+        # events are held, so that one attribute read tells both.
+        self.high: dict[str, int] | None = None
         # Live frames of a conversation waiting behind a gap being filled.
         self._filling: dict[str, list[tuple[int, bytes]]] | None = None
         self._filling_bytes = 0
@@ -88,7 +91,7 @@ class Session:
         self.attached = True
         loop = asyncio.get_running_loop()
         self._hold_timer: asyncio.TimerHandle | None = loop.call_later(
-            gateway.limits.resume_window, self._release
+            gateway.limits.resume_window, self._window_passed
         )
 
     # Outbound ------------------------------------------------------------
@@ -120,9 +123,31 @@ class Session:
         # The writer goes at once, not with the close: an event handed on
         # after the events dropped here would leave the client a hole.
         self.writer.discard()
-        self.held = None
+        self._hold(False)
         self._filling = None
         self.connection.overflow()
+
+    def _hold(self, on: bool) -> None:
+        """Start or stop holding live events (``held`` and ``high`` change together)."""
+        if on:
+            if self.held is None:
+                self.held = []
+                self._held_bytes = 0
+            self.high = None
+        else:
+            self.held = None
+            self._held_bytes = 0
+            self.high = self.handed.high
+
+    def _window_passed(self) -> None:
+        """``resume_window`` after connecting: release, unless a first command came.
+
+        A command that arrived (perhaps a ``resume``, waiting its turn on a
+        busy server) decides instead, when it is handled.
+        """
+        self._hold_timer = None
+        if not self._inbox and self._task is None:
+            self._release()
 
     def _stop_hold_timer(self) -> None:
         if self._hold_timer is not None:
@@ -131,8 +156,8 @@ class Session:
 
     def _release(self) -> None:
         """Stop holding live events; deliver the held ones the client does not have."""
-        held, self.held = self.held, None
-        self._held_bytes = 0
+        held = self.held
+        self._hold(False)
         self._stop_hold_timer()
         if held:
             for conversation_id, seq, frame in held:
@@ -160,7 +185,8 @@ class Session:
                 filling = self._filling = {}
             filling[conversation_id] = [(seq, frame)]
             self._filling_bytes += len(frame)
-            self.gateway.spawn(self._fill_gap(conversation_id, self.high[conversation_id], seq))
+            after = self.handed.high[conversation_id]
+            self.gateway.spawn(self._fill_gap(conversation_id, after, seq))
 
     async def _fill_gap(self, conversation_id: str, after: int, upto: int) -> None:
         """Read the events after ``after`` up to ``upto`` from the database, then go on."""
@@ -176,7 +202,7 @@ class Session:
         self._filling_bytes -= sum(len(frame) for _, frame in waiting)
         if self.closed:
             return
-        if (not found or found[0].seq != after + 1) and self.high.get(cid, 0) < upto - 1:
+        if (not found or found[0].seq != after + 1) and self.handed.high.get(cid, 0) < upto - 1:
             # The database could not be read (or lacks what the seqs promise),
             # and no replay has covered the gap meanwhile: handing on the
             # events after it would leave the client a hole it could not tell
@@ -214,7 +240,7 @@ class Session:
         # commits. Commands not yet started are dropped (never acked).
         self.closed = True
         self._stop_hold_timer()
-        self.held = None
+        self._hold(False)
         self._filling = None
         self._inbox.clear()
 
@@ -310,9 +336,7 @@ class Session:
 
     async def _resume(self, command: Resume) -> None:
         self._stop_hold_timer()
-        if self.held is None:
-            self.held = []
-            self._held_bytes = 0
+        self._hold(True)
         try:
             replays = await self.gateway.chat.replay(self.user_id, command.cursors)
         except BaseException:
