@@ -265,6 +265,16 @@ class RawClient:
         cls.opened.append(client)
         return client
 
+    @staticmethod
+    async def connect_raw(port: int, request: str) -> bytes:
+        """Send a hand-written handshake; return the head of the server's answer."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(request.encode())
+            return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        finally:
+            writer.close()
+
     async def frame(self, timeout: float = 5) -> tuple[int, bytes]:
         """(opcode, payload) of the next frame from the server (never masked)."""
         head = await asyncio.wait_for(self.reader.readexactly(2), timeout)

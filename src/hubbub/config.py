@@ -34,9 +34,18 @@ class ConfigError(Exception):
 _ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
 
 
+def normal_origin(origin: str) -> str:
+    """An origin as browsers send it: lower case, no default port, no trailing slash."""
+    origin = origin.strip().rstrip("/").lower()
+    for scheme, port in (("http://", ":80"), ("https://", ":443")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin[: -len(port)]
+    return origin
+
+
 def cors_origins(raw: str, production: bool) -> tuple[str, ...]:
     """``HUBBUB_CORS_ORIGINS``: origins as a browser sends them (scheme://host[:port])."""
-    origins = tuple(dict.fromkeys(o.strip().rstrip("/") for o in raw.split(",") if o.strip()))
+    origins = tuple(dict.fromkeys(normal_origin(o) for o in raw.split(",") if o.strip()))
     for origin in origins:
         if origin == "*":
             if production:

@@ -10,7 +10,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from hubbub.config import ConfigError, cors_origins
-from tests.support import ServerProcess, auth, token
+from tests.support import RawClient, ServerProcess, auth, token
 
 APP = "http://localhost:3000"
 
@@ -113,9 +113,27 @@ def test_the_origin_list_is_checked_when_read() -> None:
         "https://b.example",
     )
     assert cors_origins("*", production=False) == ("*",)
+    # As browsers send them: lower case, no default port.
+    assert cors_origins("https://App.Example.com:443,http://x:80,http://x:8080", False) == (
+        "https://app.example.com",
+        "http://x",
+        "http://x:8080",
+    )
     with pytest.raises(ConfigError, match="dev mode only"):
         cors_origins("*", production=True)
     with pytest.raises(ConfigError, match="not an origin"):
         cors_origins("app.example.com", production=False)
     with pytest.raises(ConfigError, match="not an origin"):
         cors_origins("https://app.example.com/path", production=False)
+
+
+async def test_a_handshake_with_two_origin_headers_is_refused(cors_server: ServerProcess) -> None:
+    raw = await RawClient.connect_raw(
+        cors_server.port,
+        f"GET /ws?token={token('cd')} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Origin: {APP}\r\nOrigin: https://evil.example\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    assert raw.startswith(b"HTTP/1.1 400"), raw
+    assert httpx.get(cors_server.url + "/health").status_code == 200  # and the server is fine

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from hubbub import __version__
 from hubbub.api import errors
@@ -115,7 +115,7 @@ class Api:
             *upload_operations(self),
         ]
 
-    def app(self) -> Starlette:
+    def app(self) -> ASGIApp:
         operations = self.operations()
         spec = encode(build_spec(operations, __version__))
 
@@ -125,27 +125,26 @@ class Api:
         routes = [Route(op.path, op.handler, methods=[op.method]) for op in operations]
         routes.append(Route("/openapi.json", openapi, methods=["GET"]))
         routes.append(Route("/ws", self.ws_without_upgrade, methods=["GET"]))
-        middleware = []
-        origins = self.hubbub.settings.cors_origins
-        if origins:  # unset: no CORS headers, so browsers allow only the same origin
-            middleware.append(
-                Middleware(
-                    CORSMiddleware,
-                    allow_origins=list(origins),
-                    allow_methods=sorted({op.method for op in operations}),
-                    allow_headers=CORS_REQUEST_HEADERS,
-                    expose_headers=CORS_EXPOSED_HEADERS,
-                    allow_credentials=False,  # bearer tokens, never cookies
-                    max_age=CORS_MAX_AGE,
-                )
-            )
-        return Starlette(
+        app = Starlette(
             routes=routes,
-            middleware=middleware,
             exception_handlers={
                 HubbubError: errors.on_domain_error,
                 404: errors.on_http_error,
                 405: errors.on_http_error,
                 Exception: errors.on_unexpected,
             },
+        )
+        origins = self.hubbub.settings.cors_origins
+        if not origins:  # no CORS headers: browsers allow only the same origin
+            return app
+        # Outside Starlette's own middleware, so that its 500 answers carry the
+        # headers too (the page can then read them).
+        return CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_methods=sorted({op.method for op in operations}),
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            allow_credentials=False,  # bearer tokens, never cookies
+            max_age=CORS_MAX_AGE,
         )

@@ -17,13 +17,14 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
 
-from websockets.datastructures import Headers
+from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from hubbub.errors import Forbidden, HubbubError, NotFound, Unauthorized
+from hubbub.config import normal_origin
+from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound, Unauthorized
 from hubbub.gateway.session import Session
 from hubbub.gateway.writer import BacklogReporting, Writer
 from hubbub.protocol import events
@@ -56,9 +57,10 @@ def _origin_allowed(headers: Headers, allowed: tuple[str, ...]) -> bool:
     origin = headers.get("Origin")
     if not allowed or "*" in allowed or origin is None:
         return True
-    origin = origin.rstrip("/")
+    origin = normal_origin(origin)
     host = headers.get("Host")
-    return origin in allowed or (host is not None and origin.split("://", 1)[-1] == host)
+    own = host is not None and origin.split("://", 1)[-1] == host.lower()
+    return origin in allowed or own
 
 
 def _bearer(headers: Headers) -> str | None:
@@ -229,10 +231,16 @@ class Connection(BacklogReporting):
         if path != WS_PATH:
             self._reject(404, NotFound(f"no WebSocket endpoint at {path}; use {WS_PATH}"))
             return
-        if not _origin_allowed(request.headers, gateway.settings.cors_origins):
+        try:
+            allowed = _origin_allowed(request.headers, gateway.settings.cors_origins)
+            bearer = _bearer(request.headers)
+        except MultipleValuesError as exc:
+            self._reject(400, Invalid(f"the header {exc} appears more than once"))
+            return
+        if not allowed:
             self._reject(403, Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)"))
             return
-        token = parse_qs(query).get("token", [None])[0] or _bearer(request.headers)
+        token = parse_qs(query).get("token", [None])[0] or bearer
         try:
             identity = gateway.verifier.verify(token)
         except Unauthorized as exc:
