@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from hubbub.config import ConfigError, cors_origins
+from tests.conftest import serve_in_process
 from tests.support import RawClient, ServerProcess, auth, token
 
 APP = "http://localhost:3000"
@@ -137,3 +139,20 @@ async def test_a_handshake_with_two_origin_headers_is_refused(cors_server: Serve
     )
     assert raw.startswith(b"HTTP/1.1 400"), raw
     assert httpx.get(cors_server.url + "/health").status_code == 200  # and the server is fine
+
+
+async def test_an_unexpected_error_still_carries_the_allow_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with serve_in_process(tmp_path, cors_origins=(APP,)) as ip:
+
+        async def broken(*_: object, **__: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(ip.app.chat, "history", broken)
+        async with httpx.AsyncClient(base_url=ip.url) as http:
+            r = await http.get(
+                "/api/v1/conversations/c_x/messages", headers={**auth("cx"), "Origin": APP}
+            )
+        assert r.status_code == 500 and r.json()["error"]["code"] == "internal"
+        assert r.headers["access-control-allow-origin"] == APP  # the page can read the error
