@@ -12,6 +12,14 @@ from hubbub.errors import HubbubError
 log = logging.getLogger("hubbub")
 
 
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """A refusal (the database is away) in one line; anything else with its traceback."""
+    if isinstance(exc, HubbubError):
+        logger.warning("%s: %s", what, exc.message)
+    else:
+        logger.error("%s", what, exc_info=exc)
+
+
 class TaskSet:
     def __init__(self, what: str) -> None:
         self.what = what
@@ -30,10 +38,8 @@ class TaskSet:
         if task.cancelled():
             return
         exc = task.exception()
-        if isinstance(exc, HubbubError):  # a refusal (the database is away): one line
-            log.warning("%s failed: %s", self.what, exc.message)
-        elif exc is not None:
-            log.error("%s failed", self.what, exc_info=exc)
+        if exc is not None:
+            log_failure(log, f"{self.what} failed", exc)
 
     async def drain(self) -> None:
         """Wait until every task (and any it started) is done."""

@@ -80,15 +80,14 @@ class Connection(BacklogReporting):
         # The hard ceiling: beyond it websockets closes with 1009. Between
         # max_frame_bytes and it, the frame is refused with a too_large error
         # and the connection stays open.
-        self._ceiling = max(limits.max_frame_bytes * 4, 1 << 20)
-        self._ws = ServerProtocol(max_size=self._ceiling, logger=log)
+        # websockets bounds the whole message (all its fragments) by max_size.
+        self._ws = ServerProtocol(max_size=max(limits.max_frame_bytes * 4, 1 << 20), logger=log)
         self._server_connections: set[Any] = (
             server_state.connections if server_state is not None else set()
         )
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self._fragments: list[bytes] = []
-        self._fragment_size = 0
         self._binary = False
         self._closing = False
         self._eof_written = False
@@ -289,14 +288,10 @@ class Connection(BacklogReporting):
         assert session is not None
         if frame.opcode is not Opcode.CONT:
             self._fragments = []
-            self._fragment_size = 0
             self._binary = frame.opcode is Opcode.BINARY
-        limit = self.gateway.limits.max_frame_bytes
-        self._fragment_size += len(frame.data)
-        # Kept up to the hard ceiling (a single frame may be that large too),
-        # so that a message refused as too large is still answered with its id.
-        if self._fragment_size <= self._ceiling:
-            self._fragments.append(bytes(frame.data))
+        # Kept whole (under the hard ceiling), so that a message refused as too
+        # large by parse() is still answered with its id.
+        self._fragments.append(bytes(frame.data))
         if not frame.fin:
             return
         fragments, self._fragments = self._fragments, []
@@ -304,7 +299,5 @@ class Connection(BacklogReporting):
             session.send(
                 events.error(None, "invalid", "binary frames are not supported; send JSON text")
             )
-        elif self._fragment_size > self._ceiling:
-            session.send(events.error(None, "too_large", f"frame exceeds {limit} bytes"))
-        else:  # parse() refuses what is over the limit, naming its id
+        else:  # parse() refuses what is over max_frame_bytes, naming its id
             session.on_text(fragments[0] if len(fragments) == 1 else b"".join(fragments))

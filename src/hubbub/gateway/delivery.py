@@ -7,11 +7,11 @@ holding live events (see ``Session.hold``) and, for a stream event (``seq``
 above 0), those whose ``high`` (see ``handed.py``) does not know the
 conversation or is below ``seq - 1`` (a gap); the caller hands the frame to
 those. For a stream event one attribute tells both: a session's ``high`` is
-None while it holds. A stream event at or below a session's ``high`` is a duplicate and is
-not sent; one at ``high + 1`` moves ``high``. A session whose writer raised is
-appended to ``failed`` with the exception, and the walk goes on: the caller
-closes that connection (its client resumes) and the others are not short of
-the frame. Every other session gets the frame:
+None while it holds. A stream event at or below a session's ``high`` is a
+duplicate and is not sent; one at ``high + 1`` moves ``high``. A session whose
+writer raised is appended to ``failed`` with the exception, and the walk goes
+on: the caller closes that connection (its client resumes) and the others are
+not short of the frame. Every other session gets the frame:
 
 - with ``direct`` true and an idle writer (``busy`` false, a socket ``fd``,
   a transport that is not closing), it is sent at once with one ``send()``;

@@ -77,7 +77,8 @@ _MEMBERSHIP = ("member.joined", "member.left")
 
 
 def _about(event: Event, user: str) -> bool:
-    return bool(event.data) and event.data.get("user_id") == user  # type: ignore[union-attr]
+    data = event.data
+    return data is not None and data.get("user_id") == user
 
 
 class Handed:

@@ -20,8 +20,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from hubbub.broker.base import Delivery
-from hubbub.errors import HubbubError
-from hubbub.tasks import TaskSet
+from hubbub.tasks import TaskSet, log_failure
 
 log = logging.getLogger("hubbub.gateway")
 
@@ -115,11 +114,8 @@ class Sequencer:
         limit = min(max(pending) - last, FETCH_LIMIT)
         try:
             missing = await self._fetch(cid, last, limit)
-        except HubbubError as exc:  # the database is away
-            log.warning("could not fetch events after %s of %s: %s", last, cid, exc.message)
-            missing = []
-        except Exception:
-            log.exception("could not fetch events after %s of %s", last, cid)
+        except Exception as exc:
+            log_failure(log, f"could not fetch events after {last} of {cid}", exc)
             missing = []
         for delivery in missing:
             if delivery.seq == self._last[cid] + 1:
@@ -153,11 +149,8 @@ class Sequencer:
         for cid in list(self._last):
             try:
                 missed = await self._fetch(cid, self._last[cid], FETCH_LIMIT)
-            except HubbubError as exc:
-                log.warning("catch-up failed for %s: %s", cid, exc.message)
-                continue
-            except Exception:
-                log.exception("catch-up failed for %s", cid)
+            except Exception as exc:
+                log_failure(log, f"catch-up failed for {cid}", exc)
                 continue
             for delivery in missed:
                 self(delivery)

@@ -178,9 +178,14 @@ async def _join(
     )
 
 
+async def _lock(conn: Conn, cid: str) -> None:
+    """Take the conversation's row lock (membership changes and sends serialise on it)."""
+    await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", cid)
+
+
 async def _lock_members(conn: Conn, cid: str) -> list[str]:
     """Members, under the conversation's row lock (membership changes serialise)."""
-    await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", cid)
+    await _lock(conn, cid)
     return await member_ids(conn, cid)
 
 
@@ -200,7 +205,7 @@ async def _set_role(
 ) -> list[StreamEvent]:
     # The conversation first, then its member rows, as a send takes them:
     # the other order could deadlock with a send by this member.
-    await conn.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", cid)
+    await _lock(conn, cid)
     await conn.execute(
         "UPDATE members SET role = $1 WHERE conversation_id = $2 AND user_id = $3",
         role,
