@@ -10,20 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from hubbub.clock import ManualClock
 from hubbub.config import Settings
 from hubbub.server import Hubbub
-from tests.support import SECRET, Client, RawClient, ServerProcess, free_port
+from tests.support import SECRET, FrameClient, RawClient, ServerProcess, free_port
 
 
 @pytest.fixture(autouse=True)
 async def _close_clients() -> AsyncIterator[None]:
     """Close every client a test opened, so no socket outlives its test."""
     yield
-    while Client.opened:
-        await Client.opened.pop().ws.close()
+    while FrameClient.opened:
+        await FrameClient.opened.pop().close()
     while RawClient.opened:
         await RawClient.opened.pop().close()
     gc.collect()
@@ -81,7 +80,7 @@ async def serve_in_process(tmp_path: Path, **settings: Any) -> AsyncIterator[InP
         **settings,
     }
     app = Hubbub(Settings(**values), clock)
-    server = uvicorn.Server(app.uvicorn_config())
+    server = app.uvicorn_server()
     await app.start()
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -105,42 +105,32 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class Client:
-    """A WebSocket client speaking hubbub's JSON frames."""
+class FrameClient:
+    """A client speaking hubbub's JSON frames, over whichever transport."""
 
-    opened: ClassVar[list[Client]] = []  # closed by the conftest after each test
+    opened: ClassVar[list[FrameClient]] = []  # closed by the conftest after each test
 
-    def __init__(self, ws: ClientConnection, hello: dict[str, Any]) -> None:
-        self.ws = ws
+    def __init__(self, hello: dict[str, Any]) -> None:
         self.hello = hello
         self._next = 0
         self._backlog: list[dict[str, Any]] = []  # frames a request() passed over
 
-    @classmethod
-    async def connect(cls, server: ServerProcess, user: str, **kw: Any) -> Client:
-        return await cls.connect_url(server.ws_url, user, **kw)
+    async def _write(self, text: str) -> None:
+        raise NotImplementedError
 
-    @classmethod
-    async def connect_url(cls, url: str, user: str, tok: str | None = None, **kw: Any) -> Client:
-        # No bound on frames waiting to be read: a test that reads few of them
-        # must still see the server's close frame when it closes.
-        ws = await websockets.connect(f"{url}?token={tok or token(user, **kw)}", max_queue=None)
-        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert hello["type"] == "hello"
-        client = cls(ws, hello)
-        cls.opened.append(client)
-        return client
+    async def _read(self, timeout: float) -> dict[str, Any]:
+        raise NotImplementedError
 
     async def send(self, frame: dict[str, Any]) -> Any:
         self._next += 1
         frame.setdefault("id", self._next)
-        await self.ws.send(json.dumps(frame))
+        await self._write(json.dumps(frame))
         return frame["id"]
 
     async def recv(self, timeout: float = 5) -> dict[str, Any]:
         if self._backlog:
             return self._backlog.pop(0)
-        return dict(json.loads(await asyncio.wait_for(self.ws.recv(), timeout)))
+        return await self._read(timeout)
 
     async def recv_type(self, kind: str, timeout: float = 5) -> dict[str, Any]:
         """The next frame of this type; frames of other types stay queued for recv."""
@@ -149,8 +139,7 @@ class Client:
                 return self._backlog.pop(i)
         deadline = time.monotonic() + timeout
         while True:
-            remaining = max(0.01, deadline - time.monotonic())
-            frame = dict(json.loads(await asyncio.wait_for(self.ws.recv(), remaining)))
+            frame = await self._read(max(0.01, deadline - time.monotonic()))
             if frame["type"] == kind:
                 return frame
             self._backlog.append(frame)
@@ -161,8 +150,7 @@ class Client:
         deadline = time.monotonic() + timeout
         passed = []
         while True:
-            remaining = max(0.01, deadline - time.monotonic())
-            reply = dict(json.loads(await asyncio.wait_for(self.ws.recv(), remaining)))
+            reply = await self._read(max(0.01, deadline - time.monotonic()))
             if reply["type"] in ("ack", "error") and reply.get("id") == rid:
                 self._backlog += passed
                 return reply
@@ -193,14 +181,153 @@ class Client:
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                raw = await asyncio.wait_for(self.ws.recv(), remaining)
+                frames.append(await self._read(remaining))
             except TimeoutError:
                 break
-            frames.append(dict(json.loads(raw)))
         return frames
 
     async def close(self) -> None:
+        raise NotImplementedError
+
+
+class Client(FrameClient):
+    """A WebSocket client."""
+
+    def __init__(self, ws: ClientConnection, hello: dict[str, Any]) -> None:
+        super().__init__(hello)
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, server: ServerProcess, user: str, **kw: Any) -> Client:
+        return await cls.connect_url(server.ws_url, user, **kw)
+
+    @classmethod
+    async def connect_url(cls, url: str, user: str, tok: str | None = None, **kw: Any) -> Client:
+        # No bound on frames waiting to be read: a test that reads few of them
+        # must still see the server's close frame when it closes.
+        ws = await websockets.connect(f"{url}?token={tok or token(user, **kw)}", max_queue=None)
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert hello["type"] == "hello"
+        client = cls(ws, hello)
+        cls.opened.append(client)
+        return client
+
+    async def _write(self, text: str) -> None:
+        await self.ws.send(text)
+
+    async def _read(self, timeout: float) -> dict[str, Any]:
+        return dict(json.loads(await asyncio.wait_for(self.ws.recv(), timeout)))
+
+    async def close(self) -> None:
         await self.ws.close()
+
+
+class StreamClosed(Exception):
+    """The server ended an HTTP stream (``event: close``), or it broke off."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(f"stream closed: {code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class SseClient(FrameClient):
+    """A client of the HTTP fallback transport: ``GET /sse`` down, ``POST`` up.
+
+    ``post_url`` may name another process than the stream's (no sticky sessions).
+    """
+
+    def __init__(self, http: httpx.AsyncClient, tok: str, post_url: str) -> None:
+        super().__init__({})
+        self.http = http
+        self.token = tok
+        self.post_url = post_url
+        self.keepalives = 0
+        self._frames: asyncio.Queue[dict[str, Any] | StreamClosed] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        user: str,
+        tok: str | None = None,
+        post_to: str | None = None,
+        **kw: Any,
+    ) -> SseClient:
+        tok = tok or token(user, **kw)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10, read=None))
+        client = cls(http, tok, post_to or url)
+        request = http.build_request(
+            "GET", url + "/sse", headers={"Authorization": "Bearer " + tok}
+        )
+        response = await http.send(request, stream=True)
+        assert response.status_code == 200, (response.status_code, await response.aread())
+        assert response.headers["content-type"].startswith("text/event-stream")
+        client._reader = asyncio.create_task(client._read_stream(response))
+        hello = await client._read(5)
+        assert hello["type"] == "hello", hello
+        client.hello = hello
+        cls.opened.append(client)
+        return client
+
+    async def _read_stream(self, response: httpx.Response) -> None:
+        event, data = "message", ""
+        end = StreamClosed(None, "the stream broke off")
+        try:
+            async for line in response.aiter_lines():
+                if line.startswith(":"):
+                    self.keepalives += 1
+                elif line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = line[6:]
+                elif line == "" and data:
+                    if event == "close":
+                        closing = json.loads(data)
+                        end = StreamClosed(closing["code"], closing["reason"])
+                    else:
+                        self._frames.put_nowait(json.loads(data))
+                    event, data = "message", ""
+        except httpx.HTTPError:
+            pass
+        finally:
+            self._frames.put_nowait(end)
+            await response.aclose()
+
+    async def _read(self, timeout: float) -> dict[str, Any]:
+        item = await asyncio.wait_for(self._frames.get(), timeout)
+        if isinstance(item, StreamClosed):
+            self._frames.put_nowait(item)  # every later read sees the end too
+            raise item
+        return item
+
+    async def post(self, body: bytes, tok: str | None = None) -> httpx.Response:
+        return await self.http.post(
+            f"{self.post_url}/sse/{self.hello['connection_id']}",
+            content=body,
+            headers={"Authorization": "Bearer " + (tok or self.token)},
+        )
+
+    async def _write(self, text: str) -> None:
+        response = await self.post(text.encode())
+        assert response.status_code == 202, response.text
+
+    async def closed(self, timeout: float = 5) -> StreamClosed:
+        """Read on until the stream ends; return how it ended."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                await self._read(max(0.01, deadline - time.monotonic()))
+        except StreamClosed as end:
+            return end
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.http.aclose()
 
 
 def create_group(server: ServerProcess, owner: str, members: list[str], title: str = "g") -> str:

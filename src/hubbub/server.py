@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 import sys
+from collections.abc import Callable
 
 import uvicorn
 
@@ -124,8 +126,11 @@ class Hubbub:
             backlog=4096,
         )
 
+    def uvicorn_server(self) -> uvicorn.Server:
+        return _Server(self.uvicorn_config(), self.gateway.close_streams)
+
     async def serve(self) -> None:
-        server = uvicorn.Server(self.uvicorn_config())
+        server = self.uvicorn_server()
         await self.start()
         tune_gc()
         log.info(
@@ -140,6 +145,21 @@ class Hubbub:
             await server.serve()
         finally:
             await self.stop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the HTTP streams first when it shuts down.
+
+    uvicorn waits for open responses to finish; an event stream never would.
+    """
+
+    def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._before_shutdown()
+        await super().shutdown(sockets)
 
 
 def run(settings: Settings) -> None:

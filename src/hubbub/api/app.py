@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from hubbub import __version__
 from hubbub.api import errors
+from hubbub.api.fallback import fallback_routes
 from hubbub.api.http import encode, json_response
 from hubbub.api.openapi import Operation, build_spec
 from hubbub.api.schema import Health
@@ -125,6 +126,7 @@ class Api:
         routes = [Route(op.path, op.handler, methods=[op.method]) for op in operations]
         routes.append(Route("/openapi.json", openapi, methods=["GET"]))
         routes.append(Route("/ws", self.ws_without_upgrade, methods=["GET"]))
+        routes.extend(fallback_routes(self.hubbub.gateway))
         app = Starlette(
             routes=routes,
             exception_handlers={

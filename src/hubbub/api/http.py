@@ -23,18 +23,24 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
-async def read_json(request: Request, kind: type[T]) -> T:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, refused as ``too_large`` past ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise TooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body exceeds {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise TooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+        if size > limit:
+            raise TooLarge(f"request body exceeds {limit} bytes")
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, kind: type[T]) -> T:
+    body = await read_body(request, MAX_BODY_BYTES)
     try:
-        return msgspec.json.decode(b"".join(chunks), type=kind)
+        return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
         raise Invalid(str(exc)) from None
     except msgspec.DecodeError as exc:

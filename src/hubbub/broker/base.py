@@ -26,10 +26,16 @@ class Delivery:
 
 Handler = Callable[[Delivery], None]
 
+Relayed = tuple[str, str, bytes]
+"""Commands for a session of another process: (connection id, user id, frames)."""
+RelayHandler = Callable[[Relayed], None]
+
 
 class Broker(Protocol):
     healthy: bool
     """False while the broker cannot reach the other processes."""
+    origin: str
+    """This process's name among the others (``p_...``)."""
 
     async def start(self) -> None: ...
 
@@ -43,3 +49,13 @@ class Broker(Protocol):
 
     def on_reconnect(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the broker is back after an outage (events may be lost)."""
+
+    async def relay(self, node: str, message: Relayed) -> bool:
+        """Hand ``message`` to the process named ``node`` alone.
+
+        False if no such process listens; raises ``Unavailable`` if the
+        others cannot be reached.
+        """
+
+    def on_relay(self, handler: RelayHandler) -> None:
+        """Call ``handler`` for every message relayed to this process."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hubbub.broker.base import Delivery, Handler
+from hubbub.broker.base import Delivery, Handler, Relayed, RelayHandler
+from hubbub.ids import new_id
 
 
 class MemoryBroker:
     healthy = True
 
     def __init__(self) -> None:
+        self.origin = new_id("p")
         self._handlers: list[Handler] = []
 
     async def start(self) -> None:
@@ -28,3 +30,9 @@ class MemoryBroker:
 
     def on_reconnect(self, callback: Callable[[], None]) -> None:
         return None  # never disconnected
+
+    async def relay(self, node: str, message: Relayed) -> bool:
+        return False  # the only process
+
+    def on_relay(self, handler: RelayHandler) -> None:
+        return None  # nothing is relayed to the only process

@@ -2,7 +2,9 @@
 
 Every process publishes committed events on one channel and subscribes to it;
 each keeps the events some local connection needs (the hub filters by
-recipient). Local recipients are served at once, without a round trip
+recipient). Each process also listens on a channel of its own, which carries
+commands posted to another process for an HTTP-stream session it holds
+(``relay``). Local recipients are served at once, without a round trip
 through Redis, so a Redis outage leaves every process serving its own
 connections. Events published while Redis is away are lost to the other
 processes; the database has them, and on reconnect each process catches up
@@ -14,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hubbub.broker.base import Delivery, Handler
+from hubbub.broker.base import Delivery, Handler, Relayed, RelayHandler
+from hubbub.errors import Unavailable
 from hubbub.ids import new_id
 
 log = logging.getLogger("hubbub.broker")
@@ -31,6 +35,7 @@ BATCH = 256
 BACKOFF_MAX = 2.0
 
 Envelope = tuple[str, str, int, tuple[str, ...], bytes]
+NODE_NAME = re.compile(r"p_[0-9a-f]{27}")
 
 
 class RedisBroker:
@@ -38,14 +43,18 @@ class RedisBroker:
         self.url = url
         self.channel = channel
         self.origin = new_id("p")
+        self.node_channel = self._node_channel(self.origin)
         self.healthy = False
         self.dropped = 0
         self._handlers: list[Handler] = []
+        self._relay_handlers: list[RelayHandler] = []
+        self._relay_client: aioredis.Redis | None = None
         self._reconnected: list[Callable[[], None]] = []
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(OUTBOX)
         self._tasks: list[asyncio.Task[None]] = []
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(Envelope)
+        self._relay_decoder = msgspec.msgpack.Decoder(Relayed)
         self._subscribed = asyncio.Event()
 
     async def start(self) -> None:
@@ -63,6 +72,8 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._handlers.clear()
+        if self._relay_client is not None:
+            await self._relay_client.aclose()
 
     def subscribe(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -85,6 +96,27 @@ class RedisBroker:
             self._outbox.put_nowait(self._encoder.encode(envelope))
         except asyncio.QueueFull:
             self.dropped += 1
+
+    def _node_channel(self, node: str) -> str:
+        return f"{self.channel}:{node}"
+
+    def on_relay(self, handler: RelayHandler) -> None:
+        self._relay_handlers.append(handler)
+
+    async def relay(self, node: str, message: Relayed) -> bool:
+        if not NODE_NAME.fullmatch(node):
+            return False
+        if self._relay_client is None:
+            self._relay_client = aioredis.from_url(self.url)
+        try:
+            listeners = await self._relay_client.publish(
+                self._node_channel(node), self._encoder.encode(message)
+            )
+        except (RedisError, OSError) as exc:
+            raise Unavailable(
+                f"the process holding this session cannot be reached: {exc}"
+            ) from None
+        return bool(listeners)
 
     async def _publish_loop(self) -> None:
         client = aioredis.from_url(self.url)
@@ -112,11 +144,12 @@ class RedisBroker:
     async def _listen(self) -> None:
         backoff = 0.1
         lost = False
+        node_channel = self.node_channel.encode()
         while True:
             client = aioredis.from_url(self.url, health_check_interval=5)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.subscribe(self.channel, self.node_channel)
                     self.healthy = True
                     self._subscribed.set()
                     backoff = 0.1
@@ -129,7 +162,11 @@ class RedisBroker:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=1.0
                         )
-                        if message is not None:
+                        if message is None:
+                            continue
+                        if message["channel"] == node_channel:
+                            self._relayed(message["data"])
+                        else:
                             self._receive(message["data"])
             except (RedisError, OSError) as exc:
                 if self.healthy:
@@ -153,3 +190,12 @@ class RedisBroker:
         delivery = Delivery(cid, seq, recipients, payload)
         for handler in self._handlers:
             handler(delivery)
+
+    def _relayed(self, data: bytes) -> None:
+        try:
+            message = self._relay_decoder.decode(data)
+        except msgspec.DecodeError:
+            log.warning("ignored a malformed relayed message")
+            return
+        for handler in self._relay_handlers:
+            handler(message)

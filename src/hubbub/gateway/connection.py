@@ -23,8 +23,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from hubbub.config import normal_origin
 from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound, Unauthorized
+from hubbub.gateway.handshake import bearer, origin_allowed
 from hubbub.gateway.session import Session
 from hubbub.gateway.writer import BacklogReporting, Writer
 from hubbub.protocol import events
@@ -47,29 +47,6 @@ HEARTBEAT_TIMEOUT = 4408
 TOO_SLOW = 4409
 
 
-def _origin_allowed(headers: Headers, allowed: tuple[str, ...]) -> bool:
-    """With an origin list, a browser's handshake must come from one of them.
-
-    Clients that send no ``Origin`` (mobile apps, servers) are let through,
-    and so is a page served from this server's own origin. With no list, any
-    origin may connect, as tokens travel in the request, never in cookies.
-    """
-    origin = headers.get("Origin")
-    if not allowed or "*" in allowed or origin is None:
-        return True
-    origin = normal_origin(origin)
-    host = headers.get("Host")
-    own = host is not None and origin.split("://", 1)[-1] == host.lower()
-    return origin in allowed or own
-
-
-def _bearer(headers: Headers) -> str | None:
-    value = headers.get("Authorization")
-    if value and value[:7].lower() == "bearer ":
-        return value[7:].strip()
-    return None
-
-
 class Connection(BacklogReporting):
     gateway: ClassVar[Gateway]
 
@@ -87,6 +64,7 @@ class Connection(BacklogReporting):
         )
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
+        self.writer: Writer | None = None  # the session's, while there is one
         self._fragments: list[bytes] = []
         self._binary = False
         self._closing = False
@@ -121,7 +99,7 @@ class Connection(BacklogReporting):
         self._write_protocol_output()
 
     def backlog_writer(self) -> Writer | None:
-        return None if self.session is None else self.session.writer
+        return None if self.session is None else self.writer
 
     def eof_received(self) -> bool | None:
         self._ws.receive_eof()
@@ -231,15 +209,18 @@ class Connection(BacklogReporting):
             self._reject(404, NotFound(f"no WebSocket endpoint at {path}; use {WS_PATH}"))
             return
         try:
-            allowed = _origin_allowed(request.headers, gateway.settings.cors_origins)
-            bearer = _bearer(request.headers)
+            headers = request.headers
+            allowed = origin_allowed(
+                headers.get("Origin"), headers.get("Host"), gateway.settings.cors_origins
+            )
+            header_token = bearer(headers.get("Authorization"))
         except MultipleValuesError as exc:
             self._reject(400, Invalid(f"the header {exc} appears more than once"))
             return
         if not allowed:
             self._reject(403, Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)"))
             return
-        token = parse_qs(query).get("token", [None])[0] or bearer
+        token = parse_qs(query).get("token", [None])[0] or header_token
         try:
             identity = gateway.verifier.verify(token)
         except Unauthorized as exc:
@@ -259,6 +240,7 @@ class Connection(BacklogReporting):
         writer = Writer(
             self.transport, gateway.flusher, gateway.limits.outbound_buffer_bytes, self.overflow
         )
+        self.writer = writer
         session = Session(gateway, identity, writer, self, uuid.uuid4().hex)
         self.session = session
         session.send(gateway.hello(session))

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from hubbub.auth import TokenVerifier
-from hubbub.broker.base import Broker
+from hubbub.auth import Identity, TokenVerifier
+from hubbub.broker.base import Broker, Relayed
 from hubbub.clock import Clock, iso_ms, now_ms
 from hubbub.config import Settings
-from hubbub.gateway.connection import HEARTBEAT_TIMEOUT, UNAUTHORIZED, Connection
+from hubbub.gateway.connection import HEARTBEAT_TIMEOUT, SERVICE_RESTART, UNAUTHORIZED, Connection
 from hubbub.gateway.hub import Hub
 from hubbub.gateway.sequencer import Sequencer
 from hubbub.gateway.session import Session
+from hubbub.gateway.stream import Stream
 from hubbub.gateway.writer import Flusher
 from hubbub.protocol import events
 from hubbub.service.chat import ChatService
@@ -42,6 +44,9 @@ class Gateway:
         self.presence = presence
         self.verifier = verifier
         self.clock = clock
+        self.broker = broker
+        self.node = broker.origin
+        self.streams: dict[str, Stream] = {}  # HTTP-stream sessions by connection id
         self.hub = Hub()
         self.sequencer = Sequencer(self.hub.deliver, chat.missed)
         self.flusher: Flusher
@@ -49,6 +54,7 @@ class Gateway:
         self._loops: list[asyncio.Task[None]] = []
         broker.subscribe(self.sequencer)
         broker.on_reconnect(self.resync)
+        broker.on_relay(self._relayed)
 
     def connection_class(self) -> type[Connection]:
         """The asyncio protocol class uvicorn instantiates per WebSocket."""
@@ -71,6 +77,46 @@ class Gateway:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a task of a connection's (kept alive, failures logged, cancelled on stop)."""
         self._tasks.spawn(coro)
+
+    def close_streams(self) -> None:
+        """On shutdown: end every HTTP stream (uvicorn would wait for them)."""
+        for stream in list(self.streams.values()):
+            stream.close(SERVICE_RESTART, "server restarting")
+
+    def open_stream(self, identity: Identity) -> Stream:
+        """A session on the HTTP fallback transport (``stream.py``)."""
+        stream = Stream(self)
+        # Named after this process, so that a post reaching another finds it.
+        connection_id = f"{self.node}.{uuid.uuid4().hex}"
+        session = Session(self, identity, stream.writer, stream, connection_id)
+        stream.session = session
+        self.streams[connection_id] = stream
+        session.send(self.hello(session))
+        self.attach(session)
+        return stream
+
+    async def post(self, connection_id: str, user_id: str, frames: bytes) -> bool:
+        """Hand posted frames to their HTTP-stream session, wherever it is.
+
+        False if no such session of this user is known (here, or to the
+        process the id names).
+        """
+        node = connection_id.partition(".")[0]
+        if node == self.node:
+            return self._commands((connection_id, user_id, frames))
+        return await self.broker.relay(node, (connection_id, user_id, frames))
+
+    def _commands(self, message: Relayed) -> bool:
+        connection_id, user_id, frames = message
+        stream = self.streams.get(connection_id)
+        session = None if stream is None else stream.session
+        if stream is None or session is None or session.user_id != user_id:
+            return False
+        return stream.commands(frames)
+
+    def _relayed(self, message: Relayed) -> None:
+        if not self._commands(message):
+            log.info("posted commands for a session that is gone: %s", message[0])
 
     def resync(self) -> None:
         """After a broker outage: deliver what was missed, and ask clients to resume."""

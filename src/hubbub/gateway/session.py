@@ -1,4 +1,7 @@
-"""One authenticated WebSocket connection: commands in order, replies, resume.
+"""One authenticated connection: commands in order, replies, resume.
+
+The transport under it is a WebSocket (``connection.py``) or an HTTP stream
+(``stream.py``); the session is the same for both.
 
 Commands from one connection are handled strictly in arrival order. Consecutive
 ``message.send`` commands that queued up while the previous batch was being
@@ -19,7 +22,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from hubbub.auth import Identity
 from hubbub.errors import HubbubError, Unavailable
@@ -44,9 +47,7 @@ from hubbub.protocol.wsframe import text_frame
 from hubbub.service.models import SendItem
 
 if TYPE_CHECKING:
-    from hubbub.gateway.connection import Connection
     from hubbub.gateway.server import Gateway
-    from hubbub.gateway.writer import Writer
 
 log = logging.getLogger("hubbub.gateway")
 
@@ -56,13 +57,44 @@ NOT_YOURS = b""  # in place of a frame: a seq of the stream that is not for this
 Held = tuple[str, int, bytes]
 
 
+class Link(Protocol):
+    """What a session needs of its transport: a WebSocket, or an HTTP stream."""
+
+    def close(self, code: int, reason: str) -> None: ...
+
+    def ping(self) -> None: ...
+
+    def overflow(self) -> None:
+        """Close as too slow (4409), soon."""
+
+    def fail(self) -> None:
+        """Close with an internal error (1011), soon."""
+
+    def pause_reading(self, pause: bool) -> None:
+        """Take no more commands for now (or again)."""
+
+
+class Outbound(Protocol):
+    """A transport's outbound queue, as the session and the fan-out use it."""
+
+    closed: bool
+
+    def push(self, data: bytes) -> None:
+        """Queue one or more encoded WebSocket frames."""
+
+    def flush(self) -> None: ...
+
+    def discard(self) -> None:
+        """Drop what is queued and accept nothing more."""
+
+
 class Session:
     def __init__(
         self,
         gateway: Gateway,
         identity: Identity,
-        writer: Writer,
-        connection: Connection,
+        writer: Outbound,
+        connection: Link,
         connection_id: str,
     ) -> None:
         self.gateway = gateway

@@ -122,15 +122,20 @@ def _request_id(obj: dict[str, Any]) -> RequestId:
     return None
 
 
+def request_id(data: bytes) -> RequestId:
+    """The ``id`` of a frame that is not parsed further (None if it has none)."""
+    try:
+        return _request_id({"id": _id_only.decode(data).id})
+    except msgspec.DecodeError:
+        return None
+
+
 def parse(data: bytes | str, max_bytes: int) -> Command:
     """Turn one text frame into a command, or raise ProtocolError."""
     if len(data) > max_bytes:
         # The reply still names the request, so the client stops waiting for
         # it (the frame is under the connection's hard ceiling to get here).
-        try:
-            rid = _request_id({"id": _id_only.decode(data).id})
-        except msgspec.DecodeError:
-            rid = None
+        rid = request_id(data.encode() if isinstance(data, str) else data)
         raise ProtocolError(TooLarge(f"frame exceeds {max_bytes} bytes"), rid)
     try:
         obj = _decoder.decode(data)

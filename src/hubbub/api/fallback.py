@@ -1,0 +1,97 @@
+"""The HTTP fallback transport's routes: ``GET /sse`` and ``POST /sse/{connection_id}``.
+
+The stream and the session behind it are the gateway's (``gateway/stream.py``);
+these routes authenticate like ``/ws`` (a bearer header, or ``?token=`` where
+the browser's API allows no header), check the ``Origin`` like ``/ws``, and
+hand a post's frames to its session, in this process or, through the broker,
+in the one that holds the stream: a load balancer need not be sticky.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from hubbub.api.errors import STATUS, error_response
+from hubbub.api.http import json_response, read_body
+from hubbub.auth import Identity
+from hubbub.errors import Forbidden, HubbubError, NotFound
+from hubbub.gateway.handshake import bearer, origin_allowed
+
+if TYPE_CHECKING:
+    from hubbub.gateway.server import Gateway
+    from hubbub.gateway.stream import Stream
+
+SSE_PATH = "/sse"
+POST_CEILING = 1 << 20  # bytes of frames in one post
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+]
+
+
+def _identity(gateway: Gateway, request: Request) -> Identity:
+    headers = request.headers
+    if not origin_allowed(
+        headers.get("origin"), headers.get("host"), gateway.settings.cors_origins
+    ):
+        raise Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)")
+    token = request.query_params.get("token") or bearer(headers.get("authorization"))
+    return gateway.verifier.verify(token)
+
+
+class StreamEndpoint:
+    """``GET /sse``: one session, its frames as Server-Sent Events."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            identity = _identity(self.gateway, Request(scope, receive))
+        except HubbubError as exc:
+            await error_response(STATUS[exc.code], exc.code, exc.message)(scope, receive, send)
+            return
+        stream = self.gateway.open_stream(identity)
+        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+
+        async def body(chunk: bytes) -> None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        watcher = asyncio.create_task(_watch(receive, stream))
+        try:
+            await stream.run(body)
+        finally:
+            watcher.cancel()
+        with contextlib.suppress(OSError):  # the client may be gone
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch(receive: Receive, stream: Stream) -> None:
+    """End the stream's session when its client disconnects."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    stream.writer.gone()
+
+
+def fallback_routes(gateway: Gateway) -> list[Route]:
+    async def post(request: Request) -> Response:
+        identity = _identity(gateway, request)
+        body = await read_body(request, POST_CEILING)
+        connection_id = request.path_params["connection_id"]
+        if not await gateway.post(connection_id, identity.user_id, body):
+            raise NotFound("no such stream session: open a new one and resume")
+        frames = sum(1 for line in body.splitlines() if line.strip())
+        return json_response({"accepted": frames}, 202)
+
+    return [
+        Route(SSE_PATH, StreamEndpoint(gateway), methods=["GET"]),
+        Route(SSE_PATH + "/{connection_id}", post, methods=["POST"]),
+    ]

@@ -1,0 +1,220 @@
+"""The HTTP fallback transport's session end: Server-Sent Events down, POST up.
+
+A client that cannot hold a WebSocket opens ``GET /sse`` and reads the same
+JSON frames as ``/ws`` would send, one SSE message each (``data: {...}``); it
+posts its commands to ``POST /sse/{connection_id}``, one frame per line. The
+HTTP routes are in ``api/fallback.py``; this module is what the session sees:
+
+- ``StreamWriter`` stands where a WebSocket ``Writer`` stands. The fan-out
+  hands it the WebSocket-framed bytes every recipient gets; it takes the JSON
+  back out of the frame and queues it as an SSE message. It is always
+  ``busy``, so the fan-out never sends to it directly. What waits longer than
+  the client reads is bounded like a WebSocket's backlog: past
+  ``outbound_buffer_bytes`` the session ends as too slow (4409).
+- ``Stream`` stands where a WebSocket ``Connection`` stands: it ends the
+  session with a final ``event: close`` carrying the WebSocket close code,
+  and answers the heartbeat. A client cannot answer a ping on an SSE stream,
+  so a stream is alive while it keeps taking what is written to it: a ping
+  finds it alive when nothing written before it is still waiting.
+
+Between events, a comment line goes out every ``KEEPALIVE`` seconds, so that
+proxies which cut idle responses (60 s is common) keep the stream open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from hubbub.gateway.connection import INTERNAL_ERROR, TOO_SLOW
+from hubbub.protocol import events
+from hubbub.protocol.commands import request_id
+
+if TYPE_CHECKING:
+    from hubbub.gateway.server import Gateway
+    from hubbub.gateway.session import Session
+
+KEEPALIVE = 15.0  # seconds of silence before a comment line goes out
+KEEPALIVE_LINE = b": keepalive\n\n"
+Send = Callable[[bytes], Awaitable[None]]
+
+
+def unframe(data: bytes) -> Iterator[bytes]:
+    """The payloads of the unmasked server frames in ``data`` (``wsframe``)."""
+    at, end = 0, len(data)
+    while at < end:
+        n = data[at + 1] & 0x7F
+        if n < 126:
+            start = at + 2
+        elif n == 126:
+            n = int.from_bytes(data[at + 2 : at + 4], "big")
+            start = at + 4
+        else:
+            n = int.from_bytes(data[at + 2 : at + 10], "big")
+            start = at + 10
+        yield data[start : start + n]
+        at = start + n
+
+
+def sse_message(payload: bytes, event: str | None = None) -> bytes:
+    """One SSE message; ``payload`` is one line of JSON (no raw newlines)."""
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + payload + b"\n\n"
+
+
+class StreamWriter:
+    """The outbound queue of an HTTP stream, drained by its response."""
+
+    # Read by the fan-out (delivery.py): never a direct send.
+    busy = True
+    fd = -1
+    transport = None
+
+    def __init__(self, limit: int, on_overflow: Callable[[], None]) -> None:
+        self._limit = limit
+        self._on_overflow = on_overflow
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._ready = asyncio.Event()
+        self.closed = False
+        self.ended = False  # the final chunk is queued; the response ends after it
+        self.sending = False  # the response is writing a chunk the client has not taken
+
+    def push(self, data: bytes) -> None:
+        if self.closed:
+            return
+        for payload in unframe(data):
+            chunk = sse_message(payload)
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+        self._ready.set()
+        if self._size > self._limit:
+            self._overflow()
+
+    def flush(self) -> None:
+        """Nothing to do: the response writes as soon as something is queued."""
+
+    def discard(self) -> None:
+        """Drop what is queued and accept nothing more (the close follows)."""
+        self.closed = True
+        self._chunks.clear()
+        self._size = 0
+
+    def end(self, last: bytes, keep: bool) -> None:
+        """Queue ``last`` after what waits (or instead of it); the response ends after it."""
+        if self.ended:
+            return
+        if not keep:
+            self._chunks.clear()
+        self._chunks.append(last)
+        self.closed = self.ended = True
+        self._ready.set()
+
+    def gone(self) -> None:
+        """The client went: the response ends now."""
+        self.discard()
+        self.ended = True
+        self._ready.set()
+
+    @property
+    def idle(self) -> bool:
+        return not self._chunks and not self.sending
+
+    def _overflow(self) -> None:
+        self.discard()
+        self._on_overflow()
+
+    async def drain(self, send: Send) -> None:
+        """Write what is queued as it comes, with keep-alive comments, until the end."""
+        while True:
+            if not self._chunks:
+                if self.ended:
+                    return
+                self._ready.clear()
+                try:
+                    await asyncio.wait_for(self._ready.wait(), KEEPALIVE)
+                except TimeoutError:
+                    self._chunks.append(KEEPALIVE_LINE)
+                continue
+            chunks, self._chunks = self._chunks, []
+            self._size = 0
+            self.sending = True
+            try:
+                await send(b"".join(chunks))
+            finally:
+                self.sending = False
+
+
+class Stream:
+    """The connection end of one HTTP-stream session (see the module's text)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.writer = StreamWriter(gateway.limits.outbound_buffer_bytes, self.overflow)
+        self.session: Session | None = None
+        self.paused = False
+
+    def close(self, code: int, reason: str) -> None:
+        session = self.session
+        if session is None or self.writer.ended:
+            return
+        self.gateway.detach(session)
+        last = sse_message(msgspec.json.encode({"code": code, "reason": reason}), "close")
+        self.writer.end(last, keep=code != TOO_SLOW)
+
+    def ping(self) -> None:
+        """Alive if everything written before this ping has been taken."""
+        session = self.session
+        if session is not None and self.writer.idle:
+            session.ping_sent_at = None
+            session.last_activity = self.gateway.clock.monotonic()
+
+    def overflow(self) -> None:
+        asyncio.get_running_loop().call_soon(self.close, TOO_SLOW, "too slow: resume to recover")
+
+    def fail(self) -> None:
+        asyncio.get_running_loop().call_soon(
+            self.close, INTERNAL_ERROR, "internal error: reconnect and resume"
+        )
+
+    def pause_reading(self, pause: bool) -> None:
+        """Too many commands wait: further posts are refused until they are handled."""
+        self.paused = pause
+
+    def commands(self, body: bytes) -> bool:
+        """The frames of one POST, one per line, in order; False if the session is gone.
+
+        While too many commands wait (``pending_commands``, where a WebSocket
+        would stop reading), each frame is answered ``rate_limited`` instead.
+        """
+        session = self.session
+        if session is None or session.closed:
+            return False
+        if self.paused:
+            for line in body.splitlines():
+                if line.strip():
+                    refusal = "too many commands waiting; slow down"
+                    session.send(events.error(request_id(line), "rate_limited", refusal))
+            return True
+        session.last_activity = self.gateway.clock.monotonic()
+        session.ping_sent_at = None
+        for line in body.splitlines():
+            if line.strip():
+                session.on_text(line)
+        return True
+
+    async def run(self, send: Send) -> None:
+        """Serve the session until it ends or the client goes; then forget it."""
+        session = self.session
+        assert session is not None
+        try:
+            await self.writer.drain(send)
+        finally:
+            self.writer.gone()
+            session.on_close()
+            self.gateway.detach(session)
+            self.gateway.streams.pop(session.connection_id, None)
+            self.session = None
