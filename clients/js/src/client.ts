@@ -1,0 +1,842 @@
+/**
+ * The client: one connection at a time (WebSocket, or the SSE fallback),
+ * reconnected forever with capped, fully jittered backoff, resumed with the
+ * cursors on every connect; the outbox retried until acked; tokens renewed
+ * before they expire.
+ */
+import { Connection } from "./connection.js";
+import { Emitter, type Unsubscribe } from "./emitter.js";
+import { HubbubError, isPermanent } from "./errors.js";
+import type {
+  AckFrame,
+  Conversation,
+  EventOf,
+  Hello,
+  HubbubEvent,
+  HubbubEventType,
+  Message,
+  MessageKind,
+  ResumeStatus,
+  SendStatus,
+  ServerEvent,
+  StreamEvent,
+  TransportKind,
+} from "./events.js";
+import { isStreamEvent } from "./events.js";
+import { Outbox, ReceiptTracker, type OutboxEntry, type OutgoingMessage } from "./outbox.js";
+import { RestClient } from "./rest.js";
+import { JsonSlot, MemoryStorage, type KeyValueStorage } from "./storage.js";
+import { Streams } from "./stream.js";
+import { TokenManager } from "./token.js";
+import { SseTransport } from "./transport/sse.js";
+import type { FetchLike, Transport, WebSocketConstructor } from "./transport/types.js";
+import { CLOSE_UNAUTHORIZED } from "./transport/types.js";
+import { WebSocketTransport } from "./transport/websocket.js";
+import { IncomingTyping, OutgoingTyping, type TypingHandle } from "./typing.js";
+
+export interface ClientOptions {
+  /** The server's base URL, `https://chat.example.com` (ws(s):// is accepted too). */
+  url: string;
+  /** Returns a fresh JWT for the user; called before the current one expires and after a 401/4401. */
+  getToken: () => string | Promise<string>;
+  /** Transports in order of preference. Default `["websocket", "sse"]`. */
+  transports?: TransportKind[];
+  /** WebSocket constructor (Node < 22: `ws`'s). Default: `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** fetch implementation. Default: `globalThis.fetch`. */
+  fetch?: FetchLike;
+  /** Where cursors and the outbox are kept. Default: memory. */
+  storage?: KeyValueStorage;
+  /** Prefix of the storage keys; the token's `sub` is appended. Default `"hubbub"`. */
+  storageKey?: string;
+  /** Reconnect backoff: delay = random(0, min(maxMs, baseMs * 2^attempt)). Defaults 500 and 10000. */
+  reconnect?: { baseMs?: number; maxMs?: number };
+  /** Reply timeout of requests (ms). Default 15000. */
+  requestTimeoutMs?: number;
+  /** A connection that has not said hello by then has failed (ms). Default 10000. */
+  openTimeoutMs?: number;
+  /** Silence before the client pings (ms). Default: the server's heartbeat_interval_ms. */
+  heartbeatMs?: number;
+  /** How long a ping may go unanswered before the connection is dropped (ms). Default 10000. */
+  pingTimeoutMs?: number;
+  /** Failed WebSocket attempts in a row before falling back to SSE. Default 2. */
+  fallbackAfterFailures?: number;
+  /** While on SSE, try WebSocket again after this long (ms). Default 300000 (5 min). */
+  webSocketRetryMs?: number;
+  /** Report `delivered` for messages as they arrive. Default true. */
+  autoDelivered?: boolean;
+  /** Listen to the browser's `online` and `visibilitychange` events. Default true where they exist. */
+  browserEvents?: boolean;
+  /** The typing handle sends `stop` after this much idle time (ms). Default 3000. */
+  typingIdleMs?: number;
+}
+
+export interface SendOptions {
+  body?: string;
+  kind?: Exclude<MessageKind, "system">;
+  attachments?: string[];
+  reply_to?: string | null;
+  /** Your own idempotency key; default a random one. */
+  client_msg_id?: string;
+}
+
+type Frame = { type: string; [key: string]: unknown };
+
+const RESUME_CHUNK = 1000;
+const HISTORY_PAGE = 100;
+
+function randomId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+}
+
+function baseUrlOf(url: string): string {
+  return url
+    .replace(/^ws(s?):\/\//, "http$1://")
+    .replace(/\/ws\/?$/, "")
+    .replace(/\/+$/, "");
+}
+
+export class HubbubClient {
+  /** The REST API (conversations, history, uploads, search, ...) with the client's token. */
+  readonly rest: RestClient;
+  /** Resolves once cursors and the outbox are loaded from storage. */
+  readonly ready: Promise<void>;
+
+  private readonly emitter = new Emitter();
+  private readonly tokens: TokenManager;
+  private readonly baseUrl: string;
+  private readonly fetchImpl: FetchLike;
+  private readonly transports: TransportKind[];
+  private readonly storage: KeyValueStorage;
+  private readonly streams: Streams;
+  private readonly outbox: Outbox;
+  private readonly tracker = new ReceiptTracker();
+  private readonly incomingTyping: IncomingTyping;
+  private readonly outgoingTyping = new Map<string, OutgoingTyping>();
+
+  private current: Connection | null = null;
+  private connecting = false;
+  private rotating = false;
+  private closedByApp = false;
+  private online = true;
+  private attempt = 0;
+  private failedAttempts = 0;
+  private failures: Record<TransportKind, number> = { websocket: 0, sse: 0 };
+  private transportIndex = 0;
+  private fellBackAt = 0;
+  private lastHello: Hello | null = null;
+  private userId: string | null = null;
+  private requestIds = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  private upgradeTimer: ReturnType<typeof setTimeout> | null = null;
+  private outboxTimer: ReturnType<typeof setTimeout> | null = null;
+  private deliveredTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private deliveredSent = new Map<string, number>();
+  private removeBrowserListeners: () => void = () => {};
+  private _state: "connecting" | "connected" | "disconnected" | "closed" = "disconnected";
+
+  constructor(private readonly options: ClientOptions) {
+    if (!options.url) throw new TypeError("connect(): url is required");
+    if (typeof options.getToken !== "function") throw new TypeError("connect(): getToken is required");
+    this.baseUrl = baseUrlOf(options.url);
+    const f = options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch;
+    this.fetchImpl = f ? (((...args: Parameters<FetchLike>) => f(...args)) as FetchLike) : ((() => Promise.reject(new Error("no fetch available"))) as FetchLike);
+    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    this.transports = (options.transports ?? ["websocket", "sse"]).filter((t) => t !== "websocket" || !!WS);
+    if (!this.transports.length) throw new TypeError("connect(): no usable transport (pass a WebSocket constructor)");
+    this.storage = options.storage ?? new MemoryStorage();
+    this.tokens = new TokenManager(options.getToken);
+    this.rest = new RestClient(this.baseUrl, this.tokens, this.fetchImpl, (c) => this.streams.know(c.id, c.last_seq));
+    this.incomingTyping = new IncomingTyping(
+      (e) => this.emit(e),
+      () => this.lastHello?.typing_ttl_ms ?? 6000,
+    );
+    // The storage keys carry the user id, read from the first token.
+    const storagePrefix = this.tokens.get().then(
+      (info) => {
+        this.userId = info.claims.sub ?? null;
+        return `${options.storageKey ?? "hubbub"}:${info.claims.sub ?? ""}:`;
+      },
+      (error) => {
+        this.warn("getToken() failed", error);
+        return `${options.storageKey ?? "hubbub"}::`;
+      },
+    );
+    this.streams = new Streams(new JsonSlot(this.storage, storagePrefix.then((p) => p + "cursors")), {
+      deliver: (e) => this.delivered(e),
+      gap: (id) => this.fillGap(id),
+      me: () => this.userId,
+    });
+    this.outbox = new Outbox(new JsonSlot(this.storage, storagePrefix.then((p) => p + "outbox")));
+    // send() may be called before storage answers: those entries are kept too.
+    this.ready = Promise.all([this.streams.load(), this.outbox.load()]).then(() => {});
+    this.listenToBrowser();
+    void this.ready.then(() => this.connectSoon(0));
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /** `connecting`, `connected` (hello received), `disconnected` (waiting to reconnect) or `closed`. */
+  get state(): "connecting" | "connected" | "disconnected" | "closed" {
+    return this._state;
+  }
+
+  /** The transport of the current connection, or null. */
+  get transport(): TransportKind | null {
+    return this.current?.kind ?? null;
+  }
+
+  /** The last hello (limits, typing_ttl_ms, user_id); null before the first connection. */
+  get hello(): Hello | null {
+    return this.lastHello;
+  }
+
+  /** The user id (from the token, then from hello). */
+  get user(): string | null {
+    return this.userId;
+  }
+
+  /** How many times getToken() was called. */
+  get tokenRequests(): number {
+    return this.tokens.calls;
+  }
+
+  /** Listen to one event type, or `"*"` for all. Returns the function that stops listening. */
+  on<K extends HubbubEventType>(type: K, listener: (event: EventOf<K>) => void): Unsubscribe;
+  on(type: "*", listener: (event: HubbubEvent) => void): Unsubscribe;
+  on(type: string, listener: (event: never) => void): Unsubscribe {
+    return this.emitter.on(type as HubbubEventType, listener as (event: HubbubEvent) => void);
+  }
+
+  /** The next event of this type (matching `predicate`), within `timeoutMs` (default: no limit). */
+  once<K extends HubbubEventType>(type: K, predicate?: (event: EventOf<K>) => boolean, timeoutMs?: number): Promise<EventOf<K>> {
+    return new Promise((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const off = this.on(type, (event) => {
+        if (predicate && !predicate(event)) return;
+        off();
+        if (timer) clearTimeout(timer);
+        resolve(event);
+      });
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          off();
+          reject(new HubbubError("timeout", `no ${type} event within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+    });
+  }
+
+  /**
+   * Send a message. It goes to the outbox at once (status `pending`) and is
+   * retried with the same client_msg_id, in order per conversation, until the
+   * server acks it (`sent`); then `delivered` and `read` follow the other
+   * members' receipts. Works offline.
+   */
+  send(conversationId: string, message: string | SendOptions): OutgoingMessage {
+    const o: SendOptions = typeof message === "string" ? { body: message } : message;
+    const entry: OutboxEntry = {
+      client_msg_id: o.client_msg_id ?? randomId(),
+      conversation_id: conversationId,
+      body: o.body ?? "",
+      created_at: Date.now(),
+    };
+    if (o.kind) entry.kind = o.kind;
+    if (o.attachments) entry.attachments = o.attachments;
+    if (o.reply_to) entry.reply_to = o.reply_to;
+    const handle = this.outbox.add(entry);
+    this.outgoingTyping.get(conversationId)?.reset();
+    this.emitStatus(handle, "pending");
+    this.flushOutbox();
+    return handle;
+  }
+
+  /** Messages sent and not acked yet, in send order. */
+  pending(): OutboxEntry[] {
+    return this.outbox.list();
+  }
+
+  /** The handle of a message still in the outbox (also one restored from storage). */
+  outgoing(clientMsgId: string): OutgoingMessage | undefined {
+    return this.outbox.get(clientMsgId);
+  }
+
+  /** Send any request frame over the connection; resolves with its ack. Fails at once when not connected. */
+  request(frame: Frame, timeoutMs?: number): Promise<AckFrame> {
+    if (!this.current) return Promise.reject(new HubbubError("not_connected", `cannot send ${frame.type}: not connected`));
+    return this.current.request(frame, timeoutMs);
+  }
+
+  async editMessage(messageId: string, body: string): Promise<Message> {
+    if (this.current) return (await this.request({ type: "message.edit", message_id: messageId, body })).message as Message;
+    return this.rest.editMessage(messageId, body);
+  }
+
+  async deleteMessage(messageId: string): Promise<Message> {
+    if (this.current) return (await this.request({ type: "message.delete", message_id: messageId })).message as Message;
+    return this.rest.deleteMessage(messageId);
+  }
+
+  async react(messageId: string, emoji: string): Promise<{ changed: boolean; count: number }> {
+    return this.reaction(messageId, emoji, true);
+  }
+
+  async unreact(messageId: string, emoji: string): Promise<{ changed: boolean; count: number }> {
+    return this.reaction(messageId, emoji, false);
+  }
+
+  /** Move your read pointer (default: to the last event the client has). */
+  markRead(conversationId: string, seq?: number): Promise<{ moved: boolean }> {
+    return this.pointer(conversationId, "read", seq);
+  }
+
+  /** Move your delivered pointer (done for you when `autoDelivered` is on). */
+  markDelivered(conversationId: string, seq?: number): Promise<{ moved: boolean }> {
+    return this.pointer(conversationId, "delivered", seq);
+  }
+
+  /** The typing handle of a conversation: call `keystroke()` on input, `stop()` when done. */
+  typing(conversationId: string): TypingHandle {
+    let handle = this.outgoingTyping.get(conversationId);
+    if (!handle) {
+      handle = new OutgoingTyping(
+        (state) => {
+          this.current?.request({ type: "typing", conversation_id: conversationId, state }).catch(() => {});
+        },
+        () => this.lastHello?.typing_ttl_ms ?? 6000,
+        this.options.typingIdleMs ?? 3000,
+      );
+      this.outgoingTyping.set(conversationId, handle);
+    }
+    return handle;
+  }
+
+  /** Who is typing in a conversation now (the other members). */
+  typingUsers(conversationId: string): string[] {
+    return this.incomingTyping.users(conversationId);
+  }
+
+  /** The last seq the app was handed for a conversation. */
+  cursor(conversationId: string): number | undefined {
+    return this.streams.cursor(conversationId);
+  }
+
+  cursors(): Record<string, number> {
+    return this.streams.all();
+  }
+
+  // REST shortcuts (see `rest` for everything).
+  listConversations() {
+    return this.rest.listConversations();
+  }
+  getConversation(id: string) {
+    return this.rest.getConversation(id);
+  }
+  createConversation(request: Parameters<RestClient["createConversation"]>[0]) {
+    return this.rest.createConversation(request);
+  }
+  /** Open (or get) the direct conversation with a user. */
+  openDirect(userId: string) {
+    return this.rest.createConversation({ kind: "direct", members: [userId] });
+  }
+  history(conversationId: string, query?: Parameters<RestClient["history"]>[1]) {
+    return this.rest.history(conversationId, query);
+  }
+  search(q: string, query?: Parameters<RestClient["search"]>[1]) {
+    return this.rest.search(q, query);
+  }
+  upload(file: Parameters<RestClient["upload"]>[0], name?: string) {
+    return this.rest.upload(file, name);
+  }
+  presence(userIds: string[]) {
+    return this.rest.presence(userIds);
+  }
+
+  /**
+   * Reconnect now, skipping the backoff wait (network back, app in the
+   * foreground). When connected, checks the connection with a ping instead.
+   */
+  reconnectNow(): void {
+    if (this.closedByApp) return;
+    if (this.current) {
+      this.current.probe(5000);
+      return;
+    }
+    this.attempt = 0;
+    this.connectSoon(0);
+  }
+
+  /** Tell the client whether the device is online (React Native: NetInfo). Offline, it stops trying. */
+  setOnline(online: boolean): void {
+    const was = this.online;
+    this.online = online;
+    if (!online) {
+      if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+    } else if (!was || !this.current) {
+      this.reconnectNow();
+    }
+  }
+
+  /** Close for good: no more reconnects. Outbox entries stay in storage for the next client. */
+  close(): void {
+    if (this.closedByApp) return;
+    this.closedByApp = true;
+    this.removeBrowserListeners();
+    for (const t of [this.reconnectTimer, this.refreshTimer, this.upgradeTimer, this.outboxTimer]) if (t) clearTimeout(t);
+    for (const t of this.deliveredTimers.values()) clearTimeout(t);
+    this.deliveredTimers.clear();
+    for (const typing of this.outgoingTyping.values()) typing.reset();
+    this.incomingTyping.clear();
+    const conn = this.current;
+    this.current = null;
+    conn?.close(1000, "client closed");
+    this.outbox.abandon(new HubbubError("closed", "the client was closed before the message was acked"));
+    this.setState("closed", null);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private emit(event: HubbubEvent): void {
+    this.emitter.emit(event);
+  }
+
+  private warn(message: string, error?: unknown): void {
+    this.emit({ type: "warning", message, error });
+  }
+
+  private setState(state: HubbubClient["_state"], transport: TransportKind | null, code?: number, reason?: string): void {
+    this._state = state;
+    const event: EventOf<"state"> = { type: "state", state, transport };
+    if (code !== undefined) event.code = code;
+    if (reason !== undefined) event.reason = reason;
+    this.emit(event);
+  }
+
+  // ---- connecting ----
+
+  private connectSoon(delayMs: number): void {
+    if (this.closedByApp || this.current || this.connecting) return;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      void this.connectOnce();
+    }, delayMs);
+  }
+
+  private backoffDelay(): number {
+    const base = this.options.reconnect?.baseMs ?? 500;
+    const max = this.options.reconnect?.maxMs ?? 10_000;
+    const ceiling = Math.min(max, base * 2 ** Math.min(this.attempt, 20));
+    this.attempt += 1;
+    return Math.random() * ceiling; // full jitter
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closedByApp || !this.online) return;
+    this.connectSoon(this.backoffDelay());
+  }
+
+  private pickTransport(): TransportKind {
+    const kinds = this.transports;
+    if (kinds.length === 1) return kinds[0]!;
+    const wsRetry = this.options.webSocketRetryMs ?? 300_000;
+    let kind = kinds[this.transportIndex % kinds.length]!;
+    if (kind !== "websocket" && kinds.includes("websocket") && Date.now() - this.fellBackAt >= wsRetry) {
+      this.transportIndex = kinds.indexOf("websocket");
+      this.failures.websocket = 0;
+      kind = "websocket";
+    }
+    return kind;
+  }
+
+  private noteFailure(kind: TransportKind): void {
+    this.failures[kind] += 1;
+    const limit = this.options.fallbackAfterFailures ?? 2;
+    if (this.transports.length > 1 && this.failures[kind] >= limit) {
+      this.failures[kind] = 0;
+      this.transportIndex = (this.transports.indexOf(kind) + 1) % this.transports.length;
+      const next = this.transports[this.transportIndex]!;
+      if (kind === "websocket") this.fellBackAt = Date.now();
+      this.warn(`${kind} failed ${limit} times in a row: trying ${next}`);
+    }
+  }
+
+  private newConnection(kind: TransportKind, token: string): Connection {
+    const transport: Transport =
+      kind === "websocket"
+        ? new WebSocketTransport((this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket)!, {
+            baseUrl: this.baseUrl,
+            token,
+          })
+        : new SseTransport(this.fetchImpl, { baseUrl: this.baseUrl, token });
+    return new Connection(transport, {
+      nextId: () => ++this.requestIds,
+      requestTimeoutMs: this.options.requestTimeoutMs ?? 15_000,
+      openTimeoutMs: this.options.openTimeoutMs ?? 10_000,
+      pingTimeoutMs: this.options.pingTimeoutMs ?? 10_000,
+      heartbeatMs: this.options.heartbeatMs,
+      onOpen: (conn, hello) => this.adopt(conn, hello),
+      onFrame: (conn, frame) => {
+        if (conn === this.current) this.frame(conn, frame);
+      },
+      onClose: (conn, code, reason) => this.connectionClosed(conn, code, reason),
+    });
+  }
+
+  private async connectOnce(): Promise<void> {
+    if (this.closedByApp || this.current || this.connecting || !this.online) return;
+    this.connecting = true;
+    this.setState("connecting", null);
+    let conn: Connection | null = null;
+    try {
+      const info = await this.tokens.get();
+      if (this.closedByApp) return;
+      conn = this.newConnection(this.pickTransport(), info.token);
+      await conn.opened;
+    } catch (error) {
+      if (this.closedByApp) return;
+      if (conn) {
+        this.noteFailure(conn.kind);
+        // A browser cannot see a handshake's 401: after a few failures in a
+        // row, the next attempt asks for a fresh token too.
+        this.failedAttempts += 1;
+        if (conn.closeCode === CLOSE_UNAUTHORIZED || this.failedAttempts % (this.options.fallbackAfterFailures ?? 2) === 0) {
+          this.tokens.invalidate();
+        }
+      } else {
+        this.warn("could not get a token", error);
+      }
+      this.connecting = false;
+      this.setState("disconnected", null);
+      this.scheduleReconnect();
+      return;
+    } finally {
+      this.connecting = false;
+    }
+  }
+
+  /** A connection said hello: it becomes the client's connection (replacing any other). */
+  private adopt(conn: Connection, hello: Hello): void {
+    if (this.closedByApp) {
+      conn.close(1000, "client closed");
+      return;
+    }
+    const old = this.current;
+    this.current = conn;
+    this.lastHello = hello;
+    this.userId = hello.user_id;
+    this.attempt = 0;
+    this.failedAttempts = 0;
+    this.failures[conn.kind] = 0;
+    const serverTime = Date.parse(hello.server_time);
+    if (Number.isFinite(serverTime)) this.tokens.skewMs = serverTime - Date.now();
+    old?.drain();
+    this.setState("connected", conn.kind);
+    this.scheduleTokenRefresh();
+    this.scheduleUpgrade(conn);
+    void this.resumeAll(conn).then((statuses) => {
+      if (statuses && conn === this.current) this.emit({ type: "resumed", transport: conn.kind, hello, conversations: statuses });
+    });
+    this.flushOutbox();
+    // Learn of conversations this client did not know (added while away).
+    this.rest.listConversations().catch((error) => this.warn("listing conversations failed", error));
+  }
+
+  private connectionClosed(conn: Connection, code: number, reason: string): void {
+    if (!conn.hello) return; // a failed attempt: connectOnce() handles it
+    if (conn !== this.current) return; // a replaced connection
+    this.current = null;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (this.upgradeTimer) clearTimeout(this.upgradeTimer);
+    for (const typing of this.outgoingTyping.values()) typing.reset();
+    if (code === CLOSE_UNAUTHORIZED) this.tokens.invalidate();
+    if (this.closedByApp) return;
+    this.setState("disconnected", null, code, reason);
+    this.scheduleReconnect();
+  }
+
+  /** Before the token expires: a fresh token, a new connection, then the old one goes. */
+  private scheduleTokenRefresh(): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    const info = this.tokens.info;
+    if (!info || !Number.isFinite(info.refreshAt)) return;
+    const delay = Math.max(0, info.refreshAt - this.tokens.now());
+    this.refreshTimer = setTimeout(() => void this.rotate(null), Math.min(delay, 2 ** 31 - 1));
+  }
+
+  private scheduleUpgrade(conn: Connection): void {
+    if (this.upgradeTimer) clearTimeout(this.upgradeTimer);
+    if (conn.kind === "websocket" || !this.transports.includes("websocket")) return;
+    const wait = this.options.webSocketRetryMs ?? 300_000;
+    this.upgradeTimer = setTimeout(() => void this.rotate("websocket"), wait);
+  }
+
+  private async rotate(kind: TransportKind | null): Promise<void> {
+    const old = this.current;
+    if (this.rotating || !old || this.closedByApp) return;
+    this.rotating = true;
+    try {
+      const info = kind === null ? await this.tokens.refresh() : await this.tokens.get();
+      if (this.current !== old || this.closedByApp) return;
+      const conn = this.newConnection(kind ?? old.kind, info.token);
+      await conn.opened; // adopt() ran on hello
+    } catch (error) {
+      if (kind === "websocket") {
+        this.fellBackAt = Date.now();
+        if (this.current === old && old) this.scheduleUpgrade(old);
+      } else {
+        this.warn("token refresh failed; retrying", error);
+        if (this.current === old) this.refreshTimer = setTimeout(() => void this.rotate(null), 1000);
+      }
+    } finally {
+      this.rotating = false;
+    }
+  }
+
+  // ---- frames ----
+
+  private frame(conn: Connection, frame: Frame): void {
+    if (isStreamEvent(frame)) {
+      this.streams.push(frame);
+      return;
+    }
+    const event = frame as unknown as ServerEvent;
+    switch (event.type) {
+      case "typing":
+        if (event.state === "start") this.incomingTyping.start(event.conversation_id, event.user_id);
+        else this.incomingTyping.stop(event.conversation_id, event.user_id);
+        return;
+      case "receipt":
+        this.emit(event);
+        if (event.user_id !== this.userId) {
+          for (const handle of this.tracker.update(event.conversation_id, event.delivered_seq, event.read_seq)) {
+            this.emitStatus(handle, handle.status);
+          }
+        }
+        return;
+      case "resync":
+        this.emit(event);
+        void this.resumeAll(conn);
+        return;
+      case "conversation.created":
+        this.streams.know(event.conversation.id, event.conversation.last_seq);
+        this.emit(event);
+        return;
+      default:
+        this.emit(event);
+    }
+  }
+
+  private delivered(event: StreamEvent): void {
+    this.emit(event);
+    if (event.type === "message.new" && event.message.sender_id !== this.userId) {
+      this.incomingTyping.stop(event.conversation_id, event.message.sender_id);
+      if (this.options.autoDelivered !== false) this.scheduleDelivered(event.conversation_id);
+    }
+  }
+
+  private scheduleDelivered(id: string): void {
+    if (this.deliveredTimers.has(id)) return;
+    this.deliveredTimers.set(
+      id,
+      setTimeout(() => {
+        this.deliveredTimers.delete(id);
+        const seq = this.streams.cursor(id);
+        if (seq === undefined || (this.deliveredSent.get(id) ?? -1) >= seq || !this.current) return;
+        this.deliveredSent.set(id, seq);
+        this.current.request({ type: "delivered", conversation_id: id, seq }).catch(() => this.deliveredSent.delete(id));
+      }, 50),
+    );
+  }
+
+  // ---- resume and filling gaps ----
+
+  /** `resume` with every cursor (in chunks of 1000); returns the merged statuses. */
+  private async resumeAll(conn: Connection): Promise<Record<string, ResumeStatus> | null> {
+    const cursors = Object.entries(this.streams.all());
+    const chunks: [string, number][][] = [];
+    for (let i = 0; i < cursors.length; i += RESUME_CHUNK) chunks.push(cursors.slice(i, i + RESUME_CHUNK));
+    if (!chunks.length) chunks.push([]);
+    const results = await Promise.all(chunks.map((chunk) => this.resume(conn, Object.fromEntries(chunk))));
+    if (results.some((r) => r === null)) return null;
+    return Object.assign({}, ...results);
+  }
+
+  private async resume(conn: Connection, cursors: Record<string, number>): Promise<Record<string, ResumeStatus> | null> {
+    const ids = Object.keys(cursors);
+    for (const id of ids) this.streams.hold(id);
+    let statuses: Record<string, ResumeStatus>;
+    try {
+      const ack = await conn.request({ type: "resume", cursors });
+      statuses = (ack.conversations ?? {}) as Record<string, ResumeStatus>;
+    } catch (error) {
+      if (!conn.closed) this.warn("resume failed", error);
+      for (const id of ids) this.streams.release(id, false);
+      return null;
+    }
+    await Promise.all(
+      ids.map(async (id) => {
+        const s = statuses[id];
+        if (!s || s.status === "ok") {
+          for (const user of s?.typing ?? []) this.incomingTyping.start(id, user);
+          this.streams.release(id, true);
+        } else if (s.status === "too_far_behind") {
+          await this.reload(id, s.last_seq);
+        } else {
+          this.streams.release(id, true);
+          this.streams.forget(id);
+          this.emit({ type: "conversation.unavailable", conversation_id: id });
+        }
+      }),
+    );
+    return statuses;
+  }
+
+  /** too_far_behind: page the missed messages over REST up to last_seq, then go on from there. */
+  private async reload(id: string, lastSeq: number): Promise<void> {
+    try {
+      let after = this.streams.cursor(id) ?? 0;
+      for (;;) {
+        const page = await this.rest.history(id, { after, limit: HISTORY_PAGE });
+        let done = !page.has_more || page.messages.length === 0;
+        for (const message of page.messages) {
+          if (message.seq > lastSeq) {
+            done = true;
+            break;
+          }
+          this.streams.pushFill({ type: "message.new", conversation_id: id, seq: message.seq, message });
+          after = message.seq;
+        }
+        if (done) break;
+      }
+      this.streams.advance(id, lastSeq);
+      this.streams.release(id, true);
+      const conversation: Conversation = await this.rest.getConversation(id);
+      this.emit({ type: "conversation.updated", conversation });
+    } catch (error) {
+      this.warn(`reloading ${id} over REST failed; will retry`, error);
+      this.streams.release(id, false);
+    }
+  }
+
+  /** A live event skipped seqs: ask for the missing ones with `resume` (REST when too far behind). */
+  private fillGap(id: string): void {
+    const conn = this.current;
+    if (!conn || this.streams.isHeld(id)) return; // the next resume covers it
+    const cursor = this.streams.cursor(id) ?? 0;
+    void this.resume(conn, { [id]: cursor }).then((r) => {
+      if (r === null && this.current === conn) setTimeout(() => this.fillGap(id), 1000);
+    });
+  }
+
+  // ---- outbox ----
+
+  private flushOutbox(): void {
+    const conn = this.current;
+    if (!conn) return;
+    for (const entry of this.outbox.list()) {
+      if (this.outbox.inflight.has(entry.client_msg_id)) continue;
+      this.outbox.inflight.add(entry.client_msg_id);
+      const frame: Frame = {
+        type: "message.send",
+        conversation_id: entry.conversation_id,
+        body: entry.body,
+        client_msg_id: entry.client_msg_id,
+      };
+      if (entry.kind) frame.kind = entry.kind;
+      if (entry.attachments) frame.attachments = entry.attachments;
+      if (entry.reply_to) frame.reply_to = entry.reply_to;
+      conn.request(frame).then(
+        (ack) => {
+          const message = ack.message as Message;
+          const handle = this.outbox.acked(entry.client_msg_id, message);
+          if (handle) {
+            this.tracker.track(handle, message.seq);
+            this.emitStatus(handle, "sent");
+          }
+        },
+        (error: unknown) => {
+          this.outbox.inflight.delete(entry.client_msg_id);
+          if (isPermanent(error)) {
+            const handle = this.outbox.failed(entry.client_msg_id, error as Error);
+            if (handle) this.emitStatus(handle, "failed", error as HubbubError);
+          } else if (conn === this.current) {
+            // unavailable, internal, a timeout: try again in a moment (same client_msg_id)
+            if (!this.outboxTimer) {
+              this.outboxTimer = setTimeout(() => {
+                this.outboxTimer = null;
+                this.flushOutbox();
+              }, 1000);
+            }
+          }
+          // connection lost: the next connection sends it again
+        },
+      );
+    }
+  }
+
+  private emitStatus(handle: OutgoingMessage, status: SendStatus, error?: HubbubError): void {
+    const event: EventOf<"message.status"> = {
+      type: "message.status",
+      conversation_id: handle.conversation_id,
+      client_msg_id: handle.client_msg_id,
+      status,
+    };
+    if (handle.message) event.message = handle.message;
+    if (error) event.error = { code: error.code, message: error.message };
+    this.emit(event);
+  }
+
+  // ---- small requests ----
+
+  private async reaction(messageId: string, emoji: string, add: boolean): Promise<{ changed: boolean; count: number }> {
+    if (this.current) {
+      const ack = await this.request({ type: add ? "reaction.add" : "reaction.remove", message_id: messageId, emoji });
+      return { changed: ack.changed as boolean, count: ack.count as number };
+    }
+    return this.rest.react(messageId, emoji, add);
+  }
+
+  private async pointer(id: string, kind: "read" | "delivered", seq?: number): Promise<{ moved: boolean }> {
+    const target = seq ?? this.streams.cursor(id) ?? 0;
+    if (this.current) {
+      const ack = await this.request({ type: kind, conversation_id: id, seq: target });
+      return { moved: ack.moved as boolean };
+    }
+    const r = await this.rest.movePointer(id, kind, target);
+    return { moved: r.moved };
+  }
+
+  // ---- browsers ----
+
+  private listenToBrowser(): void {
+    if (this.options.browserEvents === false) return;
+    const w = typeof window !== "undefined" ? (window as Window) : undefined;
+    const d = typeof document !== "undefined" ? (document as Document) : undefined;
+    const n = typeof navigator !== "undefined" ? (navigator as Navigator) : undefined;
+    if (n && (n as { onLine?: boolean }).onLine === false) this.online = false;
+    if (!w || typeof w.addEventListener !== "function") return;
+    const onOnline = () => this.setOnline(true);
+    const onOffline = () => this.setOnline(false);
+    const onVisible = () => {
+      if (d?.visibilityState === "visible") this.reconnectNow();
+    };
+    w.addEventListener("online", onOnline);
+    w.addEventListener("offline", onOffline);
+    d?.addEventListener?.("visibilitychange", onVisible);
+    this.removeBrowserListeners = () => {
+      w.removeEventListener("online", onOnline);
+      w.removeEventListener("offline", onOffline);
+      d?.removeEventListener?.("visibilitychange", onVisible);
+    };
+  }
+}
+
+/** Create a client and start connecting. */
+export function connect(options: ClientOptions): HubbubClient {
+  return new HubbubClient(options);
+}

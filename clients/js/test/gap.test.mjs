@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { Server, client, closeAll, waitFor, assertOrdered, recordingWebSocket, uniqueBodies, resumed } from "./helpers.mjs";
+
+let server;
+before(async () => {
+  server = await new Server({ HUBBUB_RESUME_LIMIT: "5" }).start();
+});
+after(async () => {
+  closeAll();
+  await server?.close();
+});
+
+test("too_far_behind: the missed messages are paged over REST, once each and in order, then live goes on", async () => {
+  const rec = recordingWebSocket();
+  const alice = client(server, "alice");
+  const bob = client(server, "bob", { WebSocket: rec.WebSocket });
+  const conv = await server.group("alice", ["bob"]);
+  await Promise.all([resumed(alice), resumed(bob)]);
+  await bob.getConversation(conv);
+  await alice.send(conv, "seen live").sent;
+  await waitFor(() => bob.bodies(conv).length === 1, 5000);
+
+  bob.setOnline(false); // stays down until told
+  rec.cut();
+  await waitFor(() => bob.state === "disconnected", 5000);
+  const missed = [];
+  for (let i = 0; i < 130; i++) missed.push(alice.send(conv, `missed ${i}`)); // > one REST page, > resume limit
+  await Promise.all(missed.map((o) => o.sent));
+  await alice.editMessage(missed[3].message.id, "missed 3 (edited)");
+
+  const reloaded = bob.once("conversation.updated", (e) => e.conversation.id === conv, 15000);
+  bob.setOnline(true);
+  const back = await bob.once("resumed", undefined, 10000);
+  assert.equal(back.conversations[conv].status, "too_far_behind");
+  await reloaded;
+  alice.send(conv, "live again");
+  await waitFor(() => bob.bodies(conv).includes("live again"), 10000, "live after reload");
+  const bodies = uniqueBodies(assert, bob, conv);
+  const want = ["seen live", ...missed.map((o, i) => (i === 3 ? "missed 3 (edited)" : o.message.body)), "live again"];
+  assert.deepEqual(bodies, want);
+  assertOrdered(assert, bob);
+  assert.equal(bob.cursor(conv), (await bob.getConversation(conv)).last_seq);
+});
