@@ -15,6 +15,11 @@ Usage (from the repository root):
   .venv/bin/python bench/fanout.py                     # both targets, 1000 receivers, 3 runs
   .venv/bin/python bench/fanout.py --target ref --receivers 200 --runs 1
   .venv/bin/python bench/fanout.py --json results.json
+  .venv/bin/python bench/fanout.py --target fallback   # hubbub over /ws, then over /sse
+
+Target ``sse`` is hubbub with its receivers on the HTTP fallback transport
+(``GET /sse``; the sender stays on the WebSocket); ``fallback`` runs ``hubbub``
+and ``sse`` alternately in the same run.
 
 Only the standard library is needed for the reference target; the hubbub
 target also needs PyJWT and httpx (both in the project's virtualenv).
@@ -283,7 +288,9 @@ class Bench:
         cmd = [
             *self.pin(a.loadgen_cpu),
             *(self.node, str(LOADGEN)),
-            *("--target", target, "--url", server["url"], "--mode", mode),
+            *("--target", "ref" if target == "ref" else "hubbub"),
+            *("--url", server["url"], "--mode", mode),
+            *("--transport", "sse" if target == "sse" else "ws"),
             *("--receivers", str(a.receivers)),
             *("--warmup", str(a.warmup), "--duration", str(duration)),
             *("--window", str(a.window), "--rate", str(a.rate)),
@@ -292,7 +299,7 @@ class Bench:
             *("--drain-timeout", str(a.drain_timeout), "--client", a.client),
             *("--server-pid", str(server["proc"].pid)),
         ]
-        if target == "hubbub":
+        if target != "ref":
             cmd += [
                 "--tokens",
                 str(server["tokens_file"]),
@@ -343,9 +350,10 @@ class Bench:
         server = None
         t0 = time.monotonic()
         try:
-            server = self.start_hubbub() if target == "hubbub" else self.start_ref()
+            server = self.start_ref() if target == "ref" else self.start_hubbub()
             res = self.run_loadgen(target, mode, server)
             record.update(res)
+            record["target"] = target  # the load generator calls both hubbub targets hubbub
             if target == "hubbub" and res.get("frame_bytes"):
                 self.hubbub_frame_bytes = int(res["frame_bytes"])
         except BenchError as e:
@@ -457,6 +465,10 @@ def summarize(results: list[dict[str, Any]], targets: list[str]) -> dict[str, An
             "other_frames_measured": median([r.get("other_frames_measured") for r in lat_ok]),
             "measure_start_s": median([r.get("measure_start_s") for r in lat_ok]),
         }
+    if "hubbub" in summary and "sse" in summary:
+        w = summary["hubbub"]["deliveries_per_sec"]
+        f = summary["sse"]["deliveries_per_sec"]
+        summary["ratio_sse_ws_deliveries"] = round(f / w, 4) if w and f else None
     if "hubbub" in summary and "ref" in summary:
         h = summary["hubbub"]["deliveries_per_sec"]
         r = summary["ref"]["deliveries_per_sec"]
@@ -514,6 +526,9 @@ def render_table(
                 f"measuring began at {fmt_num(s['measure_start_s'], 2)} s; "
                 f"{fmt_num(s['other_frames_measured'])} such frames while measuring (latency mode)"
             )
+    if "ratio_sse_ws_deliveries" in summary:
+        ratio = summary["ratio_sse_ws_deliveries"]
+        out.append(f"ratio sse/ws deliveries/s: {'-' if ratio is None else f'{ratio:.3f}'}")
     if "ratio_hubbub_ref_deliveries" in summary:
         ratio = summary["ratio_hubbub_ref_deliveries"]
         out.append(f"ratio hubbub/ref deliveries/s: {'-' if ratio is None else f'{ratio:.3f}'}")
@@ -571,7 +586,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Fan-out benchmark: hubbub vs a minimal Node ws broadcast server.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--target", choices=["hubbub", "ref", "both"], default="both")
+    p.add_argument("--target", choices=["hubbub", "ref", "both", "sse", "fallback"], default="both")
     p.add_argument("--mode", choices=["throughput", "latency", "both"], default="both")
     p.add_argument("--receivers", type=int, default=1000, help="connections, sender included")
     p.add_argument("--runs", type=int, default=3, help="repetitions of each target x mode")
@@ -652,7 +667,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    targets = ["hubbub", "ref"] if args.target == "both" else [args.target]
+    targets = {"both": ["hubbub", "ref"], "fallback": ["hubbub", "sse"]}.get(
+        args.target, [args.target]
+    )
     modes = ["throughput", "latency"] if args.mode == "both" else [args.mode]
     raise_fd_limit(2 * args.receivers + 4096)
     bench = Bench(args)

@@ -21,6 +21,7 @@ const { performance } = require('perf_hooks');
 const { randomBytes } = require('crypto');
 const WebSocket = require('ws');
 const { RawWebSocket } = require('./rawws');
+const { SseClient } = require('./sse');
 
 // ---------------------------------------------------------------- options --
 
@@ -46,6 +47,7 @@ const DEFAULTS = {
   'server-pid': 0, // optional: report this process's CPU use over the measured window
   'coalesce-ms': 0, // throughput: pause this long per event-loop turn (headroom check)
   client: 'raw', // receiver WebSocket client: raw (rawws.js, cheap) | ws (the ws library)
+  transport: 'ws', // hubbub receivers: ws | sse (the HTTP stream, sse.js); the sender stays on ws
 };
 
 const HELP = `usage: node loadgen.js [--config FILE.json] [--key value ...]
@@ -75,6 +77,8 @@ const HELP = `usage: node loadgen.js [--config FILE.json] [--key value ...]
                             more frames; a headroom check: if deliveries/s does not
                             drop while the generator's CPU use does, the generator
                             was not the bottleneck (default 0, off)
+  --transport ws|sse        hubbub receivers on WebSocket or on the HTTP stream (/sse);
+                            the sender stays on WebSocket (default ws)
   --client raw|ws           WebSocket client for all connections: raw (rawws.js, the
                             default, cheapest per frame) or ws (the ws library)
 `;
@@ -428,6 +432,11 @@ function connUrl(i) {
   return `${opt.url}${sep}token=${encodeURIComponent(tokens[i])}`;
 }
 
+function sseUrl(i) {
+  const base = opt.url.replace(/^ws/, 'http').replace(/\/ws(\?.*)?$/, '/sse');
+  return `${base}?token=${encodeURIComponent(tokens[i])}`;
+}
+
 function openConn(i) {
   return new Promise((resolve, reject) => {
     const timeoutMs = opt['connect-timeout'] * 1000;
@@ -463,8 +472,9 @@ function openConn(i) {
     const handler = handlerFor().bind(conn);
     let ready;
     try {
-      if (CLIENT === 'raw') {
-        const ws = new RawWebSocket(connUrl(i));
+      const overSse = IS_HUBBUB && opt.transport === 'sse' && i > 0;
+      if (CLIENT === 'raw' || overSse) {
+        const ws = overSse ? new SseClient(sseUrl(i)) : new RawWebSocket(connUrl(i));
         conn.ws = ws;
         ready = () => {
           if (settled) return;
