@@ -65,6 +65,21 @@ def sse_message(payload: bytes, event: str | None = None) -> bytes:
     return head + b"data: " + payload + b"\n\n"
 
 
+_last: tuple[bytes, list[bytes]] = (b"", [])
+
+
+def sse_messages(data: bytes) -> list[bytes]:
+    """The frames in ``data`` as SSE messages.
+
+    The fan-out hands every recipient the same bytes object; the messages of
+    the last one are kept, so they are made once per event, not per recipient.
+    """
+    global _last
+    if _last[0] is not data:
+        _last = (data, [sse_message(payload) for payload in unframe(data)])
+    return _last[1]
+
+
 class StreamWriter:
     """The outbound queue of an HTTP stream, drained by its response."""
 
@@ -86,8 +101,7 @@ class StreamWriter:
     def push(self, data: bytes) -> None:
         if self.closed:
             return
-        for payload in unframe(data):
-            chunk = sse_message(payload)
+        for chunk in sse_messages(data):
             self._chunks.append(chunk)
             self._size += len(chunk)
         self._ready.set()
