@@ -250,3 +250,15 @@ async def test_stream_closed_is_raised_once_the_stream_breaks(fresh_server: Serv
     with pytest.raises(StreamClosed) as end:
         await a.recv(5)
     assert end.value.code is None  # no close event: a dropped connection
+
+
+async def test_typing_stops_when_its_stream_ends(server: ServerProcess) -> None:
+    cid = open_direct(server, "fu", "fv")
+    typist = await SseClient.connect(server.url, "fu")
+    watcher = await Client.connect(server, "fv")
+    await watcher.request({"type": "ping"})
+    await typist.request({"type": "typing", "conversation_id": cid, "state": "start"})
+    assert (await watcher.recv_type("typing"))["state"] == "start"
+    await typist.close()
+    stopped = await watcher.recv_type("typing")
+    assert stopped["user_id"] == "fu" and stopped["state"] == "stop"
