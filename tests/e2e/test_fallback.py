@@ -127,6 +127,10 @@ async def test_posts_reach_only_their_own_live_session(server: ServerProcess) ->
     assert unknown.status_code == 404
     too_big = await a.post(b" " * ((1 << 20) + 1))
     assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "too_large"
+    too_many = await a.post(b'{"type":"ping"}\n' * 257)  # past pending_commands (256)
+    assert too_many.status_code == 413 and "257" not in too_many.text
+    assert (await a.post(b'{"type":"ping"}\n' * 256)).status_code == 202
+    assert [(await a.recv_type("ack"))["type"] for _ in range(256)] == ["ack"] * 256
     assert (await a.request({"type": "ping"}))["type"] == "ack"  # the session lives on
     await a.close()
     await asyncio.sleep(0.2)
@@ -163,6 +167,22 @@ async def test_token_expiry_ends_the_stream_with_4401(in_process: InProcess) -> 
     end = await a.closed()
     assert end.code == 4401 and end.reason == "token expired"
     assert len(in_process.app.gateway.hub) == 0
+
+
+async def test_a_busy_stream_that_keeps_reading_is_not_timed_out(in_process: InProcess) -> None:
+    a = await SseClient.connect(in_process.url, "fw")
+    entry = next(iter(in_process.app.gateway.streams.values()))
+    session = entry.session
+    assert session is not None
+    in_process.clock.advance(31)
+    session.send(b'{"type":"ack","id":"queued"}')  # something waits when the ping comes
+    in_process.app.gateway.sweep()
+    assert await a.recv() == {"type": "ack", "id": "queued"}  # and is taken
+    await asyncio.sleep(0.05)
+    assert session.ping_sent_at is None
+    in_process.clock.advance(11)
+    in_process.app.gateway.sweep()
+    assert (await a.request({"type": "ping"}))["type"] == "ack"  # not closed
 
 
 async def test_a_stream_that_takes_nothing_times_out(in_process: InProcess) -> None:
@@ -216,13 +236,25 @@ async def test_a_stream_too_slow_for_its_events_is_ended_as_too_slow(tmp_path: P
         writer.write(f"GET /sse?token={token('ft')} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200")
-        sender = await Client.connect_url(served.ws_url, "fs")
-        body = "x" * 4000
-        for _ in range(3000):  # bounded: the kernel's buffers, then the limit
-            if not gateway.streams:
-                break
-            await sender.send_message(cid, body)
-        assert not gateway.streams and len(gateway.hub) == 1  # the sender alone
+        (connection_id,) = gateway.streams
+        async with httpx.AsyncClient(base_url=served.url) as http:
+            # A first command: live events flow at once (none is held).
+            posted = await http.post(
+                f"/sse/{connection_id}", content=b'{"type":"ping"}', headers=auth("ft")
+            )
+            assert posted.status_code == 202
+            sender = await Client.connect_url(served.ws_url, "fs")
+            body = "x" * 4000
+            for _ in range(3000):  # bounded: the kernel's buffers, then the limit
+                if not gateway.streams:
+                    break
+                await sender.send_message(cid, body)
+            # Gone at once, though its response cannot even write the close event.
+            assert not gateway.streams and len(gateway.hub) == 1  # the sender alone
+            late = await http.post(
+                f"/sse/{connection_id}", content=b'{"type":"ping"}', headers=auth("ft")
+            )
+            assert late.status_code == 404
         writer.close()
 
 

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from hubbub.api.errors import STATUS, error_response
 from hubbub.api.http import json_response, read_body
 from hubbub.auth import Identity
-from hubbub.errors import Forbidden, HubbubError, NotFound
+from hubbub.errors import Forbidden, HubbubError, NotFound, TooLarge
 from hubbub.gateway.handshake import bearer, origin_allowed
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from hubbub.gateway.stream import Stream
 
 SSE_PATH = "/sse"
-POST_CEILING = 1 << 20  # bytes of frames in one post
+POST_CEILING = 1 << 20  # bytes of frames in one post (and at most pending_commands frames)
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -59,19 +59,25 @@ class StreamEndpoint:
         except HubbubError as exc:
             await error_response(STATUS[exc.code], exc.code, exc.message)(scope, receive, send)
             return
-        stream = self.gateway.open_stream(identity)
-        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+        try:
+            stream = self.gateway.open_stream(identity)
+        except HubbubError as exc:  # shutting down
+            await error_response(STATUS[exc.code], exc.code, exc.message)(scope, receive, send)
+            return
 
         async def body(chunk: bytes) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
         watcher = asyncio.create_task(_watch(receive, stream))
         try:
-            await stream.run(body)
+            await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+            ended = await stream.run(body)
         finally:
             watcher.cancel()
-        with contextlib.suppress(OSError):  # the client may be gone
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            stream.finish()
+        if ended:
+            with contextlib.suppress(OSError):  # the client may be gone
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _watch(receive: Receive, stream: Stream) -> None:
@@ -82,9 +88,13 @@ async def _watch(receive: Receive, stream: Stream) -> None:
 
 
 def fallback_routes(gateway: Gateway) -> list[Route]:
+    most = gateway.limits.pending_commands
+
     async def post(request: Request) -> Response:
         identity = _identity(gateway, request)
         body = await read_body(request, POST_CEILING)
+        if body.count(b"\n") >= most and len(body.splitlines()) > most:
+            raise TooLarge(f"at most {most} frames in one post")
         connection_id = request.path_params["connection_id"]
         if not await gateway.post(connection_id, identity.user_id, body):
             raise NotFound("no such stream session: open a new one and resume")

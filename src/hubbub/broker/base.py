@@ -28,7 +28,8 @@ Handler = Callable[[Delivery], None]
 
 Relayed = tuple[str, str, bytes]
 """Commands for a session of another process: (connection id, user id, frames)."""
-RelayHandler = Callable[[Relayed], None]
+RelayHandler = Callable[[Relayed], bool]
+"""Hands relayed commands to their session; False if there is no such session."""
 
 
 class Broker(Protocol):
@@ -51,11 +52,12 @@ class Broker(Protocol):
         """Call ``callback`` when the broker is back after an outage (events may be lost)."""
 
     async def relay(self, node: str, message: Relayed) -> bool:
-        """Hand ``message`` to the process named ``node`` alone.
+        """Hand ``message`` to the process named ``node`` alone, and wait for its answer.
 
-        False if no such process listens; raises ``Unavailable`` if the
-        others cannot be reached.
+        Returns what that process's relay handler returned (whether the
+        session took the commands); False if no such process listens. Raises
+        ``Unavailable`` if the others cannot be reached or do not answer in time.
         """
 
     def on_relay(self, handler: RelayHandler) -> None:
-        """Call ``handler`` for every message relayed to this process."""
+        """Answer every message relayed to this process with ``handler``."""

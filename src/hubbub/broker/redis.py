@@ -36,6 +36,21 @@ BACKOFF_MAX = 2.0
 
 Envelope = tuple[str, str, int, tuple[str, ...], bytes]
 NODE_NAME = re.compile(r"p_[0-9a-f]{27}")
+RELAY_TIMEOUT = 5.0  # seconds to wait for the holding process's answer
+
+
+# On a process's own channel: commands relayed to it, and answers to its relays.
+class Relay(msgspec.Struct, array_like=True, tag="c"):
+    request: str
+    reply_to: str
+    connection_id: str
+    user_id: str
+    frames: bytes
+
+
+class Answer(msgspec.Struct, array_like=True, tag="a"):
+    request: str
+    taken: bool
 
 
 class RedisBroker:
@@ -47,14 +62,16 @@ class RedisBroker:
         self.healthy = False
         self.dropped = 0
         self._handlers: list[Handler] = []
-        self._relay_handlers: list[RelayHandler] = []
+        self._relay_handler: RelayHandler | None = None
         self._relay_client: aioredis.Redis | None = None
+        self._answers: dict[str, asyncio.Future[bool]] = {}
+        self._answering: set[asyncio.Task[None]] = set()
         self._reconnected: list[Callable[[], None]] = []
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(OUTBOX)
         self._tasks: list[asyncio.Task[None]] = []
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(Envelope)
-        self._relay_decoder = msgspec.msgpack.Decoder(Relayed)
+        self._relay_decoder = msgspec.msgpack.Decoder(Relay | Answer)
         self._subscribed = asyncio.Event()
 
     async def start(self) -> None:
@@ -101,22 +118,32 @@ class RedisBroker:
         return f"{self.channel}:{node}"
 
     def on_relay(self, handler: RelayHandler) -> None:
-        self._relay_handlers.append(handler)
+        self._relay_handler = handler
+
+    async def _publish_to(self, node: str, item: Relay | Answer) -> int:
+        if self._relay_client is None:
+            self._relay_client = aioredis.from_url(self.url)
+        listeners: int = await self._relay_client.publish(
+            self._node_channel(node), self._encoder.encode(item)
+        )
+        return listeners
 
     async def relay(self, node: str, message: Relayed) -> bool:
         if not NODE_NAME.fullmatch(node):
             return False
-        if self._relay_client is None:
-            self._relay_client = aioredis.from_url(self.url)
+        request = new_id("r")
+        answer = self._answers[request] = asyncio.get_running_loop().create_future()
+        unreachable = "the process holding this session cannot be reached"
         try:
-            listeners = await self._relay_client.publish(
-                self._node_channel(node), self._encoder.encode(message)
-            )
+            if not await self._publish_to(node, Relay(request, self.origin, *message)):
+                return False
+            return await asyncio.wait_for(answer, RELAY_TIMEOUT)
         except (RedisError, OSError) as exc:
-            raise Unavailable(
-                f"the process holding this session cannot be reached: {exc}"
-            ) from None
-        return bool(listeners)
+            raise Unavailable(f"{unreachable}: {exc}") from None
+        except TimeoutError:
+            raise Unavailable(f"{unreachable}: no answer in {RELAY_TIMEOUT:g} s") from None
+        finally:
+            self._answers.pop(request, None)
 
     async def _publish_loop(self) -> None:
         client = aioredis.from_url(self.url)
@@ -193,9 +220,25 @@ class RedisBroker:
 
     def _relayed(self, data: bytes) -> None:
         try:
-            message = self._relay_decoder.decode(data)
+            item = self._relay_decoder.decode(data)
         except msgspec.DecodeError:
             log.warning("ignored a malformed relayed message")
             return
-        for handler in self._relay_handlers:
-            handler(message)
+        if isinstance(item, Answer):  # to one of this process's relays
+            waiting = self._answers.get(item.request)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(item.taken)
+            return
+        handler = self._relay_handler
+        taken = handler is not None and handler((item.connection_id, item.user_id, item.frames))
+        if NODE_NAME.fullmatch(item.reply_to):
+            answer = Answer(item.request, taken)
+            task = asyncio.get_running_loop().create_task(self._answer(item.reply_to, answer))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+
+    async def _answer(self, node: str, answer: Answer) -> None:
+        try:
+            await self._publish_to(node, answer)
+        except (RedisError, OSError) as exc:  # the relaying process answers 503 in time
+            log.warning("could not answer a relayed post: %s", exc)

@@ -12,6 +12,7 @@ from hubbub.auth import Identity, TokenVerifier
 from hubbub.broker.base import Broker, Relayed
 from hubbub.clock import Clock, iso_ms, now_ms
 from hubbub.config import Settings
+from hubbub.errors import Unavailable
 from hubbub.gateway.connection import HEARTBEAT_TIMEOUT, SERVICE_RESTART, UNAUTHORIZED, Connection
 from hubbub.gateway.hub import Hub
 from hubbub.gateway.sequencer import Sequencer
@@ -47,6 +48,7 @@ class Gateway:
         self.broker = broker
         self.node = broker.origin
         self.streams: dict[str, Stream] = {}  # HTTP-stream sessions by connection id
+        self.closing = False
         self.hub = Hub()
         self.sequencer = Sequencer(self.hub.deliver, chat.missed)
         self.flusher: Flusher
@@ -54,7 +56,7 @@ class Gateway:
         self._loops: list[asyncio.Task[None]] = []
         broker.subscribe(self.sequencer)
         broker.on_reconnect(self.resync)
-        broker.on_relay(self._relayed)
+        broker.on_relay(self._commands)
 
     def connection_class(self) -> type[Connection]:
         """The asyncio protocol class uvicorn instantiates per WebSocket."""
@@ -80,11 +82,14 @@ class Gateway:
 
     def close_streams(self) -> None:
         """On shutdown: end every HTTP stream (uvicorn would wait for them)."""
+        self.closing = True
         for stream in list(self.streams.values()):
             stream.close(SERVICE_RESTART, "server restarting")
 
     def open_stream(self, identity: Identity) -> Stream:
         """A session on the HTTP fallback transport (``stream.py``)."""
+        if self.closing:
+            raise Unavailable("server restarting: connect again")
         stream = Stream(self)
         # Named after this process, so that a post reaching another finds it.
         connection_id = f"{self.node}.{uuid.uuid4().hex}"
@@ -104,6 +109,8 @@ class Gateway:
         node = connection_id.partition(".")[0]
         if node == self.node:
             return self._commands((connection_id, user_id, frames))
+        # Answered once the holder's session has taken them: a later post
+        # reaching the holder directly cannot overtake them.
         return await self.broker.relay(node, (connection_id, user_id, frames))
 
     def _commands(self, message: Relayed) -> bool:
@@ -113,10 +120,6 @@ class Gateway:
         if stream is None or session is None or session.user_id != user_id:
             return False
         return stream.commands(frames)
-
-    def _relayed(self, message: Relayed) -> None:
-        if not self._commands(message):
-            log.info("posted commands for a session that is gone: %s", message[0])
 
     def resync(self) -> None:
         """After a broker outage: deliver what was missed, and ask clients to resume."""

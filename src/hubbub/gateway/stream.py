@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from hubbub.gateway.connection import INTERNAL_ERROR, TOO_SLOW
+from hubbub.gateway.connection import CLOSE_GRACE, INTERNAL_ERROR, TOO_SLOW
 from hubbub.protocol import events
 from hubbub.protocol.commands import request_id
 
@@ -88,9 +88,12 @@ class StreamWriter:
     fd = -1
     transport = None
 
-    def __init__(self, limit: int, on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self, limit: int, on_overflow: Callable[[], None], on_sent: Callable[[], None]
+    ) -> None:
         self._limit = limit
         self._on_overflow = on_overflow
+        self._on_sent = on_sent
         self._chunks: list[bytes] = []
         self._size = 0
         self._ready = asyncio.Event()
@@ -160,6 +163,7 @@ class StreamWriter:
                 await send(b"".join(chunks))
             finally:
                 self.sending = False
+            self._on_sent()
 
 
 class Stream:
@@ -167,24 +171,63 @@ class Stream:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.writer = StreamWriter(gateway.limits.outbound_buffer_bytes, self.overflow)
+        self.writer = StreamWriter(gateway.limits.outbound_buffer_bytes, self.overflow, self._taken)
         self.session: Session | None = None
         self.paused = False
+        self._ping_waiting = False
+        self._task: asyncio.Task[object] | None = None
+        self._give_up: asyncio.TimerHandle | None = None
+        self._abandoned = False
 
     def close(self, code: int, reason: str) -> None:
+        """End the session now; its response ends once the close event is written.
+
+        A client that takes nothing more never lets that write finish: after
+        ``CLOSE_GRACE`` the response is abandoned.
+        """
         session = self.session
         if session is None or self.writer.ended:
             return
-        self.gateway.detach(session)
         last = sse_message(msgspec.json.encode({"code": code, "reason": reason}), "close")
         self.writer.end(last, keep=code != TOO_SLOW)
+        self._forget()
+        self._give_up = asyncio.get_running_loop().call_later(CLOSE_GRACE, self._abandon)
+
+    def _forget(self) -> None:
+        """The session counts no longer and takes no more commands (once)."""
+        session = self.session
+        if session is None:
+            return
+        self.session = None
+        session.on_close()
+        self.gateway.detach(session)
+        self.gateway.streams.pop(session.connection_id, None)
+
+    def _abandon(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._abandoned = True
+            self._task.cancel()
 
     def ping(self) -> None:
-        """Alive if everything written before this ping has been taken."""
+        """Alive if something is taken after this ping (at once, if nothing waits)."""
         session = self.session
-        if session is not None and self.writer.idle:
-            session.ping_sent_at = None
-            session.last_activity = self.gateway.clock.monotonic()
+        if session is None:
+            return
+        if self.writer.idle:
+            self._alive(session)
+        else:
+            self._ping_waiting = True
+
+    def _taken(self) -> None:
+        """A write finished: the client is reading."""
+        session = self.session
+        if self._ping_waiting and session is not None:
+            self._alive(session)
+
+    def _alive(self, session: Session) -> None:
+        self._ping_waiting = False
+        session.ping_sent_at = None
+        session.last_activity = self.gateway.clock.monotonic()
 
     def overflow(self) -> None:
         asyncio.get_running_loop().call_soon(self.close, TOO_SLOW, "too slow: resume to recover")
@@ -195,40 +238,51 @@ class Stream:
         )
 
     def pause_reading(self, pause: bool) -> None:
-        """Too many commands wait: further posts are refused until they are handled."""
+        """Too many commands wait: the rest of a post is refused until they are handled."""
         self.paused = pause
 
     def commands(self, body: bytes) -> bool:
         """The frames of one POST, one per line, in order; False if the session is gone.
 
         While too many commands wait (``pending_commands``, where a WebSocket
-        would stop reading), each frame is answered ``rate_limited`` instead.
+        would stop reading), each further frame is answered ``rate_limited``.
         """
         session = self.session
         if session is None or session.closed:
             return False
-        if self.paused:
-            for line in body.splitlines():
-                if line.strip():
-                    refusal = "too many commands waiting; slow down"
-                    session.send(events.error(request_id(line), "rate_limited", refusal))
-            return True
         session.last_activity = self.gateway.clock.monotonic()
         session.ping_sent_at = None
+        refusal = "too many commands waiting; slow down"
         for line in body.splitlines():
-            if line.strip():
+            if not line.strip():
+                continue
+            if self.paused:
+                session.send(events.error(request_id(line), "rate_limited", refusal))
+            else:
                 session.on_text(line)
         return True
 
-    async def run(self, send: Send) -> None:
-        """Serve the session until it ends or the client goes; then forget it."""
-        session = self.session
-        assert session is not None
+    async def run(self, send: Send) -> bool:
+        """Serve the session until it ends or the client goes; then forget it.
+
+        True if the response may be ended properly; False if it was abandoned
+        (a client that took nothing for ``CLOSE_GRACE`` after the close).
+        """
+        self._task = asyncio.current_task()
         try:
             await self.writer.drain(send)
+        except asyncio.CancelledError:
+            if not self._abandoned:
+                raise
+            return False
         finally:
-            self.writer.gone()
-            session.on_close()
-            self.gateway.detach(session)
-            self.gateway.streams.pop(session.connection_id, None)
-            self.session = None
+            self.finish()
+        return True
+
+    def finish(self) -> None:
+        """After the response (or instead of it): nothing of the session is left."""
+        self.writer.gone()
+        self._forget()
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
