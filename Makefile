@@ -4,7 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos clean
+.PHONY: run test lint bench chaos clean web
+
+# The chat web app (src/hubbub/web): TypeScript bundled with the JS SDK
+# (clients/js/src) by esbuild into src/hubbub/web/static/app.js, which hubbub
+# serves at /. Built output is not committed.
+WEB        := src/hubbub/web
+WEB_BUNDLE := $(WEB)/static/app.js
+WEB_DEPS   := $(WEB)/node_modules/.package-lock.json
+# The JS/TS client SDK; its tests (node --test) run against real hubbub processes.
+SDK        := clients/js
+SDK_DEPS   := $(SDK)/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml setup.py src/hubbub/gateway/_delivery.c
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -14,13 +24,28 @@ $(STAMP): pyproject.toml setup.py src/hubbub/gateway/_delivery.c
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+$(WEB_DEPS): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+	touch $(WEB_DEPS)
+
+$(WEB_BUNDLE): $(WEB_DEPS) $(WEB)/tsconfig.json $(wildcard $(WEB)/src/*.ts) \
+		$(wildcard clients/js/src/*.ts clients/js/src/transport/*.ts)
+	cd $(WEB) && npm run --silent build
+
+web: $(WEB_BUNDLE)
+
+$(SDK_DEPS): $(SDK)/package.json $(SDK)/package-lock.json
+	cd $(SDK) && npm ci --no-audit --no-fund
+	touch $(SDK_DEPS)
+
+run: $(STAMP) $(WEB_BUNDLE)
 	$(BIN)/hubbub run
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_BUNDLE) $(SDK_DEPS)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+	cd $(SDK) && HUBBUB_BIN=$(CURDIR)/$(BIN)/hubbub npm test
 
 bench: $(STAMP)
 	$(BIN)/python bench/fanout.py
@@ -31,4 +56,5 @@ chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py --messages 100000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(WEB)/node_modules $(WEB_BUNDLE) $(WEB_BUNDLE).map $(SDK)/node_modules $(SDK)/dist

@@ -21,6 +21,7 @@ from hubbub.api.fallback import fallback_routes
 from hubbub.api.http import encode, json_response
 from hubbub.api.openapi import Operation, build_spec
 from hubbub.api.schema import Health
+from hubbub.api.web import web_routes
 from hubbub.auth import Identity
 from hubbub.errors import Forbidden, HubbubError, Unauthorized
 from hubbub.service.chat import SYSTEM_SENDER as SERVER
@@ -127,6 +128,7 @@ class Api:
         routes.append(Route("/openapi.json", openapi, methods=["GET"]))
         routes.append(Route("/ws", self.ws_without_upgrade, methods=["GET"]))
         routes.extend(fallback_routes(self.hubbub.gateway))
+        routes.extend(web_routes(self.hubbub.settings))
         app = Starlette(
             routes=routes,
             exception_handlers={
