@@ -84,6 +84,10 @@ type Frame = { type: string; [key: string]: unknown };
 
 const RESUME_CHUNK = 1000;
 const HISTORY_PAGE = 100;
+/** A connection up this long resets the reconnect backoff (one that closes sooner does not). */
+const STABLE_MS = 30_000;
+/** Outbox sends on the wire on one connection at most (one per conversation). */
+const MAX_SENDS_IN_FLIGHT = 32;
 
 function randomId(): string {
   const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
@@ -133,6 +137,17 @@ export class HubbubClient {
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private upgradeTimer: ReturnType<typeof setTimeout> | null = null;
   private outboxTimer: ReturnType<typeof setTimeout> | null = null;
+  private outboxTimerAt = 0;
+  private stableTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Other timers (retries of gap fills and reloads), cleared by close(). */
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Every connection not closed yet: the current one, one being opened, replaced ones draining. */
+  private readonly connections = new Set<Connection>();
+  /** Per conversation, the outbox entry on the wire (at most one) and its connection. */
+  private readonly sending = new Map<string, { clientMsgId: string; conn: Connection }>();
+  /** Per conversation, after a passing error: when its oldest entry may go again, and the failures in a row. */
+  private readonly sendRetry = new Map<string, { at: number; failures: number }>();
+  private readonly reloadFailures = new Map<string, number>();
   private deliveredTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private deliveredSent = new Map<string, number>();
   private removeBrowserListeners: () => void = () => {};
@@ -172,9 +187,16 @@ export class HubbubClient {
     });
     this.outbox = new Outbox(new JsonSlot(this.storage, storagePrefix.then((p) => p + "outbox")));
     // send() may be called before storage answers: those entries are kept too.
-    this.ready = Promise.all([this.streams.load(), this.outbox.load()]).then(() => {});
+    // Storage that fails or holds garbage is reported and skipped: the client connects anyway.
+    this.ready = Promise.all([
+      this.streams.load().catch((error) => this.warn("loading the cursors from storage failed", error)),
+      this.outbox.load().catch((error) => this.warn("loading the outbox from storage failed", error)),
+    ]).then(() => {});
     this.listenToBrowser();
-    void this.ready.then(() => this.connectSoon(0));
+    void this.ready.then(
+      () => this.connectSoon(0),
+      () => this.connectSoon(0),
+    );
   }
 
   // ---------------------------------------------------------------- public API
@@ -386,14 +408,16 @@ export class HubbubClient {
     if (this.closedByApp) return;
     this.closedByApp = true;
     this.removeBrowserListeners();
-    for (const t of [this.reconnectTimer, this.refreshTimer, this.upgradeTimer, this.outboxTimer]) if (t) clearTimeout(t);
+    for (const t of [this.reconnectTimer, this.refreshTimer, this.upgradeTimer, this.outboxTimer, this.stableTimer]) if (t) clearTimeout(t);
     for (const t of this.deliveredTimers.values()) clearTimeout(t);
     this.deliveredTimers.clear();
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     for (const typing of this.outgoingTyping.values()) typing.reset();
     this.incomingTyping.clear();
-    const conn = this.current;
     this.current = null;
-    conn?.close(1000, "client closed");
+    // Replaced connections still draining and one being opened go too.
+    for (const conn of [...this.connections]) conn.close(1000, "client closed");
     this.outbox.abandon(new HubbubError("closed", "the client was closed before the message was acked"));
     this.setState("closed", null);
   }
@@ -406,6 +430,15 @@ export class HubbubClient {
 
   private warn(message: string, error?: unknown): void {
     this.emit({ type: "warning", message, error });
+  }
+
+  /** A timer that close() clears. */
+  private later(fn: () => void, ms: number): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.closedByApp) fn();
+    }, ms);
+    this.timers.add(timer);
   }
 
   private setState(state: HubbubClient["_state"], transport: TransportKind | null, code?: number, reason?: string): void {
@@ -473,7 +506,7 @@ export class HubbubClient {
             token,
           })
         : new SseTransport(this.fetchImpl, { baseUrl: this.baseUrl, token });
-    return new Connection(transport, {
+    const conn = new Connection(transport, {
       nextId: () => ++this.requestIds,
       requestTimeoutMs: this.options.requestTimeoutMs ?? 15_000,
       openTimeoutMs: this.options.openTimeoutMs ?? 10_000,
@@ -483,8 +516,13 @@ export class HubbubClient {
       onFrame: (conn, frame) => {
         if (conn === this.current) this.frame(conn, frame);
       },
-      onClose: (conn, code, reason) => this.connectionClosed(conn, code, reason),
+      onClose: (conn, code, reason) => {
+        this.connections.delete(conn);
+        this.connectionClosed(conn, code, reason);
+      },
     });
+    if (!conn.closed) this.connections.add(conn);
+    return conn;
   }
 
   private async connectOnce(): Promise<void> {
@@ -529,7 +567,15 @@ export class HubbubClient {
     this.current = conn;
     this.lastHello = hello;
     this.userId = hello.user_id;
-    this.attempt = 0;
+    // The backoff starts again only once the client has stayed connected a
+    // while (a drop cancels this timer; a token rotation keeps it running):
+    // a server that says hello and closes at once is not retried at full speed.
+    if (!this.stableTimer) {
+      this.stableTimer = setTimeout(() => {
+        this.stableTimer = null;
+        this.attempt = 0;
+      }, STABLE_MS);
+    }
     this.failedAttempts = 0;
     this.failures[conn.kind] = 0;
     const serverTime = Date.parse(hello.server_time);
@@ -541,6 +587,7 @@ export class HubbubClient {
     void this.resumeAll(conn).then((statuses) => {
       if (statuses && conn === this.current) this.emit({ type: "resumed", transport: conn.kind, hello, conversations: statuses });
     });
+    for (const retry of this.sendRetry.values()) retry.at = 0; // a new connection: try at once
     this.flushOutbox();
     // Learn of conversations this client did not know (added while away).
     this.rest.listConversations().catch((error) => this.warn("listing conversations failed", error));
@@ -552,6 +599,8 @@ export class HubbubClient {
     this.current = null;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (this.upgradeTimer) clearTimeout(this.upgradeTimer);
+    if (this.stableTimer) clearTimeout(this.stableTimer);
+    this.stableTimer = null;
     for (const typing of this.outgoingTyping.values()) typing.reset();
     if (code === CLOSE_UNAUTHORIZED) this.tokens.invalidate();
     if (this.closedByApp) return;
@@ -585,6 +634,7 @@ export class HubbubClient {
       const conn = this.newConnection(kind ?? old.kind, info.token);
       await conn.opened; // adopt() ran on hello
     } catch (error) {
+      if (this.closedByApp) return;
       if (kind === "websocket") {
         this.fellBackAt = Date.now();
         if (this.current === old && old) this.scheduleUpgrade(old);
@@ -714,12 +764,26 @@ export class HubbubClient {
         if (done) break;
       }
       this.streams.advance(id, lastSeq);
-      this.streams.release(id, true);
+    } catch (error) {
+      // Still held (live events wait): after a pause, resume from the cursor,
+      // which reloads over REST again while the conversation is too far behind.
+      const failures = (this.reloadFailures.get(id) ?? 0) + 1;
+      this.reloadFailures.set(id, failures);
+      const delay = Math.min(30_000, 1000 * 2 ** (failures - 1));
+      this.warn(`reloading ${id} over REST failed; retrying in ${delay / 1000} s`, error);
+      this.later(() => {
+        this.streams.release(id, false); // starts a fill if live events wait past the gap
+        if (!this.streams.isHeld(id)) this.fillGap(id);
+      }, delay);
+      return;
+    }
+    this.reloadFailures.delete(id);
+    this.streams.release(id, true);
+    try {
       const conversation: Conversation = await this.rest.getConversation(id);
       this.emit({ type: "conversation.updated", conversation });
     } catch (error) {
-      this.warn(`reloading ${id} over REST failed; will retry`, error);
-      this.streams.release(id, false);
+      this.warn(`reloading conversation ${id} over REST failed`, error);
     }
   }
 
@@ -729,54 +793,105 @@ export class HubbubClient {
     if (!conn || this.streams.isHeld(id)) return; // the next resume covers it
     const cursor = this.streams.cursor(id) ?? 0;
     void this.resume(conn, { [id]: cursor }).then((r) => {
-      if (r === null && this.current === conn) setTimeout(() => this.fillGap(id), 1000);
+      if (r === null && this.current === conn) this.later(() => this.fillGap(id), 1000);
     });
   }
 
   // ---- outbox ----
 
+  /**
+   * Send what the outbox holds, in order per conversation: only the oldest
+   * entry of a conversation goes, and only while no earlier send of it is on
+   * the wire, on this connection or on a replaced one still draining. So a
+   * message is never stored before an earlier one of its conversation, also
+   * when that one fails for a passing reason (`unavailable`, `rate_limited`,
+   * `internal`, a timeout) and is sent again. Conversations go side by side.
+   */
   private flushOutbox(): void {
     const conn = this.current;
-    if (!conn) return;
+    if (!conn || conn.closed || this.closedByApp) return;
+    const now = Date.now();
+    let onWire = 0;
+    for (const s of this.sending.values()) if (s.conn === conn) onWire += 1;
+    let wake = Infinity;
+    const seen = new Set<string>();
     for (const entry of this.outbox.list()) {
-      if (this.outbox.inflight.has(entry.client_msg_id)) continue;
-      this.outbox.inflight.add(entry.client_msg_id);
-      const frame: Frame = {
-        type: "message.send",
-        conversation_id: entry.conversation_id,
-        body: entry.body,
-        client_msg_id: entry.client_msg_id,
-      };
-      if (entry.kind) frame.kind = entry.kind;
-      if (entry.attachments) frame.attachments = entry.attachments;
-      if (entry.reply_to) frame.reply_to = entry.reply_to;
-      conn.request(frame).then(
-        (ack) => {
-          const message = ack.message as Message;
-          const handle = this.outbox.acked(entry.client_msg_id, message);
-          if (handle) {
-            this.tracker.track(handle, message.seq);
-            this.emitStatus(handle, "sent");
-          }
-        },
-        (error: unknown) => {
-          this.outbox.inflight.delete(entry.client_msg_id);
-          if (isPermanent(error)) {
-            const handle = this.outbox.failed(entry.client_msg_id, error as Error);
-            if (handle) this.emitStatus(handle, "failed", error as HubbubError);
-          } else if (conn === this.current) {
-            // unavailable, internal, a timeout: try again in a moment (same client_msg_id)
-            if (!this.outboxTimer) {
-              this.outboxTimer = setTimeout(() => {
-                this.outboxTimer = null;
-                this.flushOutbox();
-              }, 1000);
-            }
-          }
-          // connection lost: the next connection sends it again
-        },
-      );
+      if (onWire >= MAX_SENDS_IN_FLIGHT) break; // more when these are answered
+      const id = entry.conversation_id;
+      if (seen.has(id)) continue; // not the oldest of its conversation
+      seen.add(id);
+      if (this.sending.has(id)) continue;
+      const retry = this.sendRetry.get(id);
+      if (retry && retry.at > now) {
+        wake = Math.min(wake, retry.at);
+        continue;
+      }
+      onWire += 1;
+      this.sendEntry(conn, entry);
     }
+    if (wake < Infinity) this.flushOutboxAt(wake);
+  }
+
+  private flushOutboxAt(at: number): void {
+    if (this.outboxTimer && this.outboxTimerAt <= at) return;
+    if (this.outboxTimer) clearTimeout(this.outboxTimer);
+    this.outboxTimerAt = at;
+    this.outboxTimer = setTimeout(
+      () => {
+        this.outboxTimer = null;
+        this.flushOutbox();
+      },
+      Math.max(0, at - Date.now()),
+    );
+  }
+
+  private sendEntry(conn: Connection, entry: OutboxEntry): void {
+    const id = entry.conversation_id;
+    const slot = { clientMsgId: entry.client_msg_id, conn };
+    this.sending.set(id, slot);
+    const frame: Frame = {
+      type: "message.send",
+      conversation_id: entry.conversation_id,
+      body: entry.body,
+      client_msg_id: entry.client_msg_id,
+    };
+    if (entry.kind) frame.kind = entry.kind;
+    if (entry.attachments) frame.attachments = entry.attachments;
+    if (entry.reply_to) frame.reply_to = entry.reply_to;
+    const done = () => {
+      if (this.sending.get(id) === slot) this.sending.delete(id);
+    };
+    conn.request(frame).then(
+      (ack) => {
+        done();
+        this.sendRetry.delete(id);
+        const message = ack.message as Message;
+        const handle = this.outbox.acked(entry.client_msg_id, message);
+        if (handle) {
+          this.tracker.track(handle, message.seq);
+          this.emitStatus(handle, "sent");
+        }
+        this.flushOutbox(); // the next of this conversation
+      },
+      (error: unknown) => {
+        done();
+        const code = error instanceof HubbubError ? error.code : "";
+        if (isPermanent(error)) {
+          this.sendRetry.delete(id);
+          const handle = this.outbox.failed(entry.client_msg_id, error as Error);
+          if (handle) this.emitStatus(handle, "failed", error as HubbubError);
+        } else if (code !== "connection_lost" && code !== "not_connected") {
+          // unavailable, rate_limited, internal, a timeout: the same entry
+          // again (same client_msg_id) after a pause; nothing after it before.
+          const failures = (this.sendRetry.get(id)?.failures ?? 0) + 1;
+          const pause = Math.min(10_000, 250 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2);
+          this.sendRetry.set(id, { at: Date.now() + pause, failures });
+        }
+        // Connection lost: again at once on the current connection (this one
+        // may have been a replaced one), or on the next one.
+        this.flushOutbox();
+      },
+    );
   }
 
   private emitStatus(handle: OutgoingMessage, status: SendStatus, error?: HubbubError): void {

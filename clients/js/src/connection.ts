@@ -7,6 +7,7 @@ import type { AckFrame, ErrorFrame, Hello, TransportKind } from "./events.js";
 import { HubbubError } from "./errors.js";
 import type { Transport } from "./transport/types.js";
 import { CLOSE_HEARTBEAT_TIMEOUT, CLOSE_OPEN_TIMEOUT } from "./transport/types.js";
+import { utf8Exceeds } from "./utf8.js";
 
 export interface ConnectionHooks {
   nextId(): number;
@@ -68,12 +69,20 @@ export class Connection {
     return this.pending.size;
   }
 
-  /** Send a request frame (an `id` is added); resolves with its ack, rejects with its error. */
+  /**
+   * Send a request frame (an `id` is added); resolves with its ack, rejects with its error.
+   * A frame over hello's `max_frame_bytes` is not sent: it rejects with `too_large` at once
+   * (the server would refuse it, and beyond its hard ceiling close the connection with 1009).
+   */
   request(frame: { type: string; [key: string]: unknown }, timeoutMs = this.hooks.requestTimeoutMs): Promise<AckFrame> {
     if (this.closed || !this.hello) {
       return Promise.reject(new HubbubError("not_connected", `cannot send ${frame.type}: not connected`));
     }
     const id = this.hooks.nextId();
+    const max = this.hello.limits?.max_frame_bytes;
+    if (typeof max === "number" && max > 0 && utf8Exceeds(JSON.stringify({ ...frame, id }), max)) {
+      return Promise.reject(new HubbubError("too_large", `the ${frame.type} frame is over the server's ${max}-byte frame limit`));
+    }
     return new Promise<AckFrame>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);

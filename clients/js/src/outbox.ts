@@ -33,19 +33,43 @@ interface Handle extends OutgoingMessage {
   reject(error: Error): void;
 }
 
+/** An outbox entry read from storage, or null when it is not one. */
+function validEntry(item: unknown): OutboxEntry | null {
+  if (!item || typeof item !== "object") return null;
+  const e = item as Record<string, unknown>;
+  const id = e.client_msg_id;
+  if (typeof id !== "string" || !id || typeof e.conversation_id !== "string" || !e.conversation_id) return null;
+  const entry: OutboxEntry = {
+    client_msg_id: id,
+    conversation_id: e.conversation_id,
+    body: typeof e.body === "string" ? e.body : "",
+    created_at: typeof e.created_at === "number" ? e.created_at : Date.now(),
+  };
+  if (typeof e.kind === "string") entry.kind = e.kind as MessageKind;
+  if (Array.isArray(e.attachments) && e.attachments.every((a) => typeof a === "string")) entry.attachments = e.attachments as string[];
+  if (typeof e.reply_to === "string") entry.reply_to = e.reply_to;
+  return entry;
+}
+
 export class Outbox {
   private entries: OutboxEntry[] = [];
-  /** Entries with a request on the wire. */
-  readonly inflight = new Set<string>();
   private readonly handles = new Map<string, Handle>();
 
   constructor(private readonly slot: JsonSlot<OutboxEntry[]>) {}
 
-  /** Merge what storage holds (entries from before a reload go first). */
+  /** Merge what storage holds (entries from before a reload go first); what is not an entry is dropped. */
   async load(): Promise<void> {
-    const saved = (await this.slot.load()) ?? [];
+    const raw: unknown = await this.slot.load();
     const known = new Set(this.entries.map((e) => e.client_msg_id));
-    this.entries = [...saved.filter((e) => e && !known.has(e.client_msg_id)), ...this.entries];
+    const saved: OutboxEntry[] = [];
+    for (const item of Array.isArray(raw) ? raw : []) {
+      const entry = validEntry(item);
+      if (entry && !known.has(entry.client_msg_id)) {
+        known.add(entry.client_msg_id);
+        saved.push(entry);
+      }
+    }
+    this.entries = [...saved, ...this.entries];
     for (const e of this.entries) this.handle(e);
     this.save();
   }
@@ -95,7 +119,6 @@ export class Outbox {
 
   private remove(clientMsgId: string): Handle | undefined {
     this.entries = this.entries.filter((e) => e.client_msg_id !== clientMsgId);
-    this.inflight.delete(clientMsgId);
     this.save();
     const handle = this.handles.get(clientMsgId);
     this.handles.delete(clientMsgId);

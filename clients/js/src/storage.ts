@@ -63,7 +63,8 @@ export function localStorageAdapter(storage?: Storage): KeyValueStorage {
  * write in flight and the latest value winning (sync and async storage alike).
  */
 export class JsonSlot<T> {
-  private pending: string | null = null;
+  /** The value to write next (serialized when written, so that a burst of saves costs one). */
+  private pending: { value: T } | null = null;
   private writing = false;
 
   /** `key` may be a promise (the user id is known once the first token is). */
@@ -82,7 +83,7 @@ export class JsonSlot<T> {
   }
 
   save(value: T): void {
-    this.pending = JSON.stringify(value);
+    this.pending = { value };
     if (!this.writing) void this.flush();
   }
 
@@ -90,10 +91,12 @@ export class JsonSlot<T> {
     this.writing = true;
     try {
       while (this.pending !== null) {
-        const value = this.pending;
+        const key = await this.key;
+        if (this.pending === null) break;
+        const { value } = this.pending;
         this.pending = null;
         try {
-          await this.storage.setItem(await this.key, value);
+          await this.storage.setItem(key, JSON.stringify(value));
         } catch {
           // storage failures must not break the client; memory still holds it
         }

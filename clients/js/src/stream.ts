@@ -26,9 +26,10 @@ export class Streams {
   ) {}
 
   async load(): Promise<void> {
-    const saved = await this.slot.load();
-    for (const [id, seq] of Object.entries(saved ?? {})) {
-      if (typeof seq === "number" && !this.cursors.has(id)) this.cursors.set(id, seq);
+    const saved: unknown = await this.slot.load();
+    if (!saved || typeof saved !== "object" || Array.isArray(saved)) return; // nothing, or not cursors
+    for (const [id, seq] of Object.entries(saved)) {
+      if (Number.isSafeInteger(seq) && (seq as number) >= 0 && !this.cursors.has(id)) this.cursors.set(id, seq as number);
     }
   }
 
