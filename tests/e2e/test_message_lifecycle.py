@@ -160,7 +160,8 @@ async def test_delete_leaves_tombstone_and_resume_replays_edit_and_delete(
     await dv.send({"type": "resume", "cursors": {cid: cursor}})
     replayed = []
     while (frame := await dv.recv())["type"] != "ack":
-        replayed.append(frame)
+        if frame["type"] != "presence":  # of no conversation: never held, may come first
+            replayed.append(frame)
     assert [(f["type"], f["seq"]) for f in replayed] == [
         ("message.edited", cursor + 1),
         ("message.deleted", cursor + 2),
