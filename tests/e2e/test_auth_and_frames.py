@@ -215,3 +215,29 @@ async def test_public_key_tokens(fresh_server: ServerProcess) -> None:
     forged = jwt.encode({"sub": "x", "exp": time.time() + 60}, "k" * 40, "HS256")
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(f"{fresh_server.ws_url}?token={forged}")
+
+
+async def test_a_refused_frame_is_answered_after_the_commands_before_it(
+    server: ServerProcess,
+) -> None:
+    cid = open_direct(server, "fo", "fp")
+    c = await Client.connect(server, "fo")
+    await c.request({"type": "ping"})
+    for i in range(1, 6):  # sends under way in the database when the bad frame comes
+        await c.send(
+            {
+                "type": "message.send",
+                "id": i,
+                "conversation_id": cid,
+                "body": f"n{i}",
+                "client_msg_id": new_id(),
+            }
+        )
+    await c.ws.send("{not json")
+    await c.send({"type": "ping", "id": "after"})
+    replies = []
+    while len(replies) < 7:
+        frame = await c.recv()
+        if frame["type"] in ("ack", "error"):
+            replies.append((frame["type"], frame["id"]))
+    assert replies == [("ack", i) for i in range(1, 6)] + [("error", None), ("ack", "after")]

@@ -57,6 +57,12 @@ NOT_YOURS = b""  # in place of a frame: a seq of the stream that is not for this
 Held = tuple[str, int, bytes]
 
 
+class Refusal(Command, kw_only=True):
+    """A frame refused by ``parse``, answered in its turn after the ones before it."""
+
+    frame: bytes
+
+
 class Link(Protocol):
     """What a session needs of its transport: a WebSocket, or an HTTP stream."""
 
@@ -257,8 +263,11 @@ class Session:
         try:
             command = parse(data, self.gateway.limits.max_frame_bytes)
         except ProtocolError as exc:
-            self.send(events.error(exc.request_id, exc.error.code, exc.error.message))
-            return
+            refusal = events.error(exc.request_id, exc.error.code, exc.error.message)
+            if not self._inbox and self._task is None:
+                self.send(refusal)  # nothing before it waits for a reply
+                return
+            command = Refusal(frame=refusal)
         self._inbox.append(command)
         if not self._paused and len(self._inbox) >= self.gateway.limits.pending_commands:
             self._paused = True
@@ -320,6 +329,9 @@ class Session:
 
     async def _dispatch(self, command: Command) -> None:
         gateway, user = self.gateway, self.user_id
+        if isinstance(command, Refusal):
+            self.send(command.frame)
+            return
         if isinstance(command, Resume):
             await self._resume(command)
             return
