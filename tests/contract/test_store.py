@@ -261,3 +261,78 @@ async def test_newcomers_start_caught_up_and_retries_survive_leaving(store: Stor
     await store.remove_member("r", room.id, "r", NOW)  # the room is empty now
     (joined,) = await store.join_room("x", room.id, 100, NOW)
     assert joined.data is not None and joined.data["role"] == "owner"
+
+
+async def test_roles_are_set_by_the_owner_and_giving_owner_transfers(store: Store) -> None:
+    group = await store.create_group("ow", "g", ["ad", "me"], NOW)
+    events = await store.set_role("ow", group.id, "ad", "admin", NOW + 1)
+    assert [(e.type, e.data["user_id"], e.data["role"]) for e in events] == [
+        ("member.role_changed", "ad", "admin")
+    ]
+    assert events[0].seq == 1
+    assert await store.set_role("ow", group.id, "ad", "admin", NOW + 2) == []  # no change
+    with pytest.raises(Forbidden):
+        await store.set_role("ad", group.id, "me", "admin", NOW + 3)  # admins may not
+    with pytest.raises(NotFound):
+        await store.set_role("ow", group.id, "stranger", "admin", NOW + 3)
+    transfer = await store.set_role("ow", group.id, "me", "owner", NOW + 4)
+    assert [(e.data["user_id"], e.data["role"]) for e in transfer] == [
+        ("me", "owner"),
+        ("ow", "admin"),
+    ]
+    assert [e.seq for e in transfer] == [2, 3]
+    after = await store.get_conversation(group.id)
+    assert after is not None
+    assert {m.user_id: m.role for m in after.members} == {
+        "ow": "admin",
+        "ad": "admin",
+        "me": "owner",
+    }
+
+
+async def test_rooms_are_listed_newest_activity_first_with_membership(store: Store) -> None:
+    old = await store.create_group("ra", "old room", [], NOW, kind="room")
+    new = await store.create_group("rb", "new room", [], NOW + 10, kind="room")
+    await store.create_group("ra", "a group", ["rb"], NOW + 20)  # not a room
+    rooms = await store.list_rooms("ra", 10, 0)
+    assert [(r.id, r.title, r.member_count, r.joined) for r in rooms] == [
+        (new.id, "new room", 1, False),
+        (old.id, "old room", 1, True),
+    ]
+    assert [r.id for r in await store.list_rooms("ra", 1, 1)] == [old.id]
+    joined = await store.join_room("ra", new.id, 100, NOW + 30)
+    assert [e.type for e in joined] == ["member.joined"]
+    assert await store.join_room("ra", new.id, 100, NOW + 31) == []  # already a member
+    listed = {r.id: (r.member_count, r.joined) for r in await store.list_rooms("ra", 10, 0)}
+    assert listed[new.id] == (2, True)
+
+
+async def test_an_upload_is_for_its_owner_and_where_it_was_sent(store: Store) -> None:
+    upload = await store.create_upload("u_file1", "up", "a.png", "image/png", 123, NOW)
+    assert (upload.id, upload.owner_id, upload.name, upload.size) == ("u_file1", "up", "a.png", 123)
+    assert (await store.get_upload("up", "u_file1")).content_type == "image/png"
+    with pytest.raises(Forbidden):
+        await store.get_upload("peer", "u_file1")  # not shared yet
+    with pytest.raises(NotFound):
+        await store.get_upload("up", "u_nothing")
+    direct, _ = await store.get_or_create_direct("up", "peer", NOW)
+    item = SendItem(direct.id, "", "with-file", kind="image", attachments=("u_file1",))
+    ((message, created),) = await store.append_messages("up", [item], NOW + 1)
+    assert created
+    assert (await store.get_upload("peer", "u_file1")).name == "a.png"
+    with pytest.raises(Forbidden):
+        await store.get_upload("outsider", "u_file1")
+    await store.delete_message("up", message.id, NOW + 2)
+    with pytest.raises(Forbidden):  # a deleted message shares it no longer
+        await store.get_upload("peer", "u_file1")
+
+
+async def test_blocks_are_listed_the_same_on_every_backend(store: Store) -> None:
+    for blocked in ["zed", "amy", "kim"]:
+        assert await store.block("bl", blocked, NOW)
+    assert not await store.block("bl", "amy", NOW + 1)  # already
+    assert await store.blocked_by("bl") == ["amy", "kim", "zed"]
+    assert await store.block("cc", "amy", NOW)
+    assert await store.blockers_of("amy") == ["bl", "cc"]
+    assert await store.unblock("bl", "kim") and not await store.unblock("bl", "kim")
+    assert await store.blocked_by("bl") == ["amy", "zed"]

@@ -316,12 +316,14 @@ def unblock(conn: sqlite3.Connection, blocker: str, blocked: str) -> bool:
 
 def blocked_by(conn: sqlite3.Connection, user: str) -> list[str]:
     """Users this user has blocked."""
-    return [b for (b,) in conn.execute("SELECT blocked FROM blocks WHERE blocker = ?", (user,))]
+    found = conn.execute("SELECT blocked FROM blocks WHERE blocker = ? ORDER BY 1", (user,))
+    return [b for (b,) in found]
 
 
 def blockers_of(conn: sqlite3.Connection, user: str) -> list[str]:
     """Users who have blocked this user."""
-    return [b for (b,) in conn.execute("SELECT blocker FROM blocks WHERE blocked = ?", (user,))]
+    found = conn.execute("SELECT blocker FROM blocks WHERE blocked = ? ORDER BY 1", (user,))
+    return [b for (b,) in found]
 
 
 def contacts(conn: sqlite3.Connection, user: str) -> list[str]:
