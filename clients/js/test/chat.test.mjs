@@ -1,15 +1,8 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { Server, client, closeAll, waitFor, assertOrdered, resumed } from "./helpers.mjs";
+import { test } from "node:test";
+import { serverPerFile, client, waitFor, assertOrdered, resumed } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  server = await new Server().start();
-});
-after(async () => {
-  closeAll();
-  await server?.close();
-});
+const server = serverPerFile();
 
 test("two clients chat: acks, then delivered and read from the other member's receipts", async () => {
   const alice = client(server, "alice");

@@ -1,17 +1,11 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import WebSocket from "ws";
-import { Server, client, closeAll, waitFor, assertOrdered, uniqueBodies, resumed } from "./helpers.mjs";
+import { serverPerFile, client, waitFor, assertOrdered, uniqueBodies, resumed } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  server = await new Server().start();
-  const probe = await fetch(server.url + "/sse");
+const server = serverPerFile({}, async (started) => {
+  const probe = await fetch(started.url + "/sse");
   if (probe.status === 404) throw new Error("this hubbub has no /sse (HTTP fallback transport)");
-});
-after(async () => {
-  closeAll();
-  await server?.close();
 });
 
 /** A WebSocket class whose connections go to a wrong path (refused) while `state.refuse`. */

@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { Server, client, closeAll, waitFor, resumed, assertOrdered } from "./helpers.mjs";
+import { test } from "node:test";
+import { serverPerFile, client, waitFor, resumed, assertOrdered } from "./helpers.mjs";
 import { MemoryStorage, localStorageAdapter, decodeJwt, HubbubError } from "../dist/index.js";
 
-let server;
-before(async () => {
-  server = await new Server().start();
-});
-after(async () => {
-  closeAll();
-  await server?.close();
-});
+const server = serverPerFile();
 
 test("the outbox and cursors survive a new client on the same storage (a reload)", async () => {
   const storage = new MemoryStorage();

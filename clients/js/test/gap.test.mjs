@@ -1,15 +1,8 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { Server, client, closeAll, waitFor, assertOrdered, recordingWebSocket, uniqueBodies, resumed } from "./helpers.mjs";
+import { test } from "node:test";
+import { serverPerFile, client, waitFor, assertOrdered, recordingWebSocket, uniqueBodies, resumed } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  server = await new Server({ HUBBUB_RESUME_LIMIT: "5" }).start();
-});
-after(async () => {
-  closeAll();
-  await server?.close();
-});
+const server = serverPerFile({ HUBBUB_RESUME_LIMIT: "5" });
 
 test("too_far_behind: the missed messages are paged over REST, once each and in order, then live goes on", async () => {
   const rec = recordingWebSocket();

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, openSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { before, after } from "node:test";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { connect } from "../dist/index.js";
@@ -123,6 +124,22 @@ export class Server {
   async group(owner, members, title = "g") {
     return (await this.api(owner, "POST", "/api/v1/conversations", { kind: "group", title, members })).conversation.id;
   }
+}
+
+/** One hubbub process for the tests of a file: started before them (then
+ * `ready(server)`, if given), and stopped, with every client closed, after
+ * them. (Hooks at the top of a file run concurrently: one hook, in order.) */
+export function serverPerFile(env = {}, ready = undefined) {
+  const server = new Server(env);
+  before(async () => {
+    await server.start();
+    await ready?.(server);
+  });
+  after(async () => {
+    closeAll();
+    await server.close();
+  });
+  return server;
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

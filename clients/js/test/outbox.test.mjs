@@ -1,19 +1,12 @@
 // The outbox: order per conversation across passing errors and connection
 // changes, and messages too large to send.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import WebSocket from "ws";
-import { Server, client, closeAll, waitFor, token, resumed } from "./helpers.mjs";
+import { Server, serverPerFile, client, waitFor, token, resumed } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  // Token expiry is checked every second (min(interval, timeout) / 2).
-  server = await new Server({ HUBBUB_HEARTBEAT_TIMEOUT: "2" }).start();
-});
-after(async () => {
-  closeAll();
-  await server?.close();
-});
+// Token expiry is checked every second (min(interval, timeout) / 2).
+const server = serverPerFile({ HUBBUB_HEARTBEAT_TIMEOUT: "2" });
 
 const within = (promise, ms, what) =>
   Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))]);

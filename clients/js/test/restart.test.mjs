@@ -1,15 +1,8 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { Server, client, closeAll, waitFor, assertOrdered, recordingWebSocket, uniqueBodies, resumed } from "./helpers.mjs";
+import { test } from "node:test";
+import { serverPerFile, client, waitFor, assertOrdered, recordingWebSocket, uniqueBodies, resumed } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  server = await new Server().start();
-});
-after(async () => {
-  closeAll();
-  await server?.close();
-});
+const server = serverPerFile();
 
 test("server SIGKILLed and restarted mid-conversation, sends in flight and while it is down: each message once, in order", async () => {
   const alice = client(server, "alice");

@@ -1,19 +1,12 @@
 // Reconnect backoff against a server that accepts and then closes; storage
 // that holds garbage.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import WebSocket from "ws";
-import { Server, client, closeAll, waitFor, resumed, sleep } from "./helpers.mjs";
+import { serverPerFile, client, waitFor, resumed, sleep } from "./helpers.mjs";
 import { MemoryStorage } from "../dist/index.js";
 
-let server;
-before(async () => {
-  server = await new Server().start();
-});
-after(async () => {
-  closeAll();
-  await server?.close();
-});
+const server = serverPerFile();
 
 test("a server that says hello and then closes at once (1009) is retried with growing backoff", async () => {
   // Each connection, once open, sends the server a frame over its hard

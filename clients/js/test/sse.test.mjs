@@ -1,17 +1,10 @@
 // The SSE transport's reader: CRLF line ends split across chunks, and a
 // platform without TextDecoder.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { Server, client, closeAll, waitFor, resumed, sleep } from "./helpers.mjs";
+import { test } from "node:test";
+import { serverPerFile, client, waitFor, resumed, sleep } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  server = await new Server().start();
-});
-after(async () => {
-  closeAll();
-  await server?.close();
-});
+const server = serverPerFile();
 
 /** fetch whose /sse stream has CRLF line ends, cut into chunks right after every CR. */
 function crlfFetch(url, init) {

@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { Server, client, closeAll, waitFor, recordingWebSocket, token, sleep, resumed } from "./helpers.mjs";
+import { test } from "node:test";
+import { serverPerFile, client, waitFor, recordingWebSocket, token, sleep, resumed } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  // The server checks token expiry every min(interval, timeout) / 2 seconds: 1 s here.
-  server = await new Server({ HUBBUB_HEARTBEAT_TIMEOUT: "2" }).start();
-});
-after(async () => {
-  closeAll();
-  await server?.close();
-});
+// The server checks token expiry every min(interval, timeout) / 2 seconds: 1 s here.
+const server = serverPerFile({ HUBBUB_HEARTBEAT_TIMEOUT: "2" });
 
 test("3-second tokens: renewed before expiry, seamlessly; never a connection with an expired token", async () => {
   const rec = recordingWebSocket();
