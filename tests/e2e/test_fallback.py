@@ -267,14 +267,6 @@ async def test_shutdown_ends_streams_with_1012(fresh_server: ServerProcess) -> N
     assert end.code == 1012
 
 
-def test_unframe_reads_back_every_header_size() -> None:
-    from hubbub.protocol.wsframe import text_frame
-
-    payloads = [b"a", b"b" * 200, b"c" * 70_000]
-    joined = b"".join(text_frame(p) for p in payloads)
-    assert list(stream.unframe(joined)) == payloads
-
-
 async def test_stream_closed_is_raised_once_the_stream_breaks(fresh_server: ServerProcess) -> None:
     fresh_server.start()
     a = await SseClient.connect(fresh_server.url, "fr")

@@ -10,7 +10,7 @@ from websockets.streams import StreamReader
 
 from hubbub.protocol import events
 from hubbub.protocol.commands import Ping, ProtocolError, Resume, SendMessage, parse
-from hubbub.protocol.wsframe import text_frame
+from hubbub.protocol.wsframe import text_frame, unframe
 from hubbub.service.models import Message, StreamEvent
 
 LIMIT = 1024
@@ -108,3 +108,9 @@ def test_events_put_type_first() -> None:
     assert json.loads(events.http_error("forbidden", "x")) == {
         "error": {"code": "forbidden", "message": "x"}
     }
+
+
+def test_unframe_reads_back_every_header_size() -> None:
+    payloads = [b"a", b"b" * 200, b"c" * 70_000]
+    joined = b"".join(text_frame(p) for p in payloads)
+    assert list(unframe(joined)) == payloads

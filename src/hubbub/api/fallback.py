@@ -21,8 +21,7 @@ from starlette.types import Receive, Scope, Send
 from hubbub.api.errors import STATUS, error_response
 from hubbub.api.http import json_response, read_body
 from hubbub.auth import Identity
-from hubbub.errors import Forbidden, HubbubError, NotFound, TooLarge
-from hubbub.gateway.handshake import bearer, origin_allowed
+from hubbub.errors import HubbubError, NotFound, TooLarge
 
 if TYPE_CHECKING:
     from hubbub.gateway.server import Gateway
@@ -39,12 +38,12 @@ STREAM_HEADERS = [
 
 def _identity(gateway: Gateway, request: Request) -> Identity:
     headers = request.headers
-    if not origin_allowed(
-        headers.get("origin"), headers.get("host"), gateway.settings.cors_origins
-    ):
-        raise Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)")
-    token = request.query_params.get("token") or bearer(headers.get("authorization"))
-    return gateway.verifier.verify(token)
+    return gateway.admit(
+        headers.get("origin"),
+        headers.get("host"),
+        request.query_params.get("token"),
+        headers.get("authorization"),
+    )
 
 
 class StreamEndpoint:
@@ -93,13 +92,13 @@ def fallback_routes(gateway: Gateway) -> list[Route]:
     async def post(request: Request) -> Response:
         identity = _identity(gateway, request)
         body = await read_body(request, POST_CEILING)
-        if body.count(b"\n") >= most and len(body.splitlines()) > most:
+        lines = body.splitlines()
+        if len(lines) > most:
             raise TooLarge(f"at most {most} frames in one post")
         connection_id = request.path_params["connection_id"]
         if not await gateway.post(connection_id, identity.user_id, body):
             raise NotFound("no such stream session: open a new one and resume")
-        frames = sum(1 for line in body.splitlines() if line.strip())
-        return json_response({"accepted": frames}, 202)
+        return json_response({"accepted": sum(1 for line in lines if line.strip())}, 202)
 
     return [
         Route(SSE_PATH, StreamEndpoint(gateway), methods=["GET"]),

@@ -24,7 +24,6 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound, Unauthorized
-from hubbub.gateway.handshake import bearer, origin_allowed
 from hubbub.gateway.session import Session
 from hubbub.gateway.writer import BacklogReporting, Writer
 from hubbub.protocol import events
@@ -208,21 +207,20 @@ class Connection(BacklogReporting):
         if path != WS_PATH:
             self._reject(404, NotFound(f"no WebSocket endpoint at {path}; use {WS_PATH}"))
             return
+        headers = request.headers
         try:
-            headers = request.headers
-            allowed = origin_allowed(
-                headers.get("Origin"), headers.get("Host"), gateway.settings.cors_origins
+            identity = gateway.admit(
+                headers.get("Origin"),
+                headers.get("Host"),
+                parse_qs(query).get("token", [None])[0],
+                headers.get("Authorization"),
             )
-            header_token = bearer(headers.get("Authorization"))
         except MultipleValuesError as exc:
             self._reject(400, Invalid(f"the header {exc} appears more than once"))
             return
-        if not allowed:
-            self._reject(403, Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)"))
+        except Forbidden as exc:
+            self._reject(403, exc)
             return
-        token = parse_qs(query).get("token", [None])[0] or header_token
-        try:
-            identity = gateway.verifier.verify(token)
         except Unauthorized as exc:
             self._reject(401, exc)
             return
@@ -241,10 +239,7 @@ class Connection(BacklogReporting):
             self.transport, gateway.flusher, gateway.limits.outbound_buffer_bytes, self.overflow
         )
         self.writer = writer
-        session = Session(gateway, identity, writer, self, uuid.uuid4().hex)
-        self.session = session
-        session.send(gateway.hello(session))
-        gateway.attach(session)
+        self.session = gateway.open_session(identity, writer, self, uuid.uuid4().hex)
 
     def pause_reading(self, pause: bool) -> None:
         if self.transport is not None and not self._closing:

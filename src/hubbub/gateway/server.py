@@ -12,11 +12,12 @@ from hubbub.auth import Identity, TokenVerifier
 from hubbub.broker.base import Broker, Relayed
 from hubbub.clock import Clock, iso_ms, now_ms
 from hubbub.config import Settings
-from hubbub.errors import Unavailable
+from hubbub.errors import Forbidden, Unavailable
 from hubbub.gateway.connection import HEARTBEAT_TIMEOUT, SERVICE_RESTART, UNAUTHORIZED, Connection
+from hubbub.gateway.handshake import bearer, origin_allowed
 from hubbub.gateway.hub import Hub
 from hubbub.gateway.sequencer import Sequencer
-from hubbub.gateway.session import Session
+from hubbub.gateway.session import Link, Outbound, Session
 from hubbub.gateway.stream import Stream
 from hubbub.gateway.writer import Flusher
 from hubbub.protocol import events
@@ -80,6 +81,31 @@ class Gateway:
         """Run a task of a connection's (kept alive, failures logged, cancelled on stop)."""
         self._tasks.spawn(coro)
 
+    def admit(
+        self,
+        origin: str | None,
+        host: str | None,
+        query_token: str | None,
+        authorization: str | None,
+    ) -> Identity:
+        """Who opens a session (a WebSocket or an HTTP stream): the origin, then the token.
+
+        Raises ``Forbidden`` for an origin not allowed, ``Unauthorized`` for a
+        missing or bad token (``?token=`` first, else the bearer header).
+        """
+        if not origin_allowed(origin, host, self.settings.cors_origins):
+            raise Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)")
+        return self.verifier.verify(query_token or bearer(authorization))
+
+    def open_session(
+        self, identity: Identity, writer: Outbound, link: Link, connection_id: str
+    ) -> Session:
+        """A new session on its transport: greeted with ``hello``, and counted."""
+        session = Session(self, identity, writer, link, connection_id)
+        session.send(self.hello(session))
+        self.attach(session)
+        return session
+
     def close_streams(self) -> None:
         """On shutdown: end every HTTP stream (uvicorn would wait for them)."""
         self.closing = True
@@ -93,11 +119,8 @@ class Gateway:
         stream = Stream(self)
         # Named after this process, so that a post reaching another finds it.
         connection_id = f"{self.node}.{uuid.uuid4().hex}"
-        session = Session(self, identity, stream.writer, stream, connection_id)
-        stream.session = session
+        stream.session = self.open_session(identity, stream.writer, stream, connection_id)
         self.streams[connection_id] = stream
-        session.send(self.hello(session))
-        self.attach(session)
         return stream
 
     async def post(self, connection_id: str, user_id: str, frames: bytes) -> bool:

@@ -24,7 +24,7 @@ proxies which cut idle responses (60 s is common) keep the stream open.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -32,6 +32,7 @@ import msgspec
 from hubbub.gateway.connection import CLOSE_GRACE, INTERNAL_ERROR, TOO_SLOW
 from hubbub.protocol import events
 from hubbub.protocol.commands import request_id
+from hubbub.protocol.wsframe import unframe
 
 if TYPE_CHECKING:
     from hubbub.gateway.server import Gateway
@@ -40,23 +41,6 @@ if TYPE_CHECKING:
 KEEPALIVE = 15.0  # seconds of silence before a comment line goes out
 KEEPALIVE_LINE = b": keepalive\n\n"
 Send = Callable[[bytes], Awaitable[None]]
-
-
-def unframe(data: bytes) -> Iterator[bytes]:
-    """The payloads of the unmasked server frames in ``data`` (``wsframe``)."""
-    at, end = 0, len(data)
-    while at < end:
-        n = data[at + 1] & 0x7F
-        if n < 126:
-            start = at + 2
-        elif n == 126:
-            n = int.from_bytes(data[at + 2 : at + 4], "big")
-            start = at + 4
-        else:
-            n = int.from_bytes(data[at + 2 : at + 10], "big")
-            start = at + 10
-        yield data[start : start + n]
-        at = start + n
 
 
 def sse_message(payload: bytes, event: str | None = None) -> bytes:
