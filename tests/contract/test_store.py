@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from hubbub.errors import Forbidden, NotFound
-from hubbub.service.models import SendItem
+from hubbub.models import SendItem
 from hubbub.store.base import Store
 from tests.contract.conftest import StoreFactory
 

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from hubbub.service.models import SendItem
+from hubbub.models import SendItem
 from hubbub.store.postgres import PostgresStore
 from tests.scaleout.conftest import PrivatePostgres
 from tests.services import fresh_postgres, fresh_postgres_sync

@@ -8,10 +8,10 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
+from hubbub.models import Message, StreamEvent
 from hubbub.protocol import events
 from hubbub.protocol.commands import Ping, ProtocolError, Resume, SendMessage, parse
 from hubbub.protocol.wsframe import text_frame, unframe
-from hubbub.service.models import Message, StreamEvent
 
 LIMIT = 1024
 

@@ -20,8 +20,8 @@ from hubbub.api.schema import (
     Unread,
     VersionList,
 )
+from hubbub.models import SearchPage, SendItem
 from hubbub.service.chat import SYSTEM_SENDER as SERVER
-from hubbub.service.models import SearchPage, SendItem
 
 if TYPE_CHECKING:
     from hubbub.api.app import Api

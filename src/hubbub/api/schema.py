@@ -6,7 +6,7 @@ from typing import Literal
 
 import msgspec
 
-from hubbub.service.models import (
+from hubbub.models import (
     Conversation,
     ConversationSummary,
     Message,

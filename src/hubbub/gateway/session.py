@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 from hubbub.auth import Identity
 from hubbub.errors import HubbubError, Unavailable
 from hubbub.gateway.handed import GAP, SEND, Handed, visible
+from hubbub.models import SendItem
 from hubbub.protocol import events
 from hubbub.protocol.commands import (
     AddReaction,
@@ -44,7 +45,6 @@ from hubbub.protocol.commands import (
     parse,
 )
 from hubbub.protocol.wsframe import text_frame
-from hubbub.service.models import SendItem
 
 if TYPE_CHECKING:
     from hubbub.gateway.server import Gateway

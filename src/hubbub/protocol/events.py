@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
+from hubbub.models import StreamEvent
 from hubbub.protocol.commands import RequestId
-from hubbub.service.models import StreamEvent
 
 _encoder = msgspec.json.Encoder()
 

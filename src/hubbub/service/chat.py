@@ -13,9 +13,7 @@ from hubbub.broker.base import Delivery
 from hubbub.clock import Clock, now_ms
 from hubbub.config import Limits
 from hubbub.errors import HubbubError, Invalid, TooLarge
-from hubbub.protocol import events
-from hubbub.service.fanout import Fanout
-from hubbub.service.models import (
+from hubbub.models import (
     Message,
     Page,
     Receipt,
@@ -25,6 +23,8 @@ from hubbub.service.models import (
     StreamEvent,
     Version,
 )
+from hubbub.protocol import events
+from hubbub.service.fanout import Fanout
 from hubbub.store.base import Appended, Store
 
 if TYPE_CHECKING:

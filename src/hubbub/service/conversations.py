@@ -6,9 +6,9 @@ from hubbub.auth import RESERVED_USERS
 from hubbub.clock import Clock, now_ms
 from hubbub.config import Limits
 from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
+from hubbub.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
 from hubbub.protocol import events
 from hubbub.service.fanout import Fanout
-from hubbub.service.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
 from hubbub.store.base import Store
 
 MAX_TITLE = 200

@@ -20,8 +20,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from hubbub.broker.base import Broker, Delivery
+from hubbub.models import StreamEvent
 from hubbub.protocol import events
-from hubbub.service.models import StreamEvent
 from hubbub.store.base import Store
 
 CACHE_SIZE = 10_000

@@ -10,7 +10,7 @@ from pathlib import Path
 from hubbub.clock import Clock, now_ms
 from hubbub.errors import Invalid, TooLarge
 from hubbub.ids import new_id
-from hubbub.service.models import Upload
+from hubbub.models import Upload
 from hubbub.store.base import Store
 
 MAX_NAME = 255

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from hubbub.errors import HubbubError
-from hubbub.service.models import (
+from hubbub.models import (
     Conversation,
     ConversationSummary,
     Message,

@@ -6,7 +6,7 @@ from typing import Any
 
 from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
 from hubbub.ids import new_id
-from hubbub.service.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
+from hubbub.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
 from hubbub.store import postgres_rows as rows
 from hubbub.store import records
 from hubbub.store.postgres_rows import Conn

@@ -7,7 +7,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from hubbub.errors import Forbidden, NotFound
-from hubbub.service.models import Attachment, Conversation, Member, Message, Reaction
+from hubbub.models import Attachment, Conversation, Member, Message, Reaction
 from hubbub.store import records
 
 Conn: TypeAlias = asyncpg.Connection

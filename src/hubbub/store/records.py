@@ -7,7 +7,7 @@ from typing import Any
 
 from hubbub.clock import iso_ms
 from hubbub.errors import Invalid
-from hubbub.service.models import (
+from hubbub.models import (
     Attachment,
     Member,
     Message,

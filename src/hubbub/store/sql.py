@@ -12,7 +12,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from hubbub.service.models import (
+from hubbub.models import (
     Conversation,
     ConversationSummary,
     Message,

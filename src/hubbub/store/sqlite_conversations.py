@@ -6,7 +6,7 @@ import sqlite3
 
 from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
 from hubbub.ids import new_id
-from hubbub.service.models import (
+from hubbub.models import (
     Conversation,
     ConversationSummary,
     RoomSummary,

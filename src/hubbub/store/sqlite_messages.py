@@ -7,7 +7,7 @@ import sqlite3
 from hubbub.clock import iso_ms
 from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound
 from hubbub.ids import new_id
-from hubbub.service.models import (
+from hubbub.models import (
     Attachment,
     Message,
     Page,

@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from hubbub.errors import Forbidden, NotFound
-from hubbub.service.models import (
+from hubbub.models import (
     Attachment,
     Conversation,
     Member,
