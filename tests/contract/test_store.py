@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hubbub.errors import Forbidden, NotFound
 from hubbub.models import SendItem
+from hubbub.store import conversations
 from hubbub.store.base import Store
+from hubbub.store.sql import SQLStore
+from hubbub.store.tx import Row, Tx
 from tests.contract.conftest import StoreFactory
 
 NOW = 1_700_000_000_000
@@ -336,3 +343,163 @@ async def test_blocks_are_listed_the_same_on_every_backend(store: Store) -> None
     assert await store.blockers_of("amy") == ["bl", "cc"]
     assert await store.unblock("bl", "kim") and not await store.unblock("bl", "kim")
     assert await store.blocked_by("bl") == ["amy", "zed"]
+
+
+async def test_users_names_last_seen_and_contacts(store: Store) -> None:
+    await store.ping()
+    direct, _ = await store.get_or_create_direct("ann", "bob", NOW)
+    await store.create_group("ann", "team", ["cat"], NOW)
+    await store.create_group("ann", "lobby", ["dan"], NOW, kind="room")
+    assert sorted(await store.contacts("ann")) == ["bob", "cat"]  # rooms do not count
+    assert await store.contacts("eve") == []
+    await store.set_user_name("ann", "Ann", NOW)
+    await store.set_user_name("ann", "Ann", NOW + 1)  # unchanged: nothing to write
+    await store.set_last_seen("bob", NOW + 7)
+    await store.set_last_seen("bob", NOW + 9)
+    assert await store.last_seen(["bob", "ann", "nobody"]) == {
+        "bob": NOW + 9,
+        "ann": None,
+        "nobody": None,
+    }
+    assert await store.last_seen([]) == {}
+    message, _ = await send(store, "ann", direct.id, "hi")
+    assert message.sender_name == "Ann"
+    await store.set_user_name("ann", "Annie", NOW + 2)
+    fetched = await store.get_message("bob", message.id)
+    assert fetched.sender_name == "Annie" and fetched.body == "hi"
+
+
+async def test_get_message_is_for_members_with_own_reactions(store: Store) -> None:
+    conv, _ = await store.get_or_create_direct("a", "b", NOW)
+    message, _ = await send(store, "a", conv.id, "hello")
+    await store.react("b", message.id, "👍", True, NOW)
+    for_b = await store.get_message("b", message.id)
+    for_a = await store.get_message("a", message.id)
+    assert [(r.count, r.me) for r in for_b.reactions] == [(1, True)]
+    assert [(r.count, r.me) for r in for_a.reactions] == [(1, False)]
+    with pytest.raises(Forbidden):
+        await store.get_message("c", message.id)
+    with pytest.raises(NotFound):
+        await store.get_message("a", "m_missing")
+    await store.delete_message("a", message.id, NOW)
+    gone = await store.get_message("b", message.id)
+    assert gone.deleted_at is not None and gone.body == "" and gone.reactions == []
+
+
+async def test_hidden_conversations_leave_the_list_until_a_new_message(store: Store) -> None:
+    conv, _ = await store.get_or_create_direct("a", "b", NOW)
+    await send(store, "b", conv.id, "one")
+    await store.set_hidden("a", conv.id, True)
+    assert await store.list_conversations("a") == [] and await store.unread("a") == {}
+    assert [c.id for c in await store.list_conversations("b")] == [conv.id]
+    with pytest.raises(Forbidden):
+        await store.set_hidden("c", conv.id, True)
+    await send(store, "b", conv.id, "two")
+    assert [c.id for c in await store.list_conversations("a")] == [conv.id]
+    assert await store.unread("a") == {conv.id: 2}
+    await store.set_hidden("b", conv.id, True)
+    await send(store, "b", conv.id, "three")  # your own message shows it again, read
+    assert (await store.list_conversations("b"))[0].unread_count == 0
+
+
+async def test_events_after_carry_each_event_with_its_message(store: Store) -> None:
+    group = await store.create_group("o", "g", ["a"], NOW)
+    first, _ = await send(store, "a", group.id, "one")
+    await store.rename("o", group.id, "renamed", NOW)
+    await store.edit_message("a", first.id, "one, edited", NOW)
+    events = await store.events_after(group.id, 0, 10)
+    assert [(e.seq, e.type) for e in events] == [
+        (1, "message.new"),
+        (2, "conversation.renamed"),
+        (3, "message.edited"),
+    ]
+    assert events[0].message is not None and events[0].message.body == "one, edited"
+    assert events[1].message is None and events[1].data == {"title": "renamed", "by": "o"}
+    assert [e.seq for e in await store.events_after(group.id, 1, 1)] == [2]
+    assert await store.events_after(group.id, 3, 10) == []
+    assert await store.events_after("c_missing", 0, 10) == []
+
+
+async def test_conversation_list_carries_each_ones_members_and_last_message(
+    store: Store,
+) -> None:
+    ids = []
+    for n in range(6):
+        group = await store.create_group("me", f"g{n}", [f"u{n}", f"v{n}"], NOW + n)
+        for i in range(n):
+            message, _ = await send(store, f"u{n}", group.id, f"g{n} #{i}")
+        if n:
+            await store.react("me", message.id, "👍", True, NOW)
+        ids.append(group.id)
+    listed = {c.id: c for c in await store.list_conversations("me")}
+    for n, cid in enumerate(ids):
+        summary = listed[cid]
+        assert sorted(m.user_id for m in summary.members) == sorted(["me", f"u{n}", f"v{n}"])
+        assert summary.unread_count == n
+        if n == 0:
+            assert summary.last_message is None
+        else:
+            assert summary.last_message is not None
+            assert summary.last_message.body == f"g{n} #{n - 1}"
+            assert [(r.emoji, r.me) for r in summary.last_message.reactions] == [("👍", True)]
+
+
+async def test_the_conversation_list_takes_the_same_queries_for_any_count(store: Store) -> None:
+    """A constant number of statements, however many conversations the user has."""
+    if not isinstance(store, SQLStore):
+        pytest.skip("counts the statements of the SQL stores")
+
+    async def statements(user: str) -> int:
+        async def listing(tx: Tx) -> int:
+            counting = CountingTx(tx)
+            await conversations.list_conversations(counting, user)
+            return counting.count
+
+        return await store.transaction(listing)
+
+    for n in range(1, 11):
+        group = await store.create_group("few" if n <= 2 else "many", f"g{n}", ["x"], NOW)
+        await send(store, "x", group.id, f"hello {n}")
+    assert await statements("few") == await statements("many")
+
+
+class CountingTx:
+    """A ``Tx`` that counts the statements run through it."""
+
+    def __init__(self, inner: Tx) -> None:
+        self.inner = inner
+        self.dialect = inner.dialect
+        self.count = 0
+
+    async def one(self, sql: str, *args: object) -> Row | None:
+        self.count += 1
+        return await self.inner.one(sql, *args)
+
+    async def all(self, sql: str, *args: object) -> list[Row]:
+        self.count += 1
+        return await self.inner.all(sql, *args)
+
+    async def value(self, sql: str, *args: object) -> Any:
+        self.count += 1
+        return await self.inner.value(sql, *args)
+
+    async def run(self, sql: str, *args: object) -> int:
+        self.count += 1
+        return await self.inner.run(sql, *args)
+
+    async def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        self.count += 1
+        await self.inner.many(sql, rows)
+
+
+def test_every_port_method_has_a_contract_test() -> None:
+    """A method added to the store port without a test here fails this test."""
+    source = Path(__file__).read_text()
+    untested = [
+        name
+        for name, _ in inspect.getmembers(Store, inspect.isfunction)
+        if not name.startswith("_")
+        and name not in ("open", "close")  # every test opens and closes its store
+        and f".{name}(" not in source
+    ]
+    assert untested == []

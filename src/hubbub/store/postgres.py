@@ -1,7 +1,8 @@
 """The scale-out store: PostgreSQL through an asyncpg connection pool.
 
-Each method is one transaction on a pooled connection; the SQL lives in
-``postgres_conversations.py`` and ``postgres_messages.py``.
+Each method is one transaction on a pooled connection, running the same SQL
+functions as SQLite (see ``sql.py``); ``PostgresTx`` numbers their ``?``
+placeholders as asyncpg wants them.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any, TypeVar
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import lru_cache
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 
 from hubbub import migrations
 from hubbub.errors import Unavailable
-from hubbub.store import postgres_conversations, postgres_messages, postgres_rows
 from hubbub.store.sql import SQLStore
+from hubbub.store.tx import POSTGRESQL, Dialect, Row, Tx
 
+P = ParamSpec("P")
 T = TypeVar("T")
 log = logging.getLogger("hubbub.store")
 
@@ -36,11 +41,55 @@ UNUSABLE = (
 )
 
 
-class PostgresStore(SQLStore):
-    _conversations = postgres_conversations
-    _messages = postgres_messages
-    _rows = postgres_rows
+PLACEHOLDER = re.compile(r"\?(\d*)")
 
+
+@lru_cache(maxsize=4096)
+def numbered(sql: str) -> str:
+    """``?`` placeholders as ``$1, $2, ...`` (``?N`` as ``$N``)."""
+    count = 0
+
+    def number(found: re.Match[str]) -> str:
+        nonlocal count
+        if found.group(1):
+            return f"${found.group(1)}"
+        count += 1
+        return f"${count}"
+
+    return PLACEHOLDER.sub(number, sql)
+
+
+def changed(status: str) -> int:
+    """Rows touched, from a status such as ``UPDATE 1``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresTx:
+    """``Tx`` over one pooled connection inside its transaction."""
+
+    __slots__ = ("_conn",)
+    dialect: Dialect = POSTGRESQL
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def one(self, sql: str, *args: object) -> Row | None:
+        return await self._conn.fetchrow(numbered(sql), *args)  # type: ignore[no-any-return]
+
+    async def all(self, sql: str, *args: object) -> list[Row]:
+        return await self._conn.fetch(numbered(sql), *args)  # type: ignore[no-any-return]
+
+    async def value(self, sql: str, *args: object) -> Any:
+        return await self._conn.fetchval(numbered(sql), *args)
+
+    async def run(self, sql: str, *args: object) -> int:
+        return changed(await self._conn.execute(numbered(sql), *args))
+
+    async def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        await self._conn.executemany(numbered(sql), rows)
+
+
+class PostgresStore(SQLStore):
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = url
         self.pool_size = pool_size
@@ -63,10 +112,9 @@ class PostgresStore(SQLStore):
             await self._pool.close()
             self._pool = None
 
-    async def ping(self) -> None:
-        await self._run(lambda conn: conn.fetchval("SELECT 1"))
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def transaction(
+        self, fn: Callable[Concatenate[Tx, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         if self._pool is None:
             raise Unavailable("the database is not open")
         for attempt in range(RETRIES + 1):
@@ -74,7 +122,7 @@ class PostgresStore(SQLStore):
                 async with self._pool.acquire() as conn:
                     try:
                         async with conn.transaction():
-                            return await fn(conn, *args)
+                            return await fn(PostgresTx(conn), *args, **kwargs)
                     except UNUSABLE:
                         # Whatever state it is in, this connection is not
                         # handed out again.

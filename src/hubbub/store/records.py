@@ -1,4 +1,4 @@
-"""Rows to records: the column lists and mapping both SQL stores share."""
+"""Rows to records: the column lists and their mapping to models."""
 
 from __future__ import annotations
 
@@ -6,15 +6,8 @@ import json
 from typing import Any
 
 from hubbub.clock import iso_ms
-from hubbub.errors import Invalid
-from hubbub.models import (
-    Attachment,
-    Member,
-    Message,
-    RoomSummary,
-    SendItem,
-    StreamEvent,
-)
+from hubbub.models import Member, Message, RoomSummary, StreamEvent, Upload
+from hubbub.store.tx import Row
 
 MESSAGE_COLUMNS = (
     "m.id, m.conversation_id, m.seq, m.sender_id, u.name, m.kind, m.body, m.client_msg_id, "
@@ -22,17 +15,23 @@ MESSAGE_COLUMNS = (
 )
 MESSAGE_FROM = "messages m LEFT JOIN users u ON u.id = m.sender_id"
 SELECT_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
-UNREAD = (
-    "(SELECT COUNT(*) FROM messages x WHERE x.conversation_id = m.conversation_id "
-    "AND x.seq > m.read_seq AND x.sender_id != m.user_id AND x.deleted_at IS NULL)"
-)
-"""A member row ``m``'s unread count: others' messages after its read pointer, not deleted."""
+
+
+def unread(member: str) -> str:
+    """A member row's unread count: others' messages after its read pointer, not deleted."""
+    return (
+        f"(SELECT COUNT(*) FROM messages x WHERE x.conversation_id = {member}.conversation_id "
+        f"AND x.seq > {member}.read_seq AND x.sender_id != {member}.user_id "
+        "AND x.deleted_at IS NULL)"
+    )
+
+
 CONVERSATION_COLUMNS = (
     "c.id, c.kind, c.title, c.created_by, c.created_at, c.last_seq, c.last_activity_at"
 )
 
 
-def message(row: tuple[Any, ...]) -> Message:
+def message(row: Row) -> Message:
     mid, cid, seq, sender, name, kind, body, cmid, reply_to, created, edited, deleted = row
     return Message(
         id=mid,
@@ -50,11 +49,14 @@ def message(row: tuple[Any, ...]) -> Message:
     )
 
 
+UPLOAD_URL = "/api/v1/uploads/{id}"
+
+
 def upload_url(upload_id: str) -> str:
-    return f"/api/v1/uploads/{upload_id}"
+    return UPLOAD_URL.format(id=upload_id)
 
 
-def conversation_fields(row: tuple[Any, ...]) -> dict[str, Any]:
+def conversation_fields(row: Row) -> dict[str, Any]:
     cid, kind, title, created_by, created_at, last_seq, activity = row[:7]
     return {
         "id": cid,
@@ -84,22 +86,7 @@ def stream_event(
     )
 
 
-def attachments(item: SendItem, found: dict[str, tuple[str, str, int]]) -> list[Attachment]:
-    """Check a message's uploads against the sender's (``found``: id -> name, type, size)."""
-    missing = [u for u in item.attachments if u not in found]
-    if missing:
-        raise Invalid(f"unknown upload {missing[0]!r}: attach only your own uploads")
-    if item.kind == "image" and not all(t.startswith("image/") for _, t, _ in found.values()):
-        raise Invalid("an image message carries image uploads only")
-    return [
-        Attachment(
-            id=u, name=found[u][0], content_type=found[u][1], size=found[u][2], url=upload_url(u)
-        )
-        for u in item.attachments
-    ]
-
-
-def member(row: tuple[Any, ...]) -> Member:
+def member(row: Row) -> Member:
     uid, name, role, joined, read, delivered = row
     return Member(
         user_id=uid,
@@ -111,7 +98,7 @@ def member(row: tuple[Any, ...]) -> Member:
     )
 
 
-def room(row: tuple[Any, ...]) -> RoomSummary:
+def room(row: Row) -> RoomSummary:
     cid, title, by, created, activity, count, joined = row
     return RoomSummary(
         id=cid,
@@ -121,4 +108,19 @@ def room(row: tuple[Any, ...]) -> RoomSummary:
         last_activity_at=iso_ms(activity),
         member_count=count,
         joined=bool(joined),
+    )
+
+
+UPLOAD_COLUMNS = "id, owner_id, name, content_type, size, created_at"
+
+
+def upload(row: Row) -> Upload:
+    uid, owner, name, ctype, size, created = row
+    return Upload(
+        id=uid,
+        owner_id=owner,
+        name=name,
+        content_type=ctype,
+        size=size,
+        created_at=iso_ms(created),
     )

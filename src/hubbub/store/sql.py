@@ -1,16 +1,16 @@
-"""What both SQL stores share: one method per operation, delegating to SQL.
+"""The store port over SQL: each method runs one function of the modules beside it.
 
-Each database keeps its SQL in two modules of plain functions with the same
-names (``*_conversations.py``, ``*_messages.py``) and a ``*_rows.py`` of
-loading helpers. A store subclass names its modules and says how to run one
-of those functions as a transaction (``_run``); every method below is then
-the same for SQLite and PostgreSQL.
+The SQL is written once (``conversations``, ``members``, ``messages``,
+``history``, ``receipts``, ``search``, ``uploads``, ``users``, ``blocks``)
+against ``tx.Tx``; a subclass says how to run such a function as one
+transaction (``transaction``): ``SQLiteStore`` on its writer thread,
+``PostgresStore`` on a pooled connection.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from hubbub.models import (
     Conversation,
@@ -26,130 +26,144 @@ from hubbub.models import (
     Upload,
     Version,
 )
+from hubbub.store import (
+    blocks,
+    conversations,
+    history,
+    members,
+    messages,
+    receipts,
+    search,
+    uploads,
+    users,
+)
 from hubbub.store.base import Appended
+from hubbub.store.tx import Tx
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class SQLStore:
-    _conversations: ModuleType
-    _messages: ModuleType
-    _rows: ModuleType
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn(connection, *args)`` as one transaction; return its result."""
+    async def transaction(
+        self, fn: Callable[Concatenate[Tx, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn(tx, *args, **kwargs)`` as one transaction; return its result."""
         raise NotImplementedError
+
+    async def ping(self) -> None:
+        await self.transaction(_ping)
 
     # Users
     async def set_user_name(self, user_id: str, name: str, now_ms: int) -> None:
-        await self._run(self._conversations.set_user_name, user_id, name, now_ms)
+        await self.transaction(users.set_name, user_id, name, now_ms)
 
     async def set_last_seen(self, user_id: str, now_ms: int) -> None:
-        await self._run(self._conversations.set_last_seen, user_id, now_ms)
+        await self.transaction(users.set_last_seen, user_id, now_ms)
 
     async def last_seen(self, user_ids: list[str]) -> dict[str, int | None]:
-        return await self._run(self._conversations.last_seen, user_ids)
+        return await self.transaction(users.last_seen, user_ids)
 
     async def contacts(self, user: str) -> list[str]:
-        return await self._run(self._conversations.contacts, user)
+        return await self.transaction(users.contacts, user)
 
     # Conversations and membership
     async def get_or_create_direct(
         self, user_a: str, user_b: str, now_ms: int
     ) -> tuple[Conversation, bool]:
-        return await self._run(self._conversations.get_or_create_direct, user_a, user_b, now_ms)
+        return await self.transaction(conversations.get_or_create_direct, user_a, user_b, now_ms)
 
     async def create_group(
         self, owner: str, title: str, members: list[str], now_ms: int, kind: str = "group"
     ) -> Conversation:
-        return await self._run(
-            self._conversations.create_group, kind, owner, title, members, now_ms
+        return await self.transaction(
+            conversations.create_group, kind, owner, title, members, now_ms
         )
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        return await self._run(self._rows.load_conversation, conversation_id)
+        return await self.transaction(conversations.load, conversation_id)
 
     async def member_ids(self, conversation_id: str) -> list[str]:
-        return await self._run(self._conversations.member_ids, conversation_id)
+        return await self.transaction(conversations.member_ids, conversation_id)
 
     async def list_conversations(self, user: str) -> list[ConversationSummary]:
-        return await self._run(self._conversations.list_conversations, user)
+        return await self.transaction(conversations.list_conversations, user)
 
     async def rename(self, user: str, cid: str, title: str, now_ms: int) -> list[StreamEvent]:
-        return await self._run(self._conversations.rename, user, cid, title, now_ms)
+        return await self.transaction(members.rename, user, cid, title, now_ms)
 
     async def add_members(
         self, user: str, cid: str, new: list[str], limit: int, now_ms: int
     ) -> list[StreamEvent]:
-        return await self._run(self._conversations.add_members, user, cid, new, limit, now_ms)
+        return await self.transaction(members.add_members, user, cid, new, limit, now_ms)
 
     async def remove_member(
         self, user: str, cid: str, target: str, now_ms: int
     ) -> list[StreamEvent]:
-        return await self._run(self._conversations.remove_member, user, cid, target, now_ms)
+        return await self.transaction(members.remove_member, user, cid, target, now_ms)
 
     async def set_role(
         self, user: str, cid: str, target: str, role: str, now_ms: int
     ) -> list[StreamEvent]:
-        return await self._run(self._conversations.set_role, user, cid, target, role, now_ms)
+        return await self.transaction(members.set_role, user, cid, target, role, now_ms)
 
     async def list_rooms(self, user: str, limit: int, offset: int) -> list[RoomSummary]:
-        return await self._run(self._conversations.list_rooms, user, limit, offset)
+        return await self.transaction(conversations.list_rooms, user, limit, offset)
 
     async def join_room(self, user: str, cid: str, limit: int, now_ms: int) -> list[StreamEvent]:
-        return await self._run(self._conversations.join_room, user, cid, limit, now_ms)
+        return await self.transaction(members.join_room, user, cid, limit, now_ms)
 
     async def set_hidden(self, user: str, cid: str, hidden: bool) -> None:
-        await self._run(self._conversations.set_hidden, user, cid, hidden)
+        await self.transaction(conversations.set_hidden, user, cid, hidden)
 
     # Blocks
     async def block(self, blocker: str, blocked: str, now_ms: int) -> bool:
-        return await self._run(self._conversations.block, blocker, blocked, now_ms)
+        return await self.transaction(blocks.block, blocker, blocked, now_ms)
 
     async def unblock(self, blocker: str, blocked: str) -> bool:
-        return await self._run(self._conversations.unblock, blocker, blocked)
+        return await self.transaction(blocks.unblock, blocker, blocked)
 
     async def blocked_by(self, user: str) -> list[str]:
-        return await self._run(self._conversations.blocked_by, user)
+        return await self.transaction(blocks.blocked_by, user)
 
     async def blockers_of(self, user: str) -> list[str]:
-        return await self._run(self._conversations.blockers_of, user)
+        return await self.transaction(blocks.blockers_of, user)
 
     # Messages and the stream
     async def append_messages(
         self, sender: str, items: list[SendItem], now_ms: int, as_server: bool = False
     ) -> list[Appended]:
-        return await self._run(self._messages.append_messages, sender, items, now_ms, as_server)
+        return await self.transaction(messages.append, sender, items, now_ms, as_server)
 
     async def react(
         self, user: str, mid: str, emoji: str, add: bool, now_ms: int
     ) -> tuple[str, int, bool]:
-        return await self._run(self._messages.react, user, mid, emoji, add, now_ms)
+        return await self.transaction(messages.react, user, mid, emoji, add, now_ms)
 
     async def search(
         self, user: str, text: str, cid: str | None, limit: int, offset: int
     ) -> SearchPage:
-        return await self._run(self._messages.search, user, text, cid, limit, offset)
+        return await self.transaction(search.search, user, text, cid, limit, offset)
 
     async def create_upload(
         self, upload_id: str, owner: str, name: str, ctype: str, size: int, now_ms: int
     ) -> Upload:
-        return await self._run(
-            self._messages.create_upload, upload_id, owner, name, ctype, size, now_ms
-        )
+        return await self.transaction(uploads.create, upload_id, owner, name, ctype, size, now_ms)
 
     async def get_upload(self, user: str, upload_id: str) -> Upload:
-        return await self._run(self._messages.get_upload, user, upload_id)
+        return await self.transaction(uploads.get, user, upload_id)
 
     async def edit_message(self, user: str, mid: str, body: str, now_ms: int) -> StreamEvent:
-        return await self._run(self._messages.edit_message, user, mid, body, now_ms)
+        return await self.transaction(messages.edit, user, mid, body, now_ms)
 
     async def delete_message(self, user: str, mid: str, now_ms: int) -> StreamEvent:
-        return await self._run(self._messages.delete_message, user, mid, now_ms)
+        return await self.transaction(messages.delete, user, mid, now_ms)
 
     async def get_message(self, user: str, mid: str) -> Message:
-        return await self._run(self._messages.get_message, user, mid)
+        return await self.transaction(messages.get, user, mid)
 
     async def message_versions(self, user: str, mid: str) -> list[Version]:
-        return await self._run(self._messages.message_versions, user, mid)
+        return await self.transaction(messages.versions, user, mid)
 
     async def list_messages(
         self,
@@ -160,18 +174,22 @@ class SQLStore:
         after: int | None,
         limit: int,
     ) -> Page:
-        return await self._run(
-            self._messages.list_messages, user, conversation_id, before, after, limit
+        return await self.transaction(
+            history.list_messages, user, conversation_id, before, after, limit
         )
 
     async def replay(self, user: str, cursors: dict[str, int], limit: int) -> list[Replay]:
-        return await self._run(self._messages.replay, user, cursors, limit)
+        return await self.transaction(history.replay, user, cursors, limit)
 
     async def events_after(self, cid: str, after: int, limit: int) -> list[StreamEvent]:
-        return await self._run(self._messages.events_after, cid, after, limit)
+        return await self.transaction(history.events_after, cid, after, limit)
 
     async def mark(self, user: str, cid: str, kind: str, seq: int) -> Receipt | None:
-        return await self._run(self._messages.mark, user, cid, kind, seq)
+        return await self.transaction(receipts.mark, user, cid, kind, seq)
 
     async def unread(self, user: str) -> dict[str, int]:
-        return await self._run(self._messages.unread, user)
+        return await self.transaction(receipts.unread, user)
+
+
+async def _ping(tx: Tx) -> None:
+    await tx.value("SELECT 1")

@@ -1,0 +1,173 @@
+"""Conversations: creating, loading and listing them, with their members."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hubbub.errors import Forbidden
+from hubbub.ids import new_id
+from hubbub.models import Conversation, ConversationSummary, Member, RoomSummary
+from hubbub.store import records
+from hubbub.store.access import blocked_between, membership
+from hubbub.store.messages import enrich
+from hubbub.store.tx import Tx
+
+MEMBER_COLUMNS = "m.user_id, u.name, m.role, m.joined_at, m.read_seq, m.delivered_seq"
+
+
+def direct_key(a: str, b: str) -> str:
+    low, high = sorted((a, b))
+    return f"{len(low)}:{low}:{high}"
+
+
+async def members(tx: Tx, conversation_id: str) -> list[Member]:
+    found = await tx.all(
+        f"SELECT {MEMBER_COLUMNS} FROM members m LEFT JOIN users u ON u.id = m.user_id "
+        "WHERE m.conversation_id = ? ORDER BY m.joined_at, m.user_id",
+        conversation_id,
+    )
+    return [records.member(row) for row in found]
+
+
+async def member_ids(tx: Tx, conversation_id: str) -> list[str]:
+    found = await tx.all("SELECT user_id FROM members WHERE conversation_id = ?", conversation_id)
+    return [uid for (uid,) in found]
+
+
+async def load(tx: Tx, conversation_id: str) -> Conversation | None:
+    row = await tx.one(
+        f"SELECT {records.CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?",
+        conversation_id,
+    )
+    if row is None:
+        return None
+    return Conversation(
+        **records.conversation_fields(row), members=await members(tx, conversation_id)
+    )
+
+
+async def _insert(
+    tx: Tx,
+    kind: str,
+    title: str | None,
+    owner: str,
+    others: list[str],
+    now_ms: int,
+    owner_role: str = "owner",
+    key: str | None = None,
+) -> str | None:
+    """A new conversation's id; None when its direct key exists already."""
+    cid = new_id("c")
+    created = await tx.value(
+        "INSERT INTO conversations (id, kind, title, direct_key, created_by, created_at, "
+        "last_activity_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
+        "ON CONFLICT (direct_key) DO NOTHING RETURNING id",
+        cid,
+        kind,
+        title,
+        key,
+        owner,
+        now_ms,
+    )
+    if created is None:
+        return None
+    await tx.many(
+        "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)",
+        [(cid, owner, owner_role, now_ms)] + [(cid, u, "member", now_ms) for u in others],
+    )
+    return cid
+
+
+async def get_or_create_direct(
+    tx: Tx, user_a: str, user_b: str, now_ms: int
+) -> tuple[Conversation, bool]:
+    if await blocked_between(tx, user_a, user_b):
+        raise Forbidden("one of you has blocked the other")
+    key = direct_key(user_a, user_b)
+    # Concurrent creators (in any process) meet at the unique key: one inserts,
+    # the others wait for its commit and then find its row.
+    cid = await _insert(tx, "direct", None, user_a, [user_b], now_ms, "member", key)
+    created = cid is not None
+    if cid is None:
+        cid = await tx.value("SELECT id FROM conversations WHERE direct_key = ?", key)
+    conversation = await load(tx, cid)
+    assert conversation is not None
+    return conversation, created
+
+
+async def create_group(
+    tx: Tx, kind: str, owner: str, title: str, members: list[str], now_ms: int
+) -> Conversation:
+    others = [m for m in dict.fromkeys(members) if m != owner]
+    cid = await _insert(tx, kind, title, owner, others, now_ms)
+    assert cid is not None
+    conversation = await load(tx, cid)
+    assert conversation is not None
+    return conversation
+
+
+async def list_conversations(tx: Tx, user: str) -> list[ConversationSummary]:
+    """The user's visible conversations, newest activity first, in three queries.
+
+    One for the conversations with their unread counts and last messages, one
+    for all their members, and the reactions and attachments of those last
+    messages (``enrich``), however many conversations there are.
+    """
+    found = await tx.all(
+        f"SELECT {records.CONVERSATION_COLUMNS}, me.read_seq, {records.unread('me')}, "
+        f"{records.MESSAGE_COLUMNS} FROM members me "
+        "JOIN conversations c ON c.id = me.conversation_id "
+        "LEFT JOIN messages m ON m.conversation_id = me.conversation_id AND m.seq = "
+        "(SELECT MAX(x.seq) FROM messages x WHERE x.conversation_id = me.conversation_id) "
+        "LEFT JOIN users u ON u.id = m.sender_id "
+        "WHERE me.user_id = ? AND me.hidden = 0 ORDER BY c.last_activity_at DESC, c.id",
+        user,
+    )
+    people: defaultdict[str, list[Member]] = defaultdict(list)
+    for cid, *member in await tx.all(
+        f"SELECT me.conversation_id, {MEMBER_COLUMNS} FROM members me "
+        "JOIN members m ON m.conversation_id = me.conversation_id "
+        "LEFT JOIN users u ON u.id = m.user_id "
+        "WHERE me.user_id = ? AND me.hidden = 0 ORDER BY m.joined_at, m.user_id",
+        user,
+    ):
+        people[cid].append(records.member(member))
+    summaries = []
+    for row in found:
+        fields = records.conversation_fields(row)
+        last = None if row[9] is None else records.message(row[9:])
+        summaries.append(
+            ConversationSummary(
+                **fields,
+                members=people[fields["id"]],
+                last_message=last,
+                read_seq=row[7],
+                unread_count=row[8],
+            )
+        )
+    await enrich(tx, [s.last_message for s in summaries if s.last_message is not None], user)
+    return summaries
+
+
+async def list_rooms(tx: Tx, user: str, limit: int, offset: int) -> list[RoomSummary]:
+    found = await tx.all(
+        "SELECT c.id, c.title, c.created_by, c.created_at, c.last_activity_at, "
+        "(SELECT COUNT(*) FROM members x WHERE x.conversation_id = c.id), "
+        "EXISTS (SELECT 1 FROM members y WHERE y.conversation_id = c.id AND y.user_id = ?) "
+        "FROM conversations c WHERE c.kind = 'room' "
+        "ORDER BY c.last_activity_at DESC, c.id LIMIT ? OFFSET ?",
+        user,
+        limit,
+        offset,
+    )
+    return [records.room(row) for row in found]
+
+
+async def set_hidden(tx: Tx, user: str, cid: str, hidden: bool) -> None:
+    await membership(tx, user, cid)
+    await tx.run(
+        "UPDATE members SET hidden = ? WHERE conversation_id = ? AND user_id = ?",
+        int(hidden),
+        cid,
+        user,
+    )

@@ -1,0 +1,69 @@
+"""What the SQL modules are written against: a transaction and a dialect.
+
+Every function in ``store/`` takes a ``Tx`` first and is written once, with
+``?`` placeholders, for both databases. The ``Dialect`` carries the few places
+where SQLite and PostgreSQL really differ. ``sqlite.py`` and ``postgres.py``
+implement ``Tx`` (the SQLite one never suspends, so its transactions run to
+the end on the writer thread; see ``sqlite.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeAlias
+
+Row: TypeAlias = Sequence[Any]
+
+
+class Tx(Protocol):
+    """One open transaction. ``sql`` uses ``?`` (or ``?N`` to reuse an argument)."""
+
+    dialect: Dialect
+
+    async def one(self, sql: str, *args: object) -> Row | None:
+        """The first row, or None."""
+
+    async def all(self, sql: str, *args: object) -> list[Row]: ...
+
+    async def value(self, sql: str, *args: object) -> Any:
+        """The first column of the first row, or None when there is no row."""
+
+    async def run(self, sql: str, *args: object) -> int:
+        """Execute; the number of rows written."""
+
+    async def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Execute once per argument tuple."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: Literal["sqlite", "postgresql"]
+    greatest: str
+    """The scalar maximum of its arguments."""
+    locks_rows: bool
+    """Whether concurrent writers exist and serialise on row locks.
+
+    SQLite has one writer (the worker thread), so nothing needs locking;
+    PostgreSQL writers in any process lock the conversation row first.
+    """
+
+    def lock(self, of: str | None = None, *, no_key: bool = False) -> str:
+        """Appended to a SELECT whose rows must stay locked until commit.
+
+        ``of``: lock only that table's rows (needed beside outer joins);
+        ``no_key``: a lock that does not block writers referencing the row's key.
+        """
+        if not self.locks_rows:
+            return ""
+        return f" FOR {'NO KEY ' if no_key else ''}UPDATE{f' OF {of}' if of else ''}"
+
+    def in_(self, column: str, values: Sequence[object]) -> tuple[str, list[object]]:
+        """``column`` is one of ``values``: the SQL and the arguments it takes."""
+        if self.name == "postgresql":
+            return f"{column} = ANY(?::text[])", [list(values)]
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+
+SQLITE = Dialect(name="sqlite", greatest="MAX", locks_rows=False)
+POSTGRESQL = Dialect(name="postgresql", greatest="GREATEST", locks_rows=True)
