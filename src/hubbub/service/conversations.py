@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from hubbub.auth import RESERVED_USERS
 from hubbub.clock import Clock, now_ms
 from hubbub.config import Limits
 from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
 from hubbub.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
 from hubbub.protocol import events
-from hubbub.service.fanout import Fanout
+from hubbub.service.fanout import Fanout, members_before
 from hubbub.store.base import Store
 
 MAX_TITLE = 200
@@ -90,46 +92,58 @@ class ConversationService:
 
     async def rename(self, user: str, cid: str, title: str) -> Conversation:
         title = check_title(title)
-        before = await self.fanout.members(cid)
-        return await self._apply(
-            cid, before, await self.store.rename(user, cid, title, self._now())
-        )
+        return await self._change(cid, lambda: self.store.rename(user, cid, title, self._now()))
 
     async def add_members(self, user: str, cid: str, new: list[str]) -> Conversation:
         for member in new:
             check_user_id(member)
-        before = await self.fanout.members(cid)
-        stored = await self.store.add_members(
-            user, cid, new, self.limits.max_group_members, self._now()
+        limit = self.limits.max_group_members
+        return await self._change(
+            cid, lambda: self.store.add_members(user, cid, new, limit, self._now())
         )
-        return await self._apply(cid, before, stored)
 
     async def remove_member(self, user: str, cid: str, target: str) -> Conversation | None:
         """Remove ``target`` (or leave, when it is ``user``)."""
-        before = await self.fanout.members(cid)  # read before, so the leaver is told too
-        stored = await self.store.remove_member(user, cid, target, self._now())
-        conversation = await self._apply(cid, before, stored)
+        conversation = await self._change(
+            cid, lambda: self.store.remove_member(user, cid, target, self._now())
+        )
         return None if target == user else conversation
 
     async def set_role(self, user: str, cid: str, target: str, role: str) -> Conversation:
         if role not in ROLES:
             raise Invalid(f"role must be one of {', '.join(ROLES)}")
-        before = await self.fanout.members(cid)
-        return await self._apply(
-            cid, before, await self.store.set_role(user, cid, target, role, self._now())
+        return await self._change(
+            cid, lambda: self.store.set_role(user, cid, target, role, self._now())
         )
 
     async def join_room(self, user: str, cid: str) -> Conversation:
-        before = await self.fanout.members(cid)
-        stored = await self.store.join_room(user, cid, self.limits.max_group_members, self._now())
-        return await self._apply(cid, before, stored)
+        limit = self.limits.max_group_members
+        return await self._change(cid, lambda: self.store.join_room(user, cid, limit, self._now()))
+
+    async def _change(
+        self, cid: str, change: Callable[[], Awaitable[list[StreamEvent]]]
+    ) -> Conversation:
+        """Store a membership change, then publish it to the members at each event.
+
+        In one process the members are read before the change (from the cache
+        every change passes through), so a leaver is told too. With several
+        processes another one may change membership meanwhile, so they are read
+        after the commit and walked back over this change's events.
+        """
+        if not self.fanout.shared:
+            before = await self.fanout.members(cid)
+            return await self._apply(cid, before, await change())
+        stored = await change()
+        return await self._apply(
+            cid, members_before(stored, await self.fanout.members(cid)), stored
+        )
 
     async def _apply(
         self, cid: str, before: tuple[str, ...], stored: list[StreamEvent]
     ) -> Conversation:
         """Publish committed membership events in order, then the updated conversation.
 
-        ``before`` are the members read before the store call; each event
+        ``before`` are the members before the first event; each event
         goes to the members at its point of the stream (see Fanout).
         """
         members = before

@@ -94,3 +94,15 @@ class Fanout:
         recipients = tuple(users)
         if recipients:
             self.broker.publish(Delivery(conversation_id, 0, recipients, payload))
+
+
+def members_before(changes: Iterable[StreamEvent], after: Iterable[str]) -> tuple[str, ...]:
+    """The members before ``changes``, from the members ``after`` them."""
+    members = list(after)
+    for event in reversed(list(changes)):
+        user = str((event.data or {}).get("user_id"))
+        if event.type == "member.joined" and user in members:
+            members.remove(user)
+        elif event.type == "member.left" and user not in members:
+            members.append(user)
+    return tuple(members)
