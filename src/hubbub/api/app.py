@@ -1,12 +1,10 @@
-"""The REST application: authentication, health, the OpenAPI document, wiring."""
+"""The REST application: routes built from the operations, health, the OpenAPI document."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
@@ -17,15 +15,17 @@ from starlette.types import ASGIApp
 
 from hubbub import __version__
 from hubbub.api import errors
+from hubbub.api.access import PUBLIC, Access
+from hubbub.api.conversations import conversation_operations
 from hubbub.api.fallback import fallback_routes
 from hubbub.api.http import encode, json_response
+from hubbub.api.messages import message_operations
 from hubbub.api.openapi import Operation, build_spec
+from hubbub.api.people import people_operations
 from hubbub.api.schema import Health
+from hubbub.api.uploads import upload_operations
 from hubbub.api.web import web_routes
-from hubbub.auth import Identity
-from hubbub.errors import Forbidden, HubbubError, Unauthorized
-from hubbub.service.chat import SYSTEM_SENDER as SERVER
-from hubbub.service.conversations import check_user_id
+from hubbub.errors import HubbubError
 
 # Cross-origin calls (HUBBUB_CORS_ORIGINS): what a browser may send and read.
 CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "X-Api-Key", "X-On-Behalf-Of"]
@@ -33,52 +33,57 @@ CORS_EXPOSED_HEADERS = ["Content-Disposition", "Content-Length", "Retry-After", 
 CORS_MAX_AGE = 3600  # seconds a browser may cache a preflight (Chromium keeps at most 7200)
 
 if TYPE_CHECKING:
-    from hubbub.server import Hubbub
+    from hubbub.auth import TokenVerifier
+    from hubbub.config import Settings
+    from hubbub.gateway.server import Gateway
+    from hubbub.service.chat import ChatService
+    from hubbub.service.conversations import ConversationService
+    from hubbub.service.presence import PresenceService
+    from hubbub.service.uploads import UploadService
+
+C = TypeVar("C")
 
 
 class Api:
-    def __init__(self, hubbub: Hubbub, connections: Callable[[], int]) -> None:
-        self.hubbub = hubbub
-        self.chat = hubbub.chat
-        self.conversations = hubbub.conversations
-        self.presence = hubbub.presence
-        self.uploads = hubbub.uploads
+    """The REST API over the services, with the gateway's HTTP fallback and the web app.
+
+    ``ping`` raises when the database does not answer; ``broker_healthy`` says
+    whether the other processes are reached; ``connections`` counts this
+    process's sessions (all three for ``/health``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        chat: ChatService,
+        conversations: ConversationService,
+        presence: PresenceService,
+        uploads: UploadService,
+        verifier: TokenVerifier,
+        gateway: Gateway,
+        ping: Callable[[], Awaitable[None]],
+        broker_healthy: Callable[[], bool],
+        connections: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.chat = chat
+        self.conversations = conversations
+        self.presence = presence
+        self.uploads = uploads
+        self.gateway = gateway
+        self.ping = ping
+        self.broker_healthy = broker_healthy
         self.connections = connections
+        self.access = Access(verifier, settings.api_key, chat.seen)
 
-    async def user(self, request: Request) -> str:
-        return (await self.identity(request)).user_id
-
-    async def identity(self, request: Request) -> Identity:
-        """The caller: a user by JWT, or the app's backend by API key.
-
-        With ``X-Api-Key``, ``X-On-Behalf-Of: USER`` acts as that user on any
-        endpoint; without it the caller is the server itself, which may only
-        post system messages.
-        """
-        key = request.headers.get("x-api-key")
-        if key is not None:
-            expected = self.hubbub.settings.api_key
-            if not expected or not hmac.compare_digest(key.encode(), expected.encode()):
-                raise Unauthorized("invalid API key")
-            on_behalf = request.headers.get("x-on-behalf-of")
-            if on_behalf is not None:
-                return Identity(check_user_id(on_behalf, "X-On-Behalf-Of"), None, math.inf)
-            if request.url.path.endswith("/messages") and request.method == "POST":
-                return Identity(SERVER, None, math.inf)
-            raise Forbidden("with an API key, name the user in X-On-Behalf-Of")
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        identity = self.hubbub.verifier.verify(token)
-        await self.chat.seen(identity)
-        return identity
-
-    async def health(self, request: Request) -> Response:
+    async def health(self, request: Request, caller: None) -> Response:
         try:
-            await asyncio.wait_for(self.hubbub.store.ping(), timeout=2.0)
+            await asyncio.wait_for(self.ping(), timeout=2.0)
             database, status = "ok", "ok"
         except (TimeoutError, HubbubError, OSError) as exc:
             database, status = f"error: {exc}", "unavailable"
-        broker = "ok" if self.hubbub.broker.healthy else "unreachable"
+        broker = "ok" if self.broker_healthy() else "unreachable"
         if status == "ok" and broker != "ok":
             status = "degraded"  # serving local connections; other processes not reached
         body = Health(
@@ -95,12 +100,7 @@ class Api:
             426, "upgrade_required", "/ws speaks WebSocket: send an Upgrade request"
         )
 
-    def operations(self) -> list[Operation]:
-        from hubbub.api.conversations import conversation_operations
-        from hubbub.api.messages import message_operations
-        from hubbub.api.people import people_operations
-        from hubbub.api.uploads import upload_operations
-
+    def operations(self) -> list[Operation[Any]]:
         return [
             Operation(
                 "GET",
@@ -108,14 +108,23 @@ class Api:
                 "Liveness and database check",
                 self.health,
                 {200: Health, 503: Health},
-                auth=False,
                 tag="operations",
+                auth=PUBLIC,
             ),
-            *conversation_operations(self),
-            *message_operations(self),
-            *people_operations(self),
-            *upload_operations(self),
+            *conversation_operations(self.conversations),
+            *message_operations(self.chat),
+            *people_operations(self.presence, self.conversations),
+            *upload_operations(self.uploads),
         ]
+
+    def route(self, op: Operation[C]) -> Route:
+        """The operation's route: admits what its ``auth`` declares, then runs its handler."""
+        access, auth, handler = self.access, op.auth, op.handler
+
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, await access.admit(request.headers, auth))
+
+        return Route(op.path, endpoint, methods=[op.method], name=handler.__name__)
 
     def app(self) -> ASGIApp:
         operations = self.operations()
@@ -124,11 +133,11 @@ class Api:
         async def openapi(request: Request) -> Response:
             return Response(spec, media_type="application/json")
 
-        routes = [Route(op.path, op.handler, methods=[op.method]) for op in operations]
+        routes = [self.route(op) for op in operations]
         routes.append(Route("/openapi.json", openapi, methods=["GET"]))
         routes.append(Route("/ws", self.ws_without_upgrade, methods=["GET"]))
-        routes.extend(fallback_routes(self.hubbub.gateway))
-        routes.extend(web_routes(self.hubbub.settings))
+        routes.extend(fallback_routes(self.gateway))
+        routes.extend(web_routes(self.settings))
         app = Starlette(
             routes=routes,
             exception_handlers={
@@ -138,7 +147,7 @@ class Api:
                 Exception: errors.on_unexpected,
             },
         )
-        origins = self.hubbub.settings.cors_origins
+        origins = self.settings.cors_origins
         if not origins:  # no CORS headers: browsers allow only the same origin
             return app
         # Outside Starlette's own middleware, so that its 500 answers carry the

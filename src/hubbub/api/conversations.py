@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hubbub.api.access import USER, User
 from hubbub.api.http import json_response, query_int, read_json
 from hubbub.api.openapi import Operation, Query
 from hubbub.api.schema import (
@@ -22,16 +23,14 @@ from hubbub.api.schema import (
 from hubbub.errors import Invalid
 
 if TYPE_CHECKING:
-    from hubbub.api.app import Api
+    from hubbub.service.conversations import ConversationService
 
 CONV = "/api/v1/conversations"
 
 
-def conversation_operations(api: Api) -> list[Operation]:
-    service = api.conversations
-
-    async def create_conversation(request: Request) -> Response:
-        me = await api.user(request)
+def conversation_operations(service: ConversationService) -> list[Operation[Any]]:
+    async def create_conversation(request: Request, user: User) -> Response:
+        me = user.id
         body = await read_json(request, CreateConversation)
         if body.kind == "direct":
             others = [m for m in dict.fromkeys(body.members) if m != me]
@@ -44,59 +43,59 @@ def conversation_operations(api: Api) -> list[Operation]:
         made = await service.create(me, body.kind, body.title, body.members)
         return json_response(ConversationBody(made), 201)
 
-    async def list_conversations(request: Request) -> Response:
-        return json_response(ConversationList(await service.list_for(await api.user(request))))
+    async def list_conversations(request: Request, user: User) -> Response:
+        return json_response(ConversationList(await service.list_for(user.id)))
 
-    async def get_conversation(request: Request) -> Response:
-        me = await api.user(request)
+    async def get_conversation(request: Request, user: User) -> Response:
+        me = user.id
         cid = request.path_params["conversation_id"]
         return json_response(ConversationBody(await service.get(me, cid)))
 
-    async def rename_conversation(request: Request) -> Response:
-        me = await api.user(request)
+    async def rename_conversation(request: Request, user: User) -> Response:
+        me = user.id
         body = await read_json(request, RenameBody)
         cid = request.path_params["conversation_id"]
         return json_response(ConversationBody(await service.rename(me, cid, body.title)))
 
-    async def add_members(request: Request) -> Response:
-        me = await api.user(request)
+    async def add_members(request: Request, user: User) -> Response:
+        me = user.id
         body = await read_json(request, MembersBody)
         cid = request.path_params["conversation_id"]
         return json_response(ConversationBody(await service.add_members(me, cid, body.members)))
 
-    async def remove_member(request: Request) -> Response:
-        me = await api.user(request)
+    async def remove_member(request: Request, user: User) -> Response:
+        me = user.id
         p = request.path_params
         await service.remove_member(me, p["conversation_id"], p["user_id"])
         return json_response(Done(ok=True))
 
-    async def set_role(request: Request) -> Response:
-        me = await api.user(request)
+    async def set_role(request: Request, user: User) -> Response:
+        me = user.id
         body = await read_json(request, RoleBody)
         p = request.path_params
         made = await service.set_role(me, p["conversation_id"], p["user_id"], body.role)
         return json_response(ConversationBody(made))
 
-    async def leave_conversation(request: Request) -> Response:
-        me = await api.user(request)
+    async def leave_conversation(request: Request, user: User) -> Response:
+        me = user.id
         await service.remove_member(me, request.path_params["conversation_id"], me)
         return json_response(Done(ok=True))
 
-    async def hide_conversation(request: Request) -> Response:
-        me = await api.user(request)
+    async def hide_conversation(request: Request, user: User) -> Response:
+        me = user.id
         hidden = request.method == "POST"
         await service.set_hidden(me, request.path_params["conversation_id"], hidden)
         return json_response(Done(ok=True))
 
-    async def list_rooms(request: Request) -> Response:
-        me = await api.user(request)
+    async def list_rooms(request: Request, user: User) -> Response:
+        me = user.id
         limit = query_int(request, "limit", 50)
         offset = query_int(request, "offset", 0)
         assert limit is not None and offset is not None
         return json_response(RoomList(await service.rooms(me, limit, offset)))
 
-    async def join_room(request: Request) -> Response:
-        me = await api.user(request)
+    async def join_room(request: Request, user: User) -> Response:
+        me = user.id
         cid = request.path_params["conversation_id"]
         return json_response(ConversationBody(await service.join_room(me, cid)))
 
@@ -111,6 +110,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             {201: ConversationBody, 200: ConversationBody},
             body=CreateConversation,
             errors=(403, 413, 422),
+            auth=USER,
         ),
         Operation(
             "GET",
@@ -118,6 +118,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             "The caller's conversations (not hidden), newest activity first",
             list_conversations,
             {200: ConversationList},
+            auth=USER,
         ),
         Operation(
             "GET",
@@ -126,6 +127,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             get_conversation,
             {200: ConversationBody},
             errors=(403, 404),
+            auth=USER,
         ),
         Operation(
             "PATCH",
@@ -135,6 +137,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             {200: ConversationBody},
             body=RenameBody,
             errors=changed,
+            auth=USER,
         ),
         Operation(
             "POST",
@@ -144,6 +147,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             {200: ConversationBody},
             body=MembersBody,
             errors=changed,
+            auth=USER,
         ),
         Operation(
             "DELETE",
@@ -152,6 +156,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             remove_member,
             {200: Done},
             errors=changed,
+            auth=USER,
         ),
         Operation(
             "PUT",
@@ -161,6 +166,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             {200: ConversationBody},
             body=RoleBody,
             errors=changed,
+            auth=USER,
         ),
         Operation(
             "POST",
@@ -169,6 +175,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             leave_conversation,
             {200: Done},
             errors=changed,
+            auth=USER,
         ),
         Operation(
             "POST",
@@ -177,6 +184,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             hide_conversation,
             {200: Done},
             errors=(403, 404),
+            auth=USER,
         ),
         Operation(
             "DELETE",
@@ -185,6 +193,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             hide_conversation,
             {200: Done},
             errors=(403, 404),
+            auth=USER,
         ),
         Operation(
             "GET",
@@ -194,6 +203,7 @@ def conversation_operations(api: Api) -> list[Operation]:
             {200: RoomList},
             query=[Query("limit", "1 to 100, default 50"), Query("offset", "Rooms to skip")],
             errors=(422,),
+            auth=USER,
         ),
         Operation(
             "POST",
@@ -202,5 +212,6 @@ def conversation_operations(api: Api) -> list[Operation]:
             join_room,
             {200: ConversationBody},
             errors=(404, 422),
+            auth=USER,
         ),
     ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hubbub.api.access import USER, USER_OR_SERVER, Server, User
 from hubbub.api.http import json_response, query_int, read_json
 from hubbub.api.openapi import Operation, Query
 from hubbub.api.schema import (
@@ -21,21 +22,18 @@ from hubbub.api.schema import (
     VersionList,
 )
 from hubbub.models import SearchPage, SendItem
-from hubbub.service.chat import SYSTEM_SENDER as SERVER
 
 if TYPE_CHECKING:
-    from hubbub.api.app import Api
+    from hubbub.service.chat import ChatService
 
 CONV = "/api/v1/conversations/{conversation_id}"
 MSG = "/api/v1/messages/{message_id}"
 
 
-def message_operations(api: Api) -> list[Operation]:
-    chat = api.chat
-
-    async def list_messages(request: Request) -> Response:
+def message_operations(chat: ChatService) -> list[Operation[Any]]:
+    async def list_messages(request: Request, user: User) -> Response:
         page = await chat.history(
-            await api.user(request),
+            user.id,
             request.path_params["conversation_id"],
             before=query_int(request, "before"),
             after=query_int(request, "after"),
@@ -45,8 +43,7 @@ def message_operations(api: Api) -> list[Operation]:
             MessagePage(messages=page.messages, has_more=page.has_more, receipts=page.receipts)
         )
 
-    async def post_message(request: Request) -> Response:
-        identity = await api.identity(request)
+    async def post_message(request: Request, caller: User | Server) -> Response:
         body = await read_json(request, PostMessage)
         item = SendItem(
             request.path_params["conversation_id"],
@@ -56,20 +53,20 @@ def message_operations(api: Api) -> list[Operation]:
             reply_to=body.reply_to,
             attachments=tuple(body.attachments),
         )
-        if identity.user_id == SERVER:  # the app's backend, by API key
+        if isinstance(caller, Server):  # the app's backend, by API key
             message, created = await chat.post_system(item)
         else:
-            message, created = await chat.send_one(identity.user_id, item)
+            message, created = await chat.send_one(caller.id, item)
         return json_response(MessageBody(message), 201 if created else 200)
 
-    async def react(request: Request) -> Response:
-        me = await api.user(request)
+    async def react(request: Request, user: User) -> Response:
+        me = user.id
         p = request.path_params
         count, changed = await chat.react(me, p["message_id"], p["emoji"], request.method == "PUT")
         return json_response(ReactionBody(changed=changed, count=count))
 
-    async def search(request: Request) -> Response:
-        me = await api.user(request)
+    async def search(request: Request, user: User) -> Response:
+        me = user.id
         found = await chat.search(
             me,
             request.query_params.get("q", ""),
@@ -79,34 +76,34 @@ def message_operations(api: Api) -> list[Operation]:
         )
         return json_response(found)
 
-    async def get_message(request: Request) -> Response:
-        me = await api.user(request)
+    async def get_message(request: Request, user: User) -> Response:
+        me = user.id
         return json_response(MessageBody(await chat.message(me, request.path_params["message_id"])))
 
-    async def edit_message(request: Request) -> Response:
-        me = await api.user(request)
+    async def edit_message(request: Request, user: User) -> Response:
+        me = user.id
         body = await read_json(request, EditBody)
         edited = await chat.edit(me, request.path_params["message_id"], body.body)
         return json_response(MessageBody(edited))
 
-    async def delete_message(request: Request) -> Response:
-        me = await api.user(request)
+    async def delete_message(request: Request, user: User) -> Response:
+        me = user.id
         return json_response(MessageBody(await chat.delete(me, request.path_params["message_id"])))
 
-    async def message_history(request: Request) -> Response:
-        me = await api.user(request)
+    async def message_history(request: Request, user: User) -> Response:
+        me = user.id
         versions = await chat.versions(me, request.path_params["message_id"])
         return json_response(VersionList(versions))
 
-    async def mark(request: Request) -> Response:
-        me = await api.user(request)
+    async def mark(request: Request, user: User) -> Response:
+        me = user.id
         body = await read_json(request, MarkBody)
         kind = request.url.path.rsplit("/", 1)[1]
         receipt = await chat.mark(me, request.path_params["conversation_id"], kind, body.seq)
         return json_response(ReceiptBody(moved=receipt is not None, receipt=receipt))
 
-    async def unread(request: Request) -> Response:
-        counts = await chat.unread(await api.user(request))
+    async def unread(request: Request, user: User) -> Response:
+        counts = await chat.unread(user.id)
         return json_response(Unread(total=sum(counts.values()), conversations=counts))
 
     page = [
@@ -124,6 +121,7 @@ def message_operations(api: Api) -> list[Operation]:
             {200: MessagePage},
             query=page,
             errors=refused,
+            auth=USER,
         ),
         Operation(
             "POST",
@@ -133,8 +131,11 @@ def message_operations(api: Api) -> list[Operation]:
             {201: MessageBody, 200: MessageBody},
             body=PostMessage,
             errors=(403, 404, 413, 422),
+            auth=USER_OR_SERVER,
         ),
-        Operation("GET", MSG, "One message", get_message, {200: MessageBody}, errors=(403, 404)),
+        Operation(
+            "GET", MSG, "One message", get_message, {200: MessageBody}, errors=(403, 404), auth=USER
+        ),
         Operation(
             "PATCH",
             MSG,
@@ -143,6 +144,7 @@ def message_operations(api: Api) -> list[Operation]:
             {200: MessageBody},
             body=EditBody,
             errors=(403, 404, 413, 422),
+            auth=USER,
         ),
         Operation(
             "DELETE",
@@ -151,6 +153,7 @@ def message_operations(api: Api) -> list[Operation]:
             delete_message,
             {200: MessageBody},
             errors=(403, 404),
+            auth=USER,
         ),
         Operation(
             "GET",
@@ -159,6 +162,7 @@ def message_operations(api: Api) -> list[Operation]:
             message_history,
             {200: VersionList},
             errors=(403, 404),
+            auth=USER,
         ),
         Operation(
             "POST",
@@ -168,6 +172,7 @@ def message_operations(api: Api) -> list[Operation]:
             {200: ReceiptBody},
             body=MarkBody,
             errors=refused,
+            auth=USER,
         ),
         Operation(
             "POST",
@@ -177,6 +182,7 @@ def message_operations(api: Api) -> list[Operation]:
             {200: ReceiptBody},
             body=MarkBody,
             errors=refused,
+            auth=USER,
         ),
         Operation(
             "GET",
@@ -184,6 +190,7 @@ def message_operations(api: Api) -> list[Operation]:
             "Unread counts: total and per conversation",
             unread,
             {200: Unread},
+            auth=USER,
         ),
         Operation(
             "PUT",
@@ -192,6 +199,7 @@ def message_operations(api: Api) -> list[Operation]:
             react,
             {200: ReactionBody},
             errors=refused,
+            auth=USER,
         ),
         Operation(
             "DELETE",
@@ -200,6 +208,7 @@ def message_operations(api: Api) -> list[Operation]:
             react,
             {200: ReactionBody},
             errors=refused,
+            auth=USER,
         ),
         Operation(
             "GET",
@@ -214,5 +223,6 @@ def message_operations(api: Api) -> list[Operation]:
                 Query("offset", "Results to skip (next_offset of the last page)"),
             ],
             errors=(403, 404, 422),
+            auth=USER,
         ),
     ]

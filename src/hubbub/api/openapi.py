@@ -1,24 +1,28 @@
 """The OpenAPI 3.1 document, built from the routes' own declarations.
 
-Each handler is declared with ``Operation``: its method, path, request body,
-query parameters and responses (as msgspec types). The same declarations
-register the Starlette routes and produce ``/openapi.json``, so the document
-cannot drift from the code.
+Each handler is declared with ``Operation``: its method, path, who may call
+it (``auth``, see ``access.py``), request body, query parameters and
+responses (as msgspec types). The same declarations register the Starlette
+routes, decide what each route admits, and produce ``/openapi.json``, so the
+document cannot drift from the code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hubbub.api.access import Auth
 from hubbub.api.schema import ErrorBody
 
-Handler = Callable[[Request], Awaitable[Response]]
+C = TypeVar("C")
+Handler = Callable[[Request, C], Awaitable[Response]]
+"""A route's handler: the request, and the caller its operation's ``auth`` admitted."""
 
 
 @dataclass(frozen=True)
@@ -30,17 +34,18 @@ class Query:
 
 
 @dataclass
-class Operation:
+class Operation(Generic[C]):
     method: str
     path: str
     summary: str
-    handler: Handler
+    handler: Handler[C]
     responses: dict[int, type | None]
     body: type | None = None
     query: list[Query] = field(default_factory=list)
     errors: tuple[int, ...] = ()
-    auth: bool = True
     tag: str = "chat"
+    auth: Auth[C] = field(kw_only=True)
+    """Required: who may call it. Enforced by the route, and the document's ``security``."""
 
 
 ERROR_DESCRIPTIONS = {
@@ -54,7 +59,7 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def build_spec(operations: list[Operation], version: str) -> dict[str, Any]:
+def build_spec(operations: list[Operation[Any]], version: str) -> dict[str, Any]:
     types: list[Any] = [ErrorBody]
     for op in operations:
         types.extend(t for t in op.responses.values() if t is not None)
@@ -97,14 +102,14 @@ def build_spec(operations: list[Operation], version: str) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": ref[op.body]}},
             }
-        if op.auth:
-            item["security"] = [{"bearer": []}, {"apiKey": []}]
+        if not op.auth.public:
+            item["security"] = op.auth.security()
         for status, body in op.responses.items():
             response: dict[str, Any] = {"description": "OK" if status < 300 else "Error"}
             if body is not None:
                 response["content"] = {"application/json": {"schema": ref[body]}}
             item["responses"][str(status)] = response
-        for status in (*op.errors, *((401,) if op.auth else ())):
+        for status in (*op.errors, *(() if op.auth.public else (401,))):
             item["responses"][str(status)] = {
                 "description": ERROR_DESCRIPTIONS.get(status, "Error"),
                 "content": {"application/json": {"schema": ref[ErrorBody]}},
@@ -130,6 +135,12 @@ def build_spec(operations: list[Operation], version: str) -> dict[str, Any]:
                     "description": "The app's backend (HUBBUB_API_KEY). With "
                     "X-On-Behalf-Of: USER it acts as that user; without, it may only "
                     "post system messages.",
+                },
+                "onBehalfOf": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-On-Behalf-Of",
+                    "description": "With X-Api-Key: the user the app's backend acts as.",
                 },
             },
         },

@@ -2,42 +2,46 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hubbub.api.access import USER, User
 from hubbub.api.http import json_response
 from hubbub.api.openapi import Operation, Query
 from hubbub.api.schema import BlockList, Done, PresenceList
 from hubbub.errors import Invalid
 
 if TYPE_CHECKING:
-    from hubbub.api.app import Api
+    from hubbub.service.conversations import ConversationService
+    from hubbub.service.presence import PresenceService
 
 MAX_PRESENCE_USERS = 100
 
 
-def people_operations(api: Api) -> list[Operation]:
-    async def get_presence(request: Request) -> Response:
-        me = await api.user(request)
+def people_operations(
+    presence: PresenceService, conversations: ConversationService
+) -> list[Operation[Any]]:
+    async def get_presence(request: Request, user: User) -> Response:
+        me = user.id
         users = request.query_params.getlist("user")
         if not users or len(users) > MAX_PRESENCE_USERS:
             raise Invalid(f"name 1 to {MAX_PRESENCE_USERS} users with ?user=")
-        found = await api.presence.lookup(me, users)
+        found = await presence.lookup(me, users)
         return json_response({"presence": found})
 
-    async def block_user(request: Request) -> Response:
-        me = await api.user(request)
+    async def block_user(request: Request, user: User) -> Response:
+        me = user.id
         if request.method == "POST":
-            await api.conversations.block(me, request.path_params["user_id"])
+            await conversations.block(me, request.path_params["user_id"])
         else:
-            await api.conversations.unblock(me, request.path_params["user_id"])
+            await conversations.unblock(me, request.path_params["user_id"])
         return json_response(Done(ok=True))
 
-    async def list_blocks(request: Request) -> Response:
-        me = await api.user(request)
-        return json_response(BlockList(await api.conversations.blocked(me)))
+    async def list_blocks(request: Request, user: User) -> Response:
+        me = user.id
+        return json_response(BlockList(await conversations.blocked(me)))
 
     block = "/api/v1/blocks/{user_id}"
     return [
@@ -49,12 +53,27 @@ def people_operations(api: Api) -> list[Operation]:
             {200: PresenceList},
             query=[Query("user", "A user id; repeat for several", "string", True)],
             errors=(422,),
+            auth=USER,
         ),
         Operation(
-            "POST", block, "Block a user", block_user, {200: Done}, errors=(422,), tag="people"
+            "POST",
+            block,
+            "Block a user",
+            block_user,
+            {200: Done},
+            errors=(422,),
+            tag="people",
+            auth=USER,
         ),
         Operation(
-            "DELETE", block, "Unblock a user", block_user, {200: Done}, errors=(422,), tag="people"
+            "DELETE",
+            block,
+            "Unblock a user",
+            block_user,
+            {200: Done},
+            errors=(422,),
+            tag="people",
+            auth=USER,
         ),
         Operation(
             "GET",
@@ -63,5 +82,6 @@ def people_operations(api: Api) -> list[Operation]:
             list_blocks,
             {200: BlockList},
             tag="people",
+            auth=USER,
         ),
     ]

@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from hubbub.api.access import USER, User
 from hubbub.api.http import json_response
 from hubbub.api.openapi import Operation
 from hubbub.api.schema import UploadBody
 from hubbub.errors import Invalid, TooLarge
 
 if TYPE_CHECKING:
-    from hubbub.api.app import Api
+    from hubbub.service.uploads import UploadService
 
 CHUNK = 64 * 1024
 FORM_OVERHEAD = 64 * 1024
 
 
-def upload_operations(api: Api) -> list[Operation]:
-    service = api.uploads
-
-    async def upload_file(request: Request) -> Response:
-        me = await api.user(request)
+def upload_operations(service: UploadService) -> list[Operation[Any]]:
+    async def upload_file(request: Request, user: User) -> Response:
+        me = user.id
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > service.max_bytes + FORM_OVERHEAD:
             raise TooLarge(f"a file is at most {service.max_bytes} bytes")
@@ -43,8 +42,8 @@ def upload_operations(api: Api) -> list[Operation]:
             )
         return json_response(UploadBody(upload=upload, url=f"/api/v1/uploads/{upload.id}"), 201)
 
-    async def download_file(request: Request) -> Response:
-        me = await api.user(request)
+    async def download_file(request: Request, user: User) -> Response:
+        me = user.id
         upload, path = await service.get(me, request.path_params["upload_id"])
         return FileResponse(
             path,
@@ -62,6 +61,7 @@ def upload_operations(api: Api) -> list[Operation]:
             {201: UploadBody},
             errors=(413, 422),
             tag="files",
+            auth=USER,
         ),
         Operation(
             "GET",
@@ -71,5 +71,6 @@ def upload_operations(api: Api) -> list[Operation]:
             {200: None},
             errors=(403, 404),
             tag="files",
+            auth=USER,
         ),
     ]
