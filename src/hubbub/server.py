@@ -67,10 +67,6 @@ class Hubbub:
             else MemoryBroker()
         )
         self.fanout = Fanout(self.store, self.broker, shared=bool(settings.redis_url))
-        self.chat = ChatService(self.store, self.fanout, self.clock, settings.limits)
-        self.conversations = ConversationService(
-            self.store, self.fanout, self.clock, settings.limits
-        )
         self.presence = PresenceService(
             self.store,
             self.fanout,
@@ -84,7 +80,12 @@ class Hubbub:
                 else MemoryPresence()
             ),
         )
-        self.chat.presence = self.presence
+        self.chat = ChatService(
+            self.store, self.fanout, self.clock, settings.limits, presence=self.presence
+        )
+        self.conversations = ConversationService(
+            self.store, self.fanout, self.clock, settings.limits
+        )
         self.uploads = UploadService(
             self.store,
             self.clock,
@@ -96,7 +97,18 @@ class Hubbub:
         self.gateway = Gateway(
             settings, self.chat, self.presence, self.verifier, self.broker, self.clock
         )
-        self.api = Api(self, lambda: len(self.gateway.hub))
+        self.api = Api(
+            settings,
+            chat=self.chat,
+            conversations=self.conversations,
+            presence=self.presence,
+            uploads=self.uploads,
+            verifier=self.verifier,
+            gateway=self.gateway,
+            ping=self.store.ping,
+            broker_healthy=lambda: self.broker.healthy,
+            connections=lambda: len(self.gateway.hub),
+        )
 
     async def start(self) -> None:
         await self.store.open(migrate=self.settings.auto_migrate)

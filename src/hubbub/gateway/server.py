@@ -101,7 +101,17 @@ class Gateway:
         self, identity: Identity, writer: Outbound, link: Link, connection_id: str
     ) -> Session:
         """A new session on its transport: greeted with ``hello``, and counted."""
-        session = Session(self, identity, writer, link, connection_id)
+        session = Session(
+            identity,
+            writer,
+            link,
+            connection_id,
+            chat=self.chat,
+            presence=self.presence,
+            limits=self.limits,
+            clock=self.clock,
+            spawn=self.spawn,
+        )
         session.send(self.hello(session))
         self.attach(session)
         return session

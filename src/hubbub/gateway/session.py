@@ -21,13 +21,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 from hubbub.auth import Identity
+from hubbub.clock import Clock
+from hubbub.config import Limits
 from hubbub.errors import HubbubError, Unavailable
 from hubbub.gateway.handed import GAP, SEND, Handed, visible
-from hubbub.models import SendItem
+from hubbub.models import Message, Receipt, Replay, SendItem, StreamEvent
 from hubbub.protocol import events
 from hubbub.protocol.commands import (
     AddReaction,
@@ -45,9 +47,6 @@ from hubbub.protocol.commands import (
     parse,
 )
 from hubbub.protocol.wsframe import text_frame
-
-if TYPE_CHECKING:
-    from hubbub.gateway.server import Gateway
 
 log = logging.getLogger("hubbub.gateway")
 
@@ -94,16 +93,62 @@ class Outbound(Protocol):
         """Drop what is queued and accept nothing more."""
 
 
+class Chat(Protocol):
+    """What a session needs of the messages service (``ChatService``)."""
+
+    async def send(
+        self, user: str, items: list[SendItem]
+    ) -> Sequence[tuple[Message, bool] | HubbubError]:
+        """Store in order; per item ``(message, created)`` or the error that refused it."""
+
+    async def edit(self, user: str, message_id: str, body: str) -> Message: ...
+
+    async def delete(self, user: str, message_id: str) -> Message: ...
+
+    async def mark(self, user: str, conversation_id: str, kind: str, seq: int) -> Receipt | None:
+        """Move the ``read`` or ``delivered`` pointer; None if it did not move."""
+
+    async def react(self, user: str, message_id: str, emoji: str, add: bool) -> tuple[int, bool]:
+        """``(count, changed)``."""
+
+    async def replay(self, user: str, cursors: dict[str, int]) -> Sequence[Replay]:
+        """What ``resume`` finds after each cursor."""
+
+    async def events_after(self, cid: str, after: int, limit: int) -> Sequence[StreamEvent]:
+        """Committed stream events after ``after`` (a gap fill)."""
+
+
+class Typists(Protocol):
+    """What a session needs of presence (``PresenceService``): typing."""
+
+    async def typing(self, user: str, cid: str, state: str, connection_id: str) -> None: ...
+
+    async def typists(self, cid: str, viewer: str) -> list[str]:
+        """Who is typing in a conversation, as ``viewer`` may see it."""
+
+
+Spawn = Callable[[Coroutine[Any, Any, None]], object]
+"""Runs a session's background task (kept alive, failures logged, cancelled on stop)."""
+
+
 class Session:
     def __init__(
         self,
-        gateway: Gateway,
         identity: Identity,
         writer: Outbound,
         connection: Link,
         connection_id: str,
+        *,
+        chat: Chat,
+        presence: Typists,
+        limits: Limits,
+        clock: Clock,
+        spawn: Spawn,
     ) -> None:
-        self.gateway = gateway
+        self._chat = chat
+        self._presence = presence
+        self._limits = limits
+        self._spawn = spawn
         self.identity = identity
         self.user_id = identity.user_id
         self.connection_id = connection_id
@@ -123,13 +168,13 @@ class Session:
         self._inbox: deque[Command] = deque()
         self._task: asyncio.Task[None] | None = None
         self._first_command_seen = False
-        self.last_activity = gateway.clock.monotonic()
+        self.last_activity = clock.monotonic()
         self.ping_sent_at: float | None = None
         self.closed = False
         self.attached = True
         loop = asyncio.get_running_loop()
         self._hold_timer: asyncio.TimerHandle | None = loop.call_later(
-            gateway.limits.resume_window, self._window_passed
+            limits.resume_window, self._window_passed
         )
 
     # Outbound ------------------------------------------------------------
@@ -153,7 +198,7 @@ class Session:
         assert self.held is not None
         self.held.append((conversation_id, seq, frame))
         self._held_bytes += len(frame)
-        if self._held_bytes > self.gateway.limits.outbound_buffer_bytes:
+        if self._held_bytes > self._limits.outbound_buffer_bytes:
             self._overflow()
 
     def _overflow(self) -> None:
@@ -209,7 +254,7 @@ class Session:
         if filling is not None and conversation_id in filling:
             filling[conversation_id].append((seq, frame))
             self._filling_bytes += len(frame)
-            if self._filling_bytes > self.gateway.limits.outbound_buffer_bytes:
+            if self._filling_bytes > self._limits.outbound_buffer_bytes:
                 self._overflow()
             return
         if not frame:  # NOT_YOURS
@@ -224,13 +269,13 @@ class Session:
             filling[conversation_id] = [(seq, frame)]
             self._filling_bytes += len(frame)
             after = self.handed.high[conversation_id]
-            self.gateway.spawn(self._fill_gap(conversation_id, after, seq))
+            self._spawn(self._fill_gap(conversation_id, after, seq))
 
     async def _fill_gap(self, conversation_id: str, after: int, upto: int) -> None:
         """Read the events after ``after`` up to ``upto`` from the database, then go on."""
         cid = conversation_id
         try:
-            found = await self.gateway.chat.events_after(cid, after, min(upto - after, FILL_LIMIT))
+            found = await self._chat.events_after(cid, after, min(upto - after, FILL_LIMIT))
         except Exception as exc:
             found = None
             log.warning("could not fill a gap after %s of %s: %s", after, cid, exc)
@@ -261,7 +306,7 @@ class Session:
 
     def on_text(self, data: bytes) -> None:
         try:
-            command = parse(data, self.gateway.limits.max_frame_bytes)
+            command = parse(data, self._limits.max_frame_bytes)
         except ProtocolError as exc:
             refusal = events.error(exc.request_id, exc.error.code, exc.error.message)
             if not self._inbox and self._task is None:
@@ -269,7 +314,7 @@ class Session:
                 return
             command = Refusal(frame=refusal)
         self._inbox.append(command)
-        if not self._paused and len(self._inbox) >= self.gateway.limits.pending_commands:
+        if not self._paused and len(self._inbox) >= self._limits.pending_commands:
             self._paused = True
             self.connection.pause_reading(True)
         if self._task is None:
@@ -299,7 +344,7 @@ class Session:
                     await self._run(self._send, batch)
                 else:
                     await self._run(self._dispatch, command)
-                if self._paused and len(inbox) < self.gateway.limits.pending_commands // 2:
+                if self._paused and len(inbox) < self._limits.pending_commands // 2:
                     self._paused = False
                     self.connection.pause_reading(False)
         finally:
@@ -328,7 +373,7 @@ class Session:
             self.send(events.error(getattr(command, "id", None), code, message))
 
     async def _dispatch(self, command: Command) -> None:
-        gateway, user = self.gateway, self.user_id
+        chat, user = self._chat, self.user_id
         if isinstance(command, Refusal):
             self.send(command.frame)
             return
@@ -337,21 +382,21 @@ class Session:
             return
         reply: dict[str, object] = {}
         if isinstance(command, EditMessage):
-            reply["message"] = await gateway.chat.edit(user, command.message_id, command.body)
+            reply["message"] = await chat.edit(user, command.message_id, command.body)
         elif isinstance(command, DeleteMessage):
-            reply["message"] = await gateway.chat.delete(user, command.message_id)
+            reply["message"] = await chat.delete(user, command.message_id)
         elif isinstance(command, Read | Delivered):
             kind = "read" if isinstance(command, Read) else "delivered"
-            receipt = await gateway.chat.mark(user, command.conversation_id, kind, command.seq)
+            receipt = await chat.mark(user, command.conversation_id, kind, command.seq)
             reply["moved"] = receipt is not None
         elif isinstance(command, AddReaction | RemoveReaction):
             add = isinstance(command, AddReaction)
-            count, changed = await gateway.chat.react(user, command.message_id, command.emoji, add)
+            count, changed = await chat.react(user, command.message_id, command.emoji, add)
             reply["changed"] = changed
             reply["count"] = count
         elif isinstance(command, Typing):
             if self.attached:  # a closed connection's typing would never be stopped
-                await gateway.presence.typing(
+                await self._presence.typing(
                     user, command.conversation_id, command.state, self.connection_id
                 )
         elif not isinstance(command, Ping):  # pragma: no cover - parse() knows no others
@@ -370,7 +415,7 @@ class Session:
             )
             for c in batch
         ]
-        results = await self.gateway.chat.send(self.user_id, items)
+        results = await self._chat.send(self.user_id, items)
         for command, result in zip(batch, results, strict=True):
             if isinstance(result, HubbubError):
                 self.send(events.error(command.id, result.code, result.message))
@@ -382,7 +427,7 @@ class Session:
         self._stop_hold_timer()
         self._hold(True)
         try:
-            replays = await self.gateway.chat.replay(self.user_id, command.cursors)
+            replays = await self._chat.replay(self.user_id, command.cursors)
         except BaseException:
             # Still, the client has what its cursors say: a live event further
             # on is a gap to fill, not the start of a new span.
@@ -409,7 +454,7 @@ class Session:
                     "replayed": len(new),
                 }
                 if replay.status != "unavailable":
-                    report[cid]["typing"] = await self.gateway.presence.typists(cid, self.user_id)
+                    report[cid]["typing"] = await self._presence.typists(cid, self.user_id)
         finally:
             self._release()
         self.send(events.ack(command.id, conversations=report))

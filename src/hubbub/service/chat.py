@@ -40,12 +40,19 @@ MAX_RESUME_CONVERSATIONS = 1000
 
 
 class ChatService:
-    def __init__(self, store: Store, fanout: Fanout, clock: Clock, limits: Limits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        fanout: Fanout,
+        clock: Clock,
+        limits: Limits,
+        presence: PresenceService,
+    ) -> None:
         self.store = store
         self.fanout = fanout
         self.clock = clock
         self.limits = limits
-        self.presence: PresenceService | None = None
+        self.presence = presence
         self._names: dict[str, str] = {}
 
     async def seen(self, identity: Identity) -> None:
@@ -126,8 +133,7 @@ class ChatService:
                     conversation_id=cid, seq=message.seq, type="message.new", message=message
                 )
                 self.fanout.publish_stream(event, known[cid])
-                if self.presence is not None:
-                    self.presence.stopped_by_message(user, cid)
+                self.presence.stopped_by_message(user, cid)
             out.append(appended)
         return out
 
