@@ -16,7 +16,7 @@ from tests.support import ServerProcess, auth, create_group
 
 if not REQUIRED:  # without playwright: skipped with the reason (CI: fails)
     pytest.importorskip("playwright", reason="playwright is not installed")
-from playwright.async_api import expect
+from playwright.async_api import FilePayload, expect
 
 
 def solid_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -173,7 +173,7 @@ async def test_scroll_back_search_and_files(web_server: ServerProcess, open_tab:
     # An image and a file, previewed before sending, shown on the other side.
     png = solid_png(96, 64, (47, 111, 222))
     await e.set_input_files(
-        "#file", files=[{"name": "dot.png", "mimeType": "image/png", "buffer": png}]
+        "#file", files=[FilePayload(name="dot.png", mimeType="image/png", buffer=png)]
     )
     await expect(e.locator("#composer-files .file-chip img")).to_have_count(1)
     await e.fill("#input", "a tiny picture")
@@ -183,7 +183,7 @@ async def test_scroll_back_search_and_files(web_server: ServerProcess, open_tab:
     await expect(picture.locator("img.image")).to_have_attribute("alt", "dot.png")
 
     await e.set_input_files(
-        "#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}]
+        "#file", files=[FilePayload(name="notes.txt", mimeType="text/plain", buffer=b"hello")]
     )
     await expect(e.locator("#composer-files .file-chip")).to_contain_text("notes.txt")
     await e.click("#send")

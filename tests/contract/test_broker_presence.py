@@ -126,6 +126,7 @@ async def test_a_dead_process_takes_its_users_offline() -> None:
     b.on_expired(left.append)
     await a.came_online("cat")
     await b.came_online("dan")
+    assert a._task is not None  # start() made the heartbeat task
     a._task.cancel()  # a dies: no more heartbeats, no clean-up
     await until(lambda: left, timeout=5)
     assert left == [["cat"]]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hubbub.errors import Forbidden, NotFound
-from hubbub.models import SendItem
+from hubbub.models import Message, SendItem, StreamEvent
 from hubbub.store import conversations
 from hubbub.store.base import Store
 from hubbub.store.sql import SQLStore
@@ -21,9 +21,19 @@ from tests.contract.conftest import StoreFactory
 NOW = 1_700_000_000_000
 
 
-async def send(store: Store, user: str, cid: str, body: str, cmid: str | None = None):
+async def send(
+    store: Store, user: str, cid: str, body: str, cmid: str | None = None
+) -> tuple[Message, bool]:
+    """Append one message that the store must accept: ``(message, created)``."""
     (result,) = await store.append_messages(user, [SendItem(cid, body, cmid or body)], NOW)
+    assert not isinstance(result, Exception), result
     return result
+
+
+def data_of(event: StreamEvent) -> dict[str, Any]:
+    """The fields of a membership event (which always has them)."""
+    assert event.data is not None, event
+    return event.data
 
 
 async def test_direct_conversation_is_unique_per_pair(store: Store) -> None:
@@ -132,7 +142,8 @@ async def test_conversation_list_and_unread(store: Store) -> None:
     assert [c.id for c in listed] == [g.id, d.id]  # g was created later than any message
     by_id = {c.id: c for c in listed}
     assert by_id[d.id].unread_count == 1 and by_id[d.id].read_seq == 3
-    assert by_id[d.id].last_message is not None and by_id[d.id].last_message.body == "4"
+    last = by_id[d.id].last_message
+    assert last is not None and last.body == "4"
     assert by_id[g.id].last_message is None and by_id[g.id].unread_count == 0
     assert [c.id for c in await store.list_conversations("you")] == [d.id]
     assert await store.list_conversations("nobody") == []
@@ -273,7 +284,7 @@ async def test_newcomers_start_caught_up_and_retries_survive_leaving(store: Stor
 async def test_roles_are_set_by_the_owner_and_giving_owner_transfers(store: Store) -> None:
     group = await store.create_group("ow", "g", ["ad", "me"], NOW)
     events = await store.set_role("ow", group.id, "ad", "admin", NOW + 1)
-    assert [(e.type, e.data["user_id"], e.data["role"]) for e in events] == [
+    assert [(e.type, data_of(e)["user_id"], data_of(e)["role"]) for e in events] == [
         ("member.role_changed", "ad", "admin")
     ]
     assert events[0].seq == 1
@@ -283,7 +294,7 @@ async def test_roles_are_set_by_the_owner_and_giving_owner_transfers(store: Stor
     with pytest.raises(NotFound):
         await store.set_role("ow", group.id, "stranger", "admin", NOW + 3)
     transfer = await store.set_role("ow", group.id, "me", "owner", NOW + 4)
-    assert [(e.data["user_id"], e.data["role"]) for e in transfer] == [
+    assert [(data_of(e)["user_id"], data_of(e)["role"]) for e in transfer] == [
         ("me", "owner"),
         ("ow", "admin"),
     ]
@@ -324,7 +335,9 @@ async def test_an_upload_is_for_its_owner_and_where_it_was_sent(store: Store) ->
         await store.get_upload("up", "u_nothing")
     direct, _ = await store.get_or_create_direct("up", "peer", NOW)
     item = SendItem(direct.id, "", "with-file", kind="image", attachments=("u_file1",))
-    ((message, created),) = await store.append_messages("up", [item], NOW + 1)
+    (appended,) = await store.append_messages("up", [item], NOW + 1)
+    assert not isinstance(appended, Exception), appended
+    message, created = appended
     assert created
     assert (await store.get_upload("peer", "u_file1")).name == "a.png"
     with pytest.raises(Forbidden):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from tests.conftest import InProcess
 from tests.support import (
@@ -92,9 +93,9 @@ async def test_token_expiring_mid_connection_closes_it(in_process: InProcess) ->
     assert (await c.request({"type": "ping"}))["type"] == "ack"
     in_process.clock.advance(2)
     in_process.app.gateway.sweep()
-    with pytest.raises(Exception) as closed:
+    with pytest.raises(websockets.ConnectionClosed) as closed:
         await c.recv()
-    assert closed.value.rcvd.code == 4401
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
 async def test_real_process_closes_silent_connection(fresh_server: ServerProcess) -> None:

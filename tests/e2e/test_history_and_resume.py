@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 
 from tests.support import Client, ServerProcess, auth, create_group, new_id, open_direct
 
 
-def post(server: ServerProcess, user: str, cid: str, body: str) -> dict:
+def post(server: ServerProcess, user: str, cid: str, body: str) -> dict[str, Any]:
     r = httpx.post(
         f"{server.url}/api/v1/conversations/{cid}/messages",
         headers=auth(user),
@@ -19,7 +20,7 @@ def post(server: ServerProcess, user: str, cid: str, body: str) -> dict:
     return dict(r.json()["message"])
 
 
-def page(server: ServerProcess, user: str, cid: str, **params: int) -> dict:
+def page(server: ServerProcess, user: str, cid: str, **params: int) -> dict[str, Any]:
     r = httpx.get(
         f"{server.url}/api/v1/conversations/{cid}/messages", headers=auth(user), params=params
     )
@@ -138,7 +139,7 @@ async def test_messages_sent_during_resume_arrive_once_in_order(server: ServerPr
     await asyncio.sleep(0.01)
     await sb.send({"type": "resume", "cursors": {cid: 10}})
     await sender
-    seqs = []
+    seqs: list[int] = []
     while len(seqs) < 90:
         seqs.append((await sb.recv_type("message.new"))["message"]["seq"])
     assert seqs == list(range(11, 101))
@@ -182,7 +183,7 @@ async def test_sigkill_right_after_ack_keeps_every_acked_message(
                 "client_msg_id": f"d{i}",
             }
         )
-    acked = []
+    acked: list[dict[str, Any]] = []
     while len(acked) < 50:
         frame = await ka.recv()
         if frame["type"] == "ack":

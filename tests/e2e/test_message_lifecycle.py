@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.support import Client, ServerProcess, auth, create_group, new_id, open_direct
 
 
-def get(server: ServerProcess, user: str, path: str, **params: object) -> dict:
+def get(server: ServerProcess, user: str, path: str, **params: object) -> dict[str, Any]:
     r = httpx.get(server.url + path, headers=auth(user), params=params)  # type: ignore[arg-type]
     assert r.status_code == 200, r.text
     return dict(r.json())

@@ -137,7 +137,7 @@ async def pipelined_sends_keep_their_order(server: ServerProcess) -> None:
         )
         for i in range(200)
     ]
-    acks = {}
+    acks: dict[str, int] = {}
     while len(acks) < len(ids):
         frame = await jon.recv()
         if frame["type"] == "ack":
@@ -166,7 +166,7 @@ async def test_sends_from_many_connections_get_gap_free_seqs(server: ServerProce
         assert per == sorted(per)
     # Every member saw all 120, in seq order.
     for c in clients:
-        got = []
+        got: list[int] = []
         while len(got) < 120:
             got.append((await c.recv_type("message.new"))["message"]["seq"])
         assert got == list(range(1, 121))

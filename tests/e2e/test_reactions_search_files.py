@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-def post(server: ServerProcess, user: str, cid: str, body: str, **extra: object) -> dict:
+def post(server: ServerProcess, user: str, cid: str, body: str, **extra: object) -> dict[str, Any]:
     r = httpx.post(
         f"{server.url}/api/v1/conversations/{cid}/messages",
         headers=auth(user),
@@ -60,7 +61,7 @@ async def test_reactions_counts_and_events(server: ServerProcess) -> None:
     )
     assert outsider.status_code == 403
 
-    def reactions(user: str) -> list[dict]:
+    def reactions(user: str) -> list[dict[str, Any]]:
         r = httpx.get(f"{server.url}/api/v1/messages/{message['id']}", headers=auth(user))
         return list(r.json()["message"]["reactions"])
 
@@ -91,7 +92,7 @@ def test_search_finds_only_what_the_caller_may_see(server: ServerProcess) -> Non
     deleted = post(server, "sa", mine, "draft report to delete")
     httpx.delete(f"{server.url}/api/v1/messages/{deleted['id']}", headers=auth("sa"))
 
-    def search(user: str, **params: object) -> dict:
+    def search(user: str, **params: object) -> dict[str, Any]:
         r = httpx.get(f"{server.url}/api/v1/search", headers=auth(user), params=params)  # type: ignore[arg-type]
         assert r.status_code == 200, r.text
         return dict(r.json())
