@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,17 +14,29 @@ import pytest
 from hubbub.clock import ManualClock
 from hubbub.config import Settings
 from hubbub.server import Hubbub
-from tests.support import SECRET, FrameClient, RawClient, ServerProcess, free_port
+from tests.support import SECRET, ServerProcess, close_opened, free_port
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    """Close every client a test opened before its fixtures are torn down.
+
+    So no socket outlives its test, and no server fixture stops with clients
+    still connected (it would wait out its close grace for each of them).
+    """
+    try:
+        close_opened()
+    finally:
+        result = yield
+    return result
 
 
 @pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    """Close every client a test opened, so no socket outlives its test."""
+def _collect_garbage() -> Iterator[None]:
+    """Collect what the test left, so a leaked resource warns during its own test."""
     yield
-    while FrameClient.opened:
-        await FrameClient.opened.pop().close()
-    while RawClient.opened:
-        await RawClient.opened.pop().close()
     gc.collect()
 
 

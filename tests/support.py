@@ -108,10 +108,11 @@ def new_id() -> str:
 class FrameClient:
     """A client speaking hubbub's JSON frames, over whichever transport."""
 
-    opened: ClassVar[list[FrameClient]] = []  # closed by the conftest after each test
+    opened: ClassVar[list[FrameClient]] = []  # closed by close_opened() after each test
 
     def __init__(self, hello: dict[str, Any]) -> None:
         self.hello = hello
+        self.loop = asyncio.get_running_loop()  # the loop its connection lives on
         self._next = 0
         self._backlog: list[dict[str, Any]] = []  # frames a request() passed over
 
@@ -148,7 +149,7 @@ class FrameClient:
         """Send a request; return its ack or error (other frames stay queued for recv)."""
         rid = await self.send(frame)
         deadline = time.monotonic() + timeout
-        passed = []
+        passed: list[dict[str, Any]] = []
         while True:
             reply = await self._read(max(0.01, deadline - time.monotonic()))
             if reply["type"] in ("ack", "error") and reply.get("id") == rid:
@@ -365,11 +366,12 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
 class RawClient:
     """A bare WebSocket client that answers nothing on its own (no pongs)."""
 
-    opened: ClassVar[list[RawClient]] = []
+    opened: ClassVar[list[RawClient]] = []  # closed by close_opened() after each test
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.loop = asyncio.get_running_loop()
 
     @classmethod
     async def connect(cls, port: int, user: str, rcvbuf: int | None = None) -> RawClient:
@@ -428,3 +430,28 @@ class RawClient:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+def close_opened() -> None:
+    """Close every client still open, each on the loop it was opened on.
+
+    Called between a test and its fixtures' teardown, while no loop runs: a
+    server stopped with clients still connected would wait out its close grace
+    for peers that cannot answer.
+    """
+    clients: list[FrameClient | RawClient] = [
+        *reversed(FrameClient.opened),
+        *reversed(RawClient.opened),
+    ]
+    FrameClient.opened.clear()
+    RawClient.opened.clear()
+    failure: BaseException | None = None
+    for client in clients:
+        if client.loop.is_closed():
+            continue
+        try:
+            client.loop.run_until_complete(client.close())
+        except Exception as exc:  # close the others all the same
+            failure = failure or exc
+    if failure is not None:
+        raise failure

@@ -11,8 +11,10 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -36,14 +38,24 @@ class Cluster:
         self.nodes = [ServerProcess(root / f"node{i}", **settings) for i in range(size)]
 
     def start(self) -> Cluster:
-        self.nodes[0].start()  # migrates first; the others find the schema ready
-        for node in self.nodes[1:]:
-            node.start()
+        try:
+            self.nodes[0].start()  # migrates first; the others find the schema ready
+            _each(ServerProcess.start, self.nodes[1:])
+        except BaseException:
+            self.stop()  # none of them outlives a cluster that did not start
+            raise
         return self
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
+        _each(ServerProcess.stop, self.nodes)
+
+
+def _each(step: Callable[[ServerProcess], object], nodes: list[ServerProcess]) -> None:
+    """Run ``step`` on every node at once; raise the first failure after all have ended."""
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        futures = [pool.submit(step, node) for node in nodes]
+    for future in futures:
+        future.result()
 
 
 @pytest.fixture
@@ -67,7 +79,7 @@ def wait_for_port(port: int, timeout: float) -> bool:
     return False
 
 
-def unavailable(what: str) -> None:
+def unavailable(what: str) -> NoReturn:
     """Skip (or, with HUBBUB_REQUIRE_SERVICES=1, fail) a test that cannot run here."""
     if REQUIRED:
         pytest.fail(f"{what} (HUBBUB_REQUIRE_SERVICES=1)")
