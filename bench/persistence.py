@@ -68,6 +68,9 @@ class Node:
             "HUBBUB_JWT_SECRET": SECRET,
             "HUBBUB_PORT": str(self.port),
             "HUBBUB_LOG_LEVEL": "warning",
+            "HUBBUB_SEND_RATE": "0",  # limits off: the load comes from one machine
+            "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
+            "HUBBUB_CONNECT_RATE_PER_IP": "0",
             **env,
         }
         self.proc = subprocess.Popen(

@@ -13,6 +13,7 @@ import pytest
 
 from hubbub.clock import ManualClock
 from hubbub.config import Settings
+from hubbub.limits.settings import Quotas
 from hubbub.server import Hubbub
 from tests.support import SECRET, ServerProcess, close_opened, free_port
 
@@ -89,6 +90,7 @@ async def serve_in_process(tmp_path: Path, **settings: Any) -> AsyncIterator[InP
         "heartbeat_interval": 30,
         "heartbeat_timeout": 10,
         "log_level": "warning",
+        "quotas": Quotas.off(),
         **settings,
     }
     app = Hubbub(Settings(**values), clock)

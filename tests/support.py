@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -22,6 +25,12 @@ from websockets.asyncio.client import ClientConnection
 from hubbub.auth import mint_token
 
 SECRET = "test-secret-" + "x" * 32
+UNLIMITED = {
+    "HUBBUB_SEND_RATE": "0",
+    "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
+    "HUBBUB_CONNECT_RATE_PER_IP": "0",
+}
+"""Limits off: the tests connect from one address and send fast, unless a test sets one."""
 
 
 def free_port() -> int:
@@ -42,6 +51,7 @@ class ServerProcess:
             "HUBBUB_JWT_SECRET": SECRET,
             "HUBBUB_PORT": str(self.port),
             "HUBBUB_LOG_LEVEL": "warning",
+            **UNLIMITED,
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -99,6 +109,24 @@ def token(
 
 def auth(user: str, **kw: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(user, **kw)}"}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def raw_token(payload: str, secret: str = SECRET) -> str:
+    """An HS256 token over exactly this payload text (numbers no JWT library would write)."""
+    signing = b64url(b'{"alg":"HS256","typ":"JWT"}') + "." + b64url(payload.encode())
+    mac = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return signing + "." + b64url(mac)
+
+
+def forged(alg: Any, claims: dict[str, Any] | None = None, **header: Any) -> str:
+    """A token whose header names ``alg``, with a signature that matches no key."""
+    body = claims if claims is not None else {"sub": "forger", "exp": int(time.time()) + 600}
+    head = {"alg": alg, "typ": "JWT", **header}
+    return f"{b64url(json.dumps(head).encode())}.{b64url(json.dumps(body).encode())}.AAAA"
 
 
 def new_id() -> str:

@@ -49,3 +49,9 @@ def iso_ms(ms: int) -> str:
     """Milliseconds since the epoch as ISO 8601 UTC, e.g. ``2026-01-02T03:04:05.678Z``."""
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_iso_ms(text: str) -> int:
+    """``iso_ms`` backwards: ISO 8601 UTC with milliseconds to milliseconds since the epoch."""
+    dt = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1000 + dt.microsecond // 1000

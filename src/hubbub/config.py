@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hubbub.limits.settings import QuotaError, Quotas
+
 UPLOAD_TYPES = (
     "image/png",
     "image/jpeg",
@@ -29,6 +31,40 @@ UPLOAD_TYPES = (
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says what to change."""
+
+
+JWT_ALGORITHMS = (
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "ES256K",
+    "EdDSA",
+)
+"""What ``HUBBUB_JWT_ALGORITHMS`` may list (never ``none``)."""
+
+
+def listed(raw: str | None) -> tuple[str, ...]:
+    """A comma-separated setting as its values, in order, without blanks and repeats."""
+    return tuple(dict.fromkeys(v.strip() for v in (raw or "").split(",") if v.strip()))
+
+
+def jwks_address(url: str, production: bool) -> str:
+    """``HUBBUB_JWKS_URL``: https (plain http only outside production mode)."""
+    url = url.strip()
+    if not re.match(r"^https?://[^/?#\s]+", url):
+        raise ConfigError(f"HUBBUB_JWKS_URL: {url!r} is not an http(s) URL")
+    if production and not url.startswith("https://"):
+        raise ConfigError("HUBBUB_JWKS_URL must be https:// in production mode")
+    return url
 
 
 _ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
@@ -90,6 +126,14 @@ class Settings:
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
     jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwks_url: str | None = None
+    """An identity provider's key set (JWKS), fetched and refreshed as keys rotate."""
+    jwt_audience: tuple[str, ...] = ()
+    """Accepted ``aud`` values; empty: ``aud`` is not checked."""
+    jwt_issuer: tuple[str, ...] = ()
+    """Accepted ``iss`` values; empty: ``iss`` is not checked."""
+    jwt_user_claim: str = "sub"
+    jwt_name_claim: str = "name"
     heartbeat_interval: float = 30.0
     heartbeat_timeout: float = 10.0
     presence_grace: float = 5.0
@@ -99,9 +143,15 @@ class Settings:
     upload_max_bytes: int = 10 * 1024 * 1024
     upload_types: tuple[str, ...] = UPLOAD_TYPES
     log_level: str = "info"
+    log_format: str = "text"
+    """``text`` (one line per record, as before) or ``json`` (one object per line)."""
+    metrics_token: str | None = None
+    """When set, ``GET /metrics`` needs ``Authorization: Bearer`` with it."""
     cors_origins: tuple[str, ...] = ()
     """Web origins allowed to call the API and open WebSockets; ``*`` (dev only) any."""
     limits: Limits = field(default_factory=Limits)
+    quotas: Quotas = field(default_factory=Quotas)
+    """Send rate and connections per user, connect rate per address (``hubbub.limits``)."""
 
     @property
     def production(self) -> bool:
@@ -156,13 +206,30 @@ class Settings:
                 public_key = Path(public_key).read_text()
             except OSError as exc:
                 raise ConfigError(f"HUBBUB_JWT_PUBLIC_KEY: cannot read {exc.filename}") from None
+        jwks_url = get("JWKS_URL")
         if not algorithms:
-            algorithms = ("HS256", "RS256", "ES256") if public_key else ("HS256",)
+            algorithms = ("HS256", "RS256", "ES256") if public_key or jwks_url else ("HS256",)
+        unknown = [a for a in algorithms if a not in JWT_ALGORITHMS]
+        if unknown:
+            raise ConfigError(
+                f"HUBBUB_JWT_ALGORITHMS: {', '.join(unknown)} not among {', '.join(JWT_ALGORITHMS)}"
+            )
         env_name = (get("ENV", "dev") or "dev").lower()
+        if jwks_url is not None:
+            jwks_url = jwks_address(jwks_url, production=env_name == "production")
+        if public_key and jwks_url:
+            raise ConfigError("set HUBBUB_JWT_PUBLIC_KEY or HUBBUB_JWKS_URL, not both")
         origins = cors_origins(get("CORS_ORIGINS") or "", production=env_name == "production")
         synchronous = (get("SQLITE_SYNCHRONOUS") or "NORMAL").upper()
         if synchronous not in ("NORMAL", "FULL"):
             raise ConfigError("HUBBUB_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        log_format = (get("LOG_FORMAT") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise ConfigError("HUBBUB_LOG_FORMAT must be text or json")
+        try:
+            quotas = Quotas.from_env(env)
+        except QuotaError as exc:
+            raise ConfigError(str(exc)) from None
         settings = cls(
             host=get("HOST", "127.0.0.1") or "127.0.0.1",
             port=number("PORT", 8000, int),
@@ -176,6 +243,11 @@ class Settings:
             jwt_secret=get("JWT_SECRET"),
             jwt_public_key=public_key,
             jwt_algorithms=algorithms,
+            jwks_url=jwks_url,
+            jwt_audience=listed(get("JWT_AUDIENCE")),
+            jwt_issuer=listed(get("JWT_ISSUER")),
+            jwt_user_claim=(get("JWT_USER_CLAIM") or "sub").strip(),
+            jwt_name_claim=(get("JWT_NAME_CLAIM") or "name").strip(),
             heartbeat_interval=number("HEARTBEAT_INTERVAL", 30.0),
             heartbeat_timeout=number("HEARTBEAT_TIMEOUT", 10.0),
             presence_grace=number("PRESENCE_GRACE", 5.0),
@@ -188,8 +260,11 @@ class Settings:
             )
             or UPLOAD_TYPES,
             log_level=(get("LOG_LEVEL", "info") or "info").lower(),
+            log_format=log_format,
+            metrics_token=get("METRICS_TOKEN"),
             cors_origins=origins,
             limits=limits,
+            quotas=quotas,
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -200,11 +275,12 @@ class Settings:
         is generated once and kept in the data directory, so that the server and
         ``hubbub token`` agree.
         """
-        if self.jwt_secret or self.jwt_public_key:
+        if self.jwt_secret or self.jwt_public_key or self.jwks_url:
             return self
         if self.production:
             raise ConfigError(
-                "HUBBUB_ENV=production requires HUBBUB_JWT_SECRET or HUBBUB_JWT_PUBLIC_KEY"
+                "HUBBUB_ENV=production requires HUBBUB_JWT_SECRET, HUBBUB_JWT_PUBLIC_KEY"
+                " or HUBBUB_JWKS_URL"
             )
         path = self.data_dir / "dev-jwt-secret"
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -61,9 +61,13 @@ class Conflict(HubbubError):
 
 
 class RateLimited(HubbubError):
-    """Too many requests; retry later."""
+    """Too many requests; retry later (after ``retry_after_ms``, when known)."""
 
     code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
 
 
 class Unavailable(HubbubError):

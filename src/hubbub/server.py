@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import socket
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from hubbub.api.app import Api
+from hubbub.api.head import BoundedHttpProtocol
+from hubbub.api.ops import Cluster, Stats, per_user
 from hubbub.auth import TokenVerifier
 from hubbub.broker.base import Broker
 from hubbub.broker.memory import MemoryBroker
@@ -20,6 +23,12 @@ from hubbub.clock import Clock, SystemClock
 from hubbub.config import Settings
 from hubbub.gateway import delivery
 from hubbub.gateway.server import Gateway
+from hubbub.limits.base import Limiter
+from hubbub.limits.memory import MemoryLimiter
+from hubbub.limits.quota import Quota
+from hubbub.limits.redis import RedisLimiter
+from hubbub.logs import configure
+from hubbub.metrics import Metric, Metrics, counter, gauge, gauges
 from hubbub.presence.memory import MemoryPresence
 from hubbub.presence.redis import RedisPresence
 from hubbub.service.chat import ChatService
@@ -56,16 +65,21 @@ class Hubbub:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings = settings.with_secret()
         self.clock = clock or SystemClock()
-        self.store: Store = (
+        self.metrics = metrics = Metrics()
+        store = (
             PostgresStore(settings.database_url)
             if settings.postgres
             else SQLiteStore(settings.sqlite_path, settings.sqlite_synchronous)
         )
-        self.broker: Broker = (
-            RedisBroker(settings.redis_url, settings.redis_prefix + "events")
-            if settings.redis_url
-            else MemoryBroker()
+        store.observe_commits(
+            metrics.store_commit.labels("postgresql" if settings.postgres else "sqlite").observe
         )
+        self.store: Store = store
+        self.broker: Broker = MemoryBroker()
+        if settings.redis_url:
+            redis = RedisBroker(settings.redis_url, settings.redis_prefix + "events")
+            redis.observe_lag = metrics.broker_publish_lag.observe
+            self.broker = redis
         self.fanout = Fanout(self.store, self.broker, shared=bool(settings.redis_url))
         self.presence = PresenceService(
             self.store,
@@ -80,8 +94,21 @@ class Hubbub:
                 else MemoryPresence()
             ),
         )
+        self.limiter: Limiter = (
+            RedisLimiter(
+                settings.redis_url, ttl=settings.presence_ttl, prefix=settings.redis_prefix
+            )
+            if settings.redis_url
+            else MemoryLimiter(self.clock)
+        )
+        self.quota = Quota(self.limiter, settings.quotas)
         self.chat = ChatService(
-            self.store, self.fanout, self.clock, settings.limits, presence=self.presence
+            self.store,
+            self.fanout,
+            self.clock,
+            settings.limits,
+            presence=self.presence,
+            quota=self.quota,
         )
         self.conversations = ConversationService(
             self.store, self.fanout, self.clock, settings.limits
@@ -93,10 +120,18 @@ class Hubbub:
             settings.upload_max_bytes,
             settings.upload_types,
         )
-        self.verifier = TokenVerifier(settings)
+        self.verifier = TokenVerifier(settings, self.clock)
         self.gateway = Gateway(
-            settings, self.chat, self.presence, self.verifier, self.broker, self.clock
+            settings,
+            self.chat,
+            self.presence,
+            self.verifier,
+            self.broker,
+            self.clock,
+            metrics,
+            quota=self.quota,
         )
+        metrics.watch(self.readings)
         self.api = Api(
             settings,
             chat=self.chat,
@@ -108,20 +143,71 @@ class Hubbub:
             ping=self.store.ping,
             broker_healthy=lambda: self.broker.healthy,
             connections=lambda: len(self.gateway.hub),
+            metrics=metrics,
+            stats=self.stats,
+        )
+
+    def readings(self) -> Iterator[Metric]:
+        """The figures ``/metrics`` reads from the parts at each scrape."""
+        hub, streams = self.gateway.hub, len(self.gateway.streams)
+        yield gauges(
+            "hubbub_connections",
+            "Open sessions of this process, by transport",
+            "transport",
+            {"ws": len(hub) - streams, "sse": streams},
+        )
+        yield gauge("hubbub_online_users", "Users with a session in this process", hub.users)
+        yield counter(
+            "hubbub_deliveries", "Frames the fan-out handed to this process's sessions", hub.handed
+        )
+        broker = self.broker
+        if isinstance(broker, RedisBroker):
+            yield counter("hubbub_broker_published", "Events published to Redis", broker.published)
+            yield counter(
+                "hubbub_broker_received", "Events received from other processes", broker.received
+            )
+            yield counter(
+                "hubbub_broker_dropped",
+                "Events not relayed to other processes (Redis unreachable, outbox full)",
+                broker.dropped,
+            )
+        yield gauge("hubbub_broker_up", "1 while the other processes are reached", broker.healthy)
+
+    async def stats(self) -> Stats:
+        """``GET /api/v1/stats``: this process's figures, and the cluster's with Redis."""
+        hub, streams = self.gateway.hub, len(self.gateway.streams)
+        counts = list(hub.by_user())
+        cluster = None
+        census = getattr(self.presence.cluster, "census", None)
+        if census is not None:
+            with contextlib.suppress(Exception):  # Redis away: this process's figures only
+                processes, online = await asyncio.wait_for(census(), 2.0)
+                cluster = Cluster(processes=processes, online_users=online)
+        return Stats(
+            node=self.gateway.node,
+            connections=len(hub),
+            transports={"ws": len(hub) - streams, "sse": streams},
+            users=len(counts),
+            connections_per_user=per_user(counts),
+            cluster=cluster,
         )
 
     async def start(self) -> None:
         await self.store.open(migrate=self.settings.auto_migrate)
         await self.broker.start()
         await self.presence.cluster.start()
+        await self.limiter.start()
         await self.gateway.start()
+        self.verifier.start()
 
     async def stop(self) -> None:
         self.presence.close()
         await self.gateway.stop()
+        await self.limiter.stop()
         await self.presence.cluster.stop()
         await self.broker.stop()
         await self.store.close()
+        await self.verifier.close()
 
     def uvicorn_config(self) -> uvicorn.Config:
         return uvicorn.Config(
@@ -129,11 +215,16 @@ class Hubbub:
             host=self.settings.host,
             port=self.settings.port,
             ws=self.gateway.connection_class(),
-            http="httptools",
+            http=BoundedHttpProtocol,  # httptools, with a bound on request heads
             lifespan="off",
             log_level=self.settings.log_level,
+            # JSON logs: uvicorn's records go through the root handler too.
+            log_config=None if self.settings.log_format == "json" else LOGGING_CONFIG,
             access_log=False,
             server_header=False,
+            # The client's address is the socket's, or HUBBUB_CLIENT_IP_HEADER's
+            # (the limits): never a header uvicorn would trust on its own.
+            proxy_headers=False,
             timeout_graceful_shutdown=5,
             backlog=4096,
         )
@@ -153,6 +244,11 @@ class Hubbub:
             self.settings.env,
             "compiled" if delivery.COMPILED else "pure-Python",
         )
+        if self.settings.jwks_url and not self.settings.jwt_audience:
+            log.warning(
+                "HUBBUB_JWKS_URL is set without HUBBUB_JWT_AUDIENCE: tokens the provider"
+                " signs for any application are accepted"
+            )
         try:
             await server.serve()
         finally:
@@ -173,13 +269,23 @@ class _Server(uvicorn.Server):
         self._before_shutdown()
         await super().shutdown(sockets)
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """uvicorn's, without raising the signal again once the server has stopped.
+
+        uvicorn re-raises a SIGTERM or SIGINT it shut down for, so the process
+        would die of it (status -15) before the store is closed. A shutdown it
+        asked for is a clean one: the process closes everything and exits 0.
+        """
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
+
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure(settings.log_level, settings.log_format)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is absent on Windows only

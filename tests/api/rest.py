@@ -18,6 +18,7 @@ import httpx
 from hubbub.auth import mint_token
 from hubbub.clock import ManualClock
 from hubbub.config import Settings
+from hubbub.limits.settings import Quotas
 from hubbub.server import Hubbub
 
 SECRET = "api-tests-secret-" + "s" * 32
@@ -35,6 +36,7 @@ async def running(tmp_path: Path, **settings: Any) -> AsyncIterator[Hubbub]:
         "jwt_secret": SECRET,
         "api_key": API_KEY,
         "log_level": "warning",
+        "quotas": Quotas.off(),
         **settings,
     }
     hubbub = Hubbub(Settings(**values), ManualClock(start=time.time()))

@@ -12,7 +12,16 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.routing import Route
 
-from hubbub.api.access import SERVER, USER, USER_OR_SERVER, Access, Auth, Credential, Server, User
+from hubbub.api.access import (
+    SERVER,
+    USER,
+    USER_OR_SERVER,
+    Access,
+    Auth,
+    Credential,
+    Server,
+    User,
+)
 from hubbub.api.openapi import Operation
 from hubbub.auth import Identity, TokenVerifier
 from hubbub.config import Settings
@@ -33,6 +42,7 @@ from tests.api.rest import (
 )
 
 POST_MESSAGE = ("POST", "/api/v1/conversations/{conversation_id}/messages")
+STATS = ("GET", "/api/v1/stats")
 
 # The document's form of each credential, written out independently of access.py.
 REQUIREMENT: dict[Credential, dict[str, list[str]]] = {
@@ -48,7 +58,8 @@ def concrete(path: str) -> str:
 
 
 def protected(hubbub: Hubbub) -> list[Operation[Any]]:
-    return [op for op in hubbub.api.operations() if not op.auth.public]
+    """The operations a user may call (all but the public ones and the server's own)."""
+    return [op for op in hubbub.api.operations() if Credential.TOKEN in op.auth.accepts]
 
 
 async def call(client: httpx.AsyncClient, op: Operation[Any], **kw: Any) -> httpx.Response:
@@ -58,10 +69,12 @@ async def call(client: httpx.AsyncClient, op: Operation[Any], **kw: Any) -> http
 def test_what_each_operation_declares(hubbub: Hubbub) -> None:
     operations = hubbub.api.operations()
     declared = {(op.method, op.path): op.auth for op in operations}
-    assert len(declared) == len(operations) == 31
+    assert len(declared) == len(operations) == 32
     assert [key for key, auth in declared.items() if auth.public] == [("GET", "/health")]
     assert [key for key, auth in declared.items() if auth is USER_OR_SERVER] == [POST_MESSAGE]
-    others = {key for key, auth in declared.items() if not auth.public} - {POST_MESSAGE}
+    server_only = [key for key, auth in declared.items() if auth.accepts == (Credential.API_KEY,)]
+    assert server_only == [STATS]
+    others = {key for key, auth in declared.items() if not auth.public} - {POST_MESSAGE, STATS}
     assert all(declared[key] is USER for key in others)
 
 
@@ -88,7 +101,8 @@ async def test_no_credentials_are_refused_everywhere_but_public_operations(
             assert r.status_code == 200, (op.method, op.path)
             continue
         assert error(r) == (401, "unauthorized"), (op.method, op.path, r.text)
-        assert r.json()["error"]["message"] == "missing token"
+        missing = "missing token" if Credential.TOKEN in op.auth.accepts else "missing API key"
+        assert r.json()["error"]["message"] == missing
         assert r.headers["www-authenticate"] == "Bearer"
 
 
@@ -137,6 +151,20 @@ async def test_a_token_or_the_key_on_behalf_passes_everywhere(
             assert r.status_code != 401, (op.method, op.path, r.text)
             if r.status_code == 403:  # refused by the rules, not by the credential
                 assert "API key" not in r.json()["error"]["message"]
+
+
+async def test_the_stats_take_the_api_key_alone(rest: httpx.AsyncClient) -> None:
+    for headers in (bearer("ann"), {"Authorization": "Bearer not-a-jwt"}):
+        r = await rest.get("/api/v1/stats", headers=headers)
+        assert error(r) == (401, "unauthorized")
+        assert r.json()["error"]["message"] == "missing API key"
+    r = await rest.get("/api/v1/stats", headers={"X-Api-Key": "wrong"})
+    assert error(r) == (401, "unauthorized")
+    r = await rest.get("/api/v1/stats", headers=on_behalf("ann"))
+    assert error(r) == (403, "forbidden")
+    assert r.json()["error"]["message"] == "with an API key, this operation takes no X-On-Behalf-Of"
+    stats = ok(await rest.get("/api/v1/stats", headers=SERVER_KEY))
+    assert stats["connections"] == 0 and stats["users"] == 0
 
 
 async def test_acting_on_behalf_of_a_reserved_or_bad_user_is_invalid(

@@ -145,3 +145,23 @@ async def test_list_and_join_rooms(rest: httpx.AsyncClient) -> None:
     assert error(r) == (404, "not_found")  # a group is no room
     assert error(await rest.get("/api/v1/rooms")) == (401, "unauthorized")
     assert error(await rest.post(f"/api/v1/rooms/{rid}/join")) == (401, "unauthorized")
+
+
+async def test_the_list_comes_a_page_at_a_time(rest: httpx.AsyncClient) -> None:
+    made = [await group(rest, "ann", "bob", title=f"g{n}") for n in range(5)]
+    first = ok(await rest.get(CONV, headers=bearer("bob"), params={"limit": 2}))
+    assert len(first["conversations"]) == 2 and first["next_cursor"]
+    seen = [c["id"] for c in first["conversations"]]
+    cursor = first["next_cursor"]
+    while cursor is not None:
+        page = ok(
+            await rest.get(CONV, headers=bearer("bob"), params={"limit": 2, "cursor": cursor})
+        )
+        seen += [c["id"] for c in page["conversations"]]
+        cursor = page["next_cursor"]
+    everything = ok(await rest.get(CONV, headers=bearer("bob")))
+    assert everything["next_cursor"] is None
+    assert seen == [c["id"] for c in everything["conversations"]]
+    assert sorted(seen) == sorted(made)
+    for bad in ({"limit": 0}, {"limit": 201}, {"limit": ""}, {"cursor": "x"}, {"cursor": "1:\x00"}):
+        assert error(await rest.get(CONV, headers=bearer("bob"), params=bad)) == (422, "invalid")

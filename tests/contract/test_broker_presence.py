@@ -182,3 +182,34 @@ async def test_a_queued_online_survives_another_process_taking_the_user_over(
             await cluster.stop()
         await broker.stop()
         await store.close()
+
+
+async def test_redis_counts_what_it_relays(redis_brokers: list[Broker]) -> None:
+    first, second = redis_brokers
+    assert isinstance(first, RedisBroker) and isinstance(second, RedisBroker)
+    lags: list[float] = []
+    first.observe_lag = lags.append
+    there: list[Delivery] = []
+    second.subscribe(there.append)
+    for seq in range(1, 11):
+        first.publish(delivery(seq))
+    await until(lambda: len(there) == 10)
+    assert first.published == 10 and second.received == 10
+    assert first.received == 0  # its own events come back and are not counted
+    assert lags and all(0 <= lag < 5 for lag in lags)
+
+
+async def test_the_census_counts_live_processes_and_their_users() -> None:
+    need(REDIS_URL, 6379, "Redis")
+    prefix = f"hubbub:test:{uuid.uuid4().hex}:"
+    a, b = (RedisPresence(REDIS_URL, ttl=5, prefix=prefix) for _ in range(2))
+    await a.start()
+    await b.start()
+    for user in ("ann", "bob"):
+        await a.came_online(user)
+    for user in ("bob", "cat"):
+        await b.came_online(user)
+    assert await a.census() == (2, 3)  # bob counted once
+    await b.stop()  # a clean stop ends its heartbeat: no longer live
+    assert await a.census() == (1, 2)
+    await a.stop()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hubbub.clock import parse_iso_ms
 from hubbub.errors import Forbidden, NotFound
 from hubbub.models import Message, SendItem, StreamEvent
 from hubbub.store import conversations
@@ -516,3 +517,24 @@ def test_every_port_method_has_a_contract_test() -> None:
         and f".{name}(" not in source
     ]
     assert untested == []
+
+
+async def test_the_conversation_list_pages_by_position(store: Store) -> None:
+    ids = []
+    for n in range(7):
+        group = await store.create_group("me", f"g{n}", ["x"], NOW + n % 3)  # ties on activity
+        ids.append(group.id)
+    everything = [c.id for c in await store.list_conversations("me")]
+    assert sorted(everything) == sorted(ids)
+    pages: list[list[str]] = []
+    after: tuple[int, str] | None = None
+    while True:
+        page = await store.list_conversations("me", 3, after)
+        if not page:
+            break
+        pages.append([c.id for c in page])
+        last = page[-1]
+        after = (parse_iso_ms(last.last_activity_at), last.id)
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [cid for p in pages for cid in p] == everything
+    assert await store.list_conversations("me", 0) == []

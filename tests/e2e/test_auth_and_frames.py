@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 import websockets
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.support import SECRET, Client, ServerProcess, auth, new_id, open_direct, token
+from hubbub.clock import iso_ms
+from tests.conftest import InProcess
+from tests.support import (
+    SECRET,
+    Client,
+    ServerProcess,
+    SseClient,
+    auth,
+    forged,
+    new_id,
+    open_direct,
+    raw_token,
+    token,
+)
 
 BAD_TOKENS = {
     "missing": None,
@@ -24,6 +38,14 @@ BAD_TOKENS = {
     # PyJWT takes "" as no key for "none" (its stubs do not allow None).
     "alg none": jwt.encode({"sub": "u", "exp": time.time() + 60}, "", "none"),
     "reserved id": token("system"),
+    "exp of 10^400": raw_token('{"sub":"u","exp":1' + "0" * 400 + "}"),
+    "exp of 1e400": raw_token('{"sub":"u","exp":1e400}'),
+    "exp NaN": raw_token('{"sub":"u","exp":NaN}'),
+    "exp a string": raw_token(f'{{"sub":"u","exp":"{int(time.time()) + 600}"}}'),
+    "iat a string": raw_token(f'{{"sub":"u","exp":{int(time.time()) + 600},"iat":"0"}}'),
+    "nbf of 1e400": raw_token(f'{{"sub":"u","exp":{int(time.time()) + 600},"nbf":1e400}}'),
+    "NUL in sub": raw_token(f'{{"sub":"u\\u0000x","exp":{int(time.time()) + 600}}}'),
+    "NUL in name": raw_token(f'{{"sub":"u","name":"\\u0000","exp":{int(time.time()) + 600}}}'),
 }
 
 
@@ -218,6 +240,48 @@ async def test_public_key_tokens(fresh_server: ServerProcess) -> None:
         await websockets.connect(f"{fresh_server.ws_url}?token={forged}")
 
 
+@pytest.mark.parametrize("family", ["rsa", "ec"])
+async def test_a_header_naming_the_other_key_family_is_401_on_every_transport(
+    fresh_server: ServerProcess, family: str
+) -> None:
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if family == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    fresh_server.env["HUBBUB_JWT_PUBLIC_KEY"] = pem.decode()
+    fresh_server.start()
+    own, other = ("RS256", "ES256") if family == "rsa" else ("ES256", "RS256")
+    good = jwt.encode({"sub": "pk", "exp": time.time() + 60}, key, own)
+    for bad in (forged(other), forged("PS256"), forged("ES384"), forged("EdDSA"), forged(own)):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"{fresh_server.ws_url}?token={bad}", open_timeout=5)
+        assert refused.value.response.status_code == 401
+        assert json.loads(refused.value.response.body)["error"]["code"] == "unauthorized"
+        headers = {"Authorization": f"Bearer {bad}"}
+        for method, path in (("GET", "/api/v1/conversations"), ("GET", "/sse")):
+            r = httpx.request(method, fresh_server.url + path, headers=headers)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+    c = await Client.connect(fresh_server, "pk", tok=good)  # the server is none the worse
+    assert (await c.request({"type": "ping"}))["type"] == "ack"
+    await c.close()
+
+
+async def test_a_token_with_an_audience_is_taken_when_none_is_configured(
+    server: ServerProcess,
+) -> None:
+    claims = {"sub": "aud", "exp": time.time() + 60, "aud": "https://api.example.com"}
+    tok = jwt.encode(claims, SECRET, "HS256")
+    r = httpx.get(server.url + "/api/v1/conversations", headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 200, r.text
+    c = await Client.connect(server, "aud", tok=tok)
+    assert c.hello["user_id"] == "aud"
+    await c.close()
+
+
 async def test_a_refused_frame_is_answered_after_the_commands_before_it(
     server: ServerProcess,
 ) -> None:
@@ -242,3 +306,48 @@ async def test_a_refused_frame_is_answered_after_the_commands_before_it(
         if frame["type"] in ("ack", "error"):
             replies.append((frame["type"], frame["id"]))
     assert replies == [("ack", i) for i in range(1, 6)] + [("error", None), ("ack", "after")]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "stream"])
+async def test_token_refresh_extends_the_connection(in_process: InProcess, transport: str) -> None:
+    clock, gateway = in_process.clock, in_process.app.gateway
+    brief = token("rf", ttl=60, now=clock.now())
+    c: Client | SseClient = (
+        await Client.connect_url(in_process.ws_url, "rf", tok=brief)
+        if transport == "websocket"
+        else await SseClient.connect(in_process.url, "rf", tok=brief)
+    )
+    longer = token("rf", name="Ref", ttl=600, now=clock.now())
+    ack = await c.request({"type": "token.refresh", "id": "t1", "token": longer})
+    assert ack == {
+        "type": "ack",
+        "id": "t1",
+        "expires_at": iso_ms(int(jwt.decode(longer, SECRET, ["HS256"])["exp"]) * 1000),
+    }
+    if isinstance(c, SseClient):
+        c.token = longer  # its posts carry the current token too
+    refusals = [
+        (token("someone", ttl=6000, now=clock.now()), "forbidden"),
+        ("not-a-jwt", "unauthorized"),
+        (token("rf", ttl=-1, now=clock.now()), "unauthorized"),
+        (raw_token('{"sub":"rf","exp":1e400}'), "unauthorized"),
+        (None, "invalid"),
+    ]
+    for tok, code in refusals:
+        frame: dict[str, Any] = {"type": "token.refresh"}
+        if tok is not None:
+            frame["token"] = tok
+        reply = await c.request(frame)
+        assert (reply["type"], reply["code"]) == ("error", code), reply
+    clock.advance(120)  # past the first token's expiry
+    gateway.sweep()
+    assert (await c.request({"type": "ping"}))["type"] == "ack"
+    clock.advance(600 - 120 + 1)  # past the refreshed one's: another user's never counted
+    gateway.sweep()
+    if isinstance(c, SseClient):
+        end = await c.closed()
+        assert (end.code, end.reason) == (4401, "token expired")
+    else:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await c.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

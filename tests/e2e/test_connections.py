@@ -43,6 +43,9 @@ async def test_heartbeat_pings_idle_connection_and_closes_silent_one(in_process:
     in_process.clock.advance(2)
     gateway.sweep()
     assert await raw.close_code() == 4408
+    closes = {"transport": "ws", "reason": "heartbeat"}
+    registry = in_process.app.metrics.registry
+    assert registry.get_sample_value("hubbub_connection_closes_total", closes) == 1
     await raw.close()
 
 
@@ -148,6 +151,8 @@ async def test_slow_consumer_is_closed_and_others_are_not_stalled(
         sent += 1
     assert httpx.get(fresh_server.url + "/health").json()["connections"] == 2
     assert await slow.close_code(timeout=10) == 4409
+    metrics = httpx.get(fresh_server.url + "/metrics").text
+    assert 'hubbub_connection_closes_total{reason="slow_consumer",transport="ws"} 1.0' in metrics
     # The others were never held up: everything sent reaches the steady reader.
     for _ in range(1000):
         if got == sent:

@@ -493,3 +493,48 @@ def test_a_session_whose_high_is_broken_is_reported(deliver: Deliver) -> None:
     assert deliver(by_user, ("a", "b"), b"F", True, failed, "c", 1) == []
     assert [s for s, _ in failed] == [broken]
     assert fine.writer.frames == [b"F"]
+
+
+COUNTED: list[Any] = [pytest.param(delivery.deliver_py, delivery.handed_py, id="python")]
+if delivery.deliver_c is not None:
+    COUNTED.append(pytest.param(delivery.deliver_c, delivery.handed, id="compiled"))
+
+
+class FailingWriter(ListWriter):
+    def push(self, frame: bytes) -> None:
+        raise OSError("gone")
+
+
+@pytest.mark.parametrize(("deliver", "handed"), COUNTED)
+def test_handed_counts_the_frames_given_to_writers(
+    deliver: Deliver, handed: Callable[[], int]
+) -> None:
+    sessions = {n: FakeSession(ListWriter()) for n in ("next", "dup", "gap", "plain")}
+    sessions["next"].high = {"c": 4}
+    sessions["dup"].high = {"c": 9}
+    sessions["gap"].high = {"c": 2}
+    broken = FakeSession(FailingWriter())
+    by_user: dict[str, list[Any]] = {n: [s] for n, s in sessions.items()}
+    by_user["broken"] = [broken]
+    failed: list[tuple[Any, BaseException]] = []
+    before = handed()
+    deliver(by_user, ("next", "dup", "gap"), b"F5", True, failed, "c", 5)
+    assert handed() - before == 1  # not the duplicate, not the gap
+    deliver(by_user, ("plain", "broken", "nobody"), b"P", True, failed)
+    assert handed() - before == 2 and [s for s, _ in failed] == [broken]
+
+
+def test_the_hub_counts_what_it_hands_to_sessions() -> None:
+    hub = Hub()
+    held = FakeSession(ListWriter())
+    held.high = None
+    held.held = []
+    taker = FakeSession(ListWriter())
+    taker.high = {"c": 0}
+    taker.user_id, held.user_id = "ann", "bob"  # type: ignore[attr-defined]
+    hub.add(taker)  # type: ignore[arg-type]
+    hub.add(held)  # type: ignore[arg-type]
+    offered: list[int] = []
+    held.offer = lambda cid, seq, frame: offered.append(seq)  # type: ignore[attr-defined]
+    hub.deliver(Delivery("c", 1, ("ann", "bob"), b"{}"))
+    assert hub.handed == 2 and offered == [1]  # one sent, one left to its session

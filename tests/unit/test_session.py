@@ -20,12 +20,21 @@ import msgspec
 import pytest
 
 from hubbub.auth import Identity
-from hubbub.clock import ManualClock
+from hubbub.clock import ManualClock, iso_ms
 from hubbub.config import Limits, Settings
-from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound, RateLimited, Unavailable
+from hubbub.errors import (
+    Forbidden,
+    HubbubError,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
 from hubbub.gateway.connection import HEARTBEAT_TIMEOUT, UNAUTHORIZED
 from hubbub.gateway.session import FILL_LIMIT, MAX_SEND_BATCH, NOT_YOURS, Session
 from hubbub.gateway.stream import Stream
+from hubbub.limits.settings import Quotas
 from hubbub.models import Message, Receipt, Replay, SendItem, StreamEvent
 from hubbub.protocol import events
 from hubbub.protocol.wsframe import text_frame, unframe
@@ -172,6 +181,24 @@ class FakeChat(Calls):
         found = [e for e in self.stream if e.conversation_id == cid and e.seq > after]
         return found[:limit]
 
+    async def seen(self, identity: Identity) -> None:
+        await self.enter("seen", identity)
+
+
+class FakeTokens(Calls):
+    """Tokens as the test names them: each one an identity, or the error it gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.known: dict[str, Identity | HubbubError] = {}
+
+    async def verify(self, token: str | None) -> Identity:
+        await self.enter("verify", token)
+        found = self.known.get(token or "", Unauthorized("invalid token"))
+        if isinstance(found, HubbubError):
+            raise found
+        return found
+
 
 class FakeTypists(Calls):
     def __init__(self) -> None:
@@ -243,6 +270,7 @@ class Rig:
         self.limits = Limits(**{"resume_window": 3600.0, **limits})
         self.chat = FakeChat()
         self.presence = FakeTypists()
+        self.tokens = FakeTokens()
         self.out = FakeOutbound()
         self.link = FakeLink(self.out)
         self.spawned: list[Coroutine[Any, Any, None]] = []
@@ -256,6 +284,7 @@ class Rig:
             limits=self.limits,
             clock=self.clock,
             spawn=self.spawned.append,
+            tokens=self.tokens,
         )
         self._taken = 0
         RIGS.append(self)
@@ -553,6 +582,43 @@ async def test_a_refusal_of_the_service_is_an_error_with_its_code_and_request_id
     assert r.frames()[0]["message"] == "no such message"
 
 
+async def test_a_token_of_the_same_user_becomes_the_sessions_token() -> None:
+    r = Rig()
+    before = r.session.identity
+    later = Identity("alice", "Alice B.", before.expires_at + 7200)
+    r.tokens.known["fresh"] = later
+    r.command(id="t", type="token.refresh", token="fresh")
+    await settle()
+    assert r.seen() == ["ack t"]
+    assert r.last()["expires_at"] == iso_ms(int(later.expires_at * 1000))
+    assert r.session.identity == later and r.session.user_id == "alice"
+    await r.fill()  # the new name is recorded
+    assert r.chat.named("seen") == [(later,)]
+
+
+async def test_a_token_of_another_user_or_a_bad_one_leaves_the_session_as_it_was() -> None:
+    r = Rig()
+    before = r.session.identity
+    r.tokens.known["bob's"] = Identity("bob", None, before.expires_at + 7200)
+    r.tokens.known["unfetchable"] = Unavailable("the keys could not be fetched")
+    r.command(id=1, type="token.refresh", token="bob's")
+    r.command(id=2, type="token.refresh", token="garbage")
+    r.command(id=3, type="token.refresh", token="unfetchable")
+    r.command(id=4, type="token.refresh")
+    r.command(id=5, type="token.refresh", token=5)
+    await settle()
+    assert r.seen() == [
+        "error 1 forbidden",
+        "error 2 unauthorized",
+        "error 3 unavailable",
+        "error 4 invalid",
+        "error 5 invalid",
+    ]
+    assert r.session.identity is before
+    assert r.tokens.named("verify") == [("bob's",), ("garbage",), ("unfetchable",)]
+    assert r.spawned == []
+
+
 # Typing ------------------------------------------------------------------
 
 
@@ -634,6 +700,7 @@ async def test_on_an_http_stream_commands_past_the_limit_are_rate_limited() -> N
         limits=r.limits,
         clock=r.clock,
         spawn=r.spawned.append,
+        tokens=r.tokens,
     )
     stream.session = session
     body: list[bytes] = []
@@ -883,10 +950,10 @@ async def test_a_failed_resume_is_an_error_and_the_cursors_still_count() -> None
 async def test_a_resume_with_a_cursor_the_service_refuses_starts_no_span_for_it() -> None:
     r = Rig()
     r.chat.fail["replay"] = Invalid("cursors must not be negative")
-    r.command(id=1, type="resume", cursors={"c": -1})
+    r.command(id=1, type="resume", cursors={"c": -1})  # refused by the parser already
     await settle()
     assert r.take() == ["error 1 invalid"]
-    assert r.session.high == {}
+    assert r.session.handed.high == {}
 
 
 async def test_a_resume_failing_after_its_replay_still_releases() -> None:
@@ -1117,6 +1184,7 @@ async def real(tmp_path: Path) -> AsyncIterator[Real]:
         heartbeat_interval=30,
         heartbeat_timeout=10,
         limits=Limits(resume_limit=3, resume_window=3600.0),
+        quotas=Quotas.off(),
     )
     app = Hubbub(settings, clock)
     await app.start()

@@ -884,7 +884,14 @@ export class HubbubClient {
           // unavailable, rate_limited, internal, a timeout: the same entry
           // again (same client_msg_id) after a pause; nothing after it before.
           const failures = (this.sendRetry.get(id)?.failures ?? 0) + 1;
-          const pause = Math.min(10_000, 250 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2);
+          const told = error instanceof HubbubError ? error.retryAfterMs : undefined;
+          // Rate limited: as long as the server says (it knows when a token
+          // is back), spread a little so a tab's conversations do not return
+          // together; otherwise backoff with jitter.
+          const pause =
+            told !== undefined
+              ? told + Math.random() * 100
+              : Math.min(10_000, 250 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2);
           this.sendRetry.set(id, { at: Date.now() + pause, failures });
         }
         // Connection lost: again at once on the current connection (this one

@@ -151,7 +151,8 @@ export class Connection {
         if (frame.type === "ack") pending.resolve(frame as AckFrame);
         else {
           const e = frame as unknown as ErrorFrame;
-          pending.reject(new HubbubError(e.code, e.message));
+          const wait = typeof e.retry_after_ms === "number" ? e.retry_after_ms : undefined;
+          pending.reject(new HubbubError(e.code, e.message, undefined, wait));
         }
         this.settled();
       }

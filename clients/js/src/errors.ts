@@ -7,6 +7,9 @@ export class HubbubError extends Error {
     message: string,
     /** HTTP status for REST errors. */
     readonly status?: number,
+    /** For `rate_limited`: how long to wait before trying again (the server's
+     * `retry_after_ms`, or a REST `Retry-After`). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = "HubbubError";

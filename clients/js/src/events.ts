@@ -311,6 +311,8 @@ export interface ErrorFrame {
   id: number | string | null;
   code: string;
   message: string;
+  /** With `rate_limited`: milliseconds until the next send can pass. */
+  retry_after_ms?: number;
 }
 
 export type ServerFrame = Hello | AckFrame | ErrorFrame | ServerEvent;

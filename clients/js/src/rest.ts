@@ -85,7 +85,13 @@ export class RestClient {
       }
       if (!response.ok) {
         const err = (json as { error?: { code?: string; message?: string } } | null)?.error;
-        throw new HubbubError(err?.code ?? "http_" + response.status, err?.message ?? `HTTP ${response.status}`, response.status);
+        const after = Number(response.headers.get("retry-after") ?? NaN);
+        throw new HubbubError(
+          err?.code ?? "http_" + response.status,
+          err?.message ?? `HTTP ${response.status}`,
+          response.status,
+          Number.isFinite(after) ? after * 1000 : undefined,
+        );
       }
       return json as T;
     }
@@ -124,10 +130,29 @@ export class RestClient {
 
   // ---- conversations ----
 
+  /** Every conversation, newest activity first: follows the pages to the end. */
   async listConversations(): Promise<ConversationSummary[]> {
-    const r = await this.call<{ conversations: ConversationSummary[] }>("GET", "/api/v1/conversations");
+    const all: ConversationSummary[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.listConversationsPage({ limit: 200, cursor });
+      all.push(...page.conversations);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    return all;
+  }
+
+  /** One page of conversations (default 50, at most 200) and the cursor of the next. */
+  async listConversationsPage(
+    query: { limit?: number; cursor?: string } = {},
+  ): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
+    const r = await this.call<{ conversations: ConversationSummary[]; next_cursor: string | null }>(
+      "GET",
+      "/api/v1/conversations",
+      { query },
+    );
     for (const c of r.conversations) this.seen(c);
-    return r.conversations;
+    return { conversations: r.conversations, nextCursor: r.next_cursor ?? null };
   }
 
   async getConversation(id: string): Promise<Conversation> {

@@ -98,3 +98,21 @@ test("the public API", async () => {
     "connect", "decodeJwt", "isStreamEvent", "localStorageAdapter",
   ]);
 });
+
+test("the conversation list comes in pages, and listConversations follows them all", async () => {
+  const dana = client(server, "dana");
+  await resumed(dana);
+  const made = [];
+  for (let n = 0; n < 5; n++) made.push(await server.group("owner5", ["dana"]));
+  const first = await dana.rest.listConversationsPage({ limit: 2 });
+  assert.equal(first.conversations.length, 2);
+  assert.ok(first.nextCursor);
+  const second = await dana.rest.listConversationsPage({ limit: 2, cursor: first.nextCursor });
+  assert.equal(second.conversations.length, 2);
+  const all = await dana.listConversations();
+  assert.deepEqual([...all.map((c) => c.id)].sort(), [...made].sort());
+  assert.deepEqual(
+    [...first.conversations, ...second.conversations].map((c) => c.id),
+    all.slice(0, 4).map((c) => c.id),
+  );
+});

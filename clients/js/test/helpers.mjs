@@ -60,6 +60,10 @@ export class Server {
         HUBBUB_DATA_DIR: this.dataDir,
         HUBBUB_JWT_SECRET: SECRET,
         HUBBUB_LOG_LEVEL: "warning",
+        // Limits off (tests connect from one address and send fast) unless a test sets them.
+        HUBBUB_SEND_RATE: "0",
+        HUBBUB_MAX_CONNECTIONS_PER_USER: "0",
+        HUBBUB_CONNECT_RATE_PER_IP: "0",
         ...this.env,
       },
       stdio: ["ignore", log, log],

@@ -88,6 +88,8 @@ USER_OR_SERVER: Final[Auth[User | Server]] = Auth(
     (Credential.TOKEN, Credential.ON_BEHALF, Credential.API_KEY)
 )
 """A user as for ``USER``, or the app's backend itself by the API key alone."""
+SERVER_ONLY: Final[Auth[Server]] = Auth((Credential.API_KEY,))
+"""The app's backend itself, by the API key alone (no user may call it)."""
 
 
 class Access:
@@ -131,6 +133,6 @@ class Access:
             raise Unauthorized("missing API key")
         header = headers.get("authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        identity = self.verifier.verify(token)
+        identity = await self.verifier.verify(token)
         await self.seen(identity)
         return User(identity.user_id, Credential.TOKEN)

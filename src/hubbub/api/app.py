@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,14 +19,17 @@ from hubbub.api import errors
 from hubbub.api.access import PUBLIC, Access
 from hubbub.api.conversations import conversation_operations
 from hubbub.api.fallback import fallback_routes
-from hubbub.api.http import encode, json_response
+from hubbub.api.http import check_text, encode, json_response
 from hubbub.api.messages import message_operations
 from hubbub.api.openapi import Operation, build_spec
+from hubbub.api.ops import Stats, counted, metrics_route, stats_operations
 from hubbub.api.people import people_operations
 from hubbub.api.schema import Health
 from hubbub.api.uploads import upload_operations
 from hubbub.api.web import web_routes
 from hubbub.errors import HubbubError
+from hubbub.logs import REQUEST_ID
+from hubbub.metrics import DETACHED, Metrics
 
 # Cross-origin calls (HUBBUB_CORS_ORIGINS): what a browser may send and read.
 CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "X-Api-Key", "X-On-Behalf-Of"]
@@ -65,7 +69,11 @@ class Api:
         ping: Callable[[], Awaitable[None]],
         broker_healthy: Callable[[], bool],
         connections: Callable[[], int],
+        metrics: Metrics = DETACHED,
+        stats: Callable[[], Awaitable[Stats]] | None = None,
     ) -> None:
+        self.metrics = metrics
+        self.stats = stats
         self.settings = settings
         self.chat = chat
         self.conversations = conversations
@@ -112,9 +120,10 @@ class Api:
                 auth=PUBLIC,
             ),
             *conversation_operations(self.conversations),
-            *message_operations(self.chat),
+            *message_operations(self.chat, self.metrics.rest),
             *people_operations(self.presence, self.conversations),
             *upload_operations(self.uploads),
+            *(stats_operations(self.stats) if self.stats is not None else ()),
         ]
 
     def route(self, op: Operation[C]) -> Route:
@@ -122,30 +131,43 @@ class Api:
         access, auth, handler = self.access, op.auth, op.handler
 
         async def endpoint(request: Request) -> Response:
-            return await handler(request, await access.admit(request.headers, auth))
+            REQUEST_ID.set(secrets.token_hex(8))  # for the log records of this request
+            caller = await access.admit(request.headers, auth)
+            for name, value in request.path_params.items():
+                if isinstance(value, str):
+                    check_text(value, f"path parameter {name!r}")
+            for name, value in request.query_params.multi_items():
+                check_text(name + value, f"query parameter {name!r}")
+            return await handler(request, caller)
 
         return Route(op.path, endpoint, methods=[op.method], name=handler.__name__)
 
     def app(self) -> ASGIApp:
         operations = self.operations()
-        spec = encode(build_spec(operations, __version__))
+        body = {"maxLength": self.settings.limits.max_body_chars}
+        limits = {"PostMessage": {"body": body}, "EditBody": {"body": {"minLength": 1, **body}}}
+        spec = encode(build_spec(operations, __version__, limits))
 
         async def openapi(request: Request) -> Response:
             return Response(spec, media_type="application/json")
 
         routes = [self.route(op) for op in operations]
         routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+        routes.append(metrics_route(self.metrics, self.settings.metrics_token))
         routes.append(Route("/ws", self.ws_without_upgrade, methods=["GET"]))
         routes.extend(fallback_routes(self.gateway))
         routes.extend(web_routes(self.settings))
         app = Starlette(
             routes=routes,
-            exception_handlers={
-                HubbubError: errors.on_domain_error,
-                404: errors.on_http_error,
-                405: errors.on_http_error,
-                Exception: errors.on_unexpected,
-            },
+            exception_handlers=counted(
+                {
+                    HubbubError: errors.on_domain_error,
+                    404: errors.on_http_error,
+                    405: errors.on_http_error,
+                    Exception: errors.on_unexpected,
+                },
+                self.metrics.rest,
+            ),
         )
         origins = self.settings.cors_origins
         if not origins:  # no CORS headers: browsers allow only the same origin

@@ -21,6 +21,8 @@ from hubbub.api.schema import (
     RoomList,
 )
 from hubbub.errors import Invalid
+from hubbub.protocol.bounds import MAX_INT
+from hubbub.service.conversations import LIST_PAGE, MAX_LIST_PAGE
 
 if TYPE_CHECKING:
     from hubbub.service.conversations import ConversationService
@@ -44,7 +46,11 @@ def conversation_operations(service: ConversationService) -> list[Operation[Any]
         return json_response(ConversationBody(made), 201)
 
     async def list_conversations(request: Request, user: User) -> Response:
-        return json_response(ConversationList(await service.list_for(user.id)))
+        limit = query_int(request, "limit", LIST_PAGE)
+        assert limit is not None
+        cursor = request.query_params.get("cursor")
+        page, after = await service.list_page(user.id, limit, cursor)
+        return json_response(ConversationList(page, after))
 
     async def get_conversation(request: Request, user: User) -> Response:
         me = user.id
@@ -115,9 +121,24 @@ def conversation_operations(service: ConversationService) -> list[Operation[Any]
         Operation(
             "GET",
             CONV,
-            "The caller's conversations (not hidden), newest activity first",
+            "The caller's conversations (not hidden), newest activity first, a page at a time",
             list_conversations,
             {200: ConversationList},
+            errors=(422,),
+            query=[
+                Query(
+                    "limit",
+                    f"Page size, 1 to {MAX_LIST_PAGE} (default {LIST_PAGE})",
+                    minimum=1,
+                    maximum=MAX_LIST_PAGE,
+                ),
+                Query(
+                    "cursor",
+                    "The next_cursor of the previous page (opaque)",
+                    "string",
+                    max_length=160,
+                ),
+            ],
             auth=USER,
         ),
         Operation(
@@ -201,7 +222,10 @@ def conversation_operations(service: ConversationService) -> list[Operation[Any]
             "Public rooms, newest activity first",
             list_rooms,
             {200: RoomList},
-            query=[Query("limit", "1 to 100, default 50"), Query("offset", "Rooms to skip")],
+            query=[
+                Query("limit", "1 to 100, default 50", minimum=1, maximum=100),
+                Query("offset", "Rooms to skip", minimum=0, maximum=MAX_INT),
+            ],
             errors=(422,),
             auth=USER,
         ),

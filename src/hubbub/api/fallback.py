@@ -18,10 +18,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hubbub.api.errors import STATUS, error_response
-from hubbub.api.http import json_response, read_body
+from hubbub.api.errors import STATUS, domain_response, error_response
+from hubbub.api.http import check_text, json_response, read_body
 from hubbub.auth import Identity
-from hubbub.errors import HubbubError, NotFound, TooLarge
+from hubbub.errors import HubbubError, Invalid, NotFound, TooLarge
 
 if TYPE_CHECKING:
     from hubbub.gateway.server import Gateway
@@ -36,13 +36,16 @@ STREAM_HEADERS = [
 ]
 
 
-def _identity(gateway: Gateway, request: Request) -> Identity:
+async def _identity(gateway: Gateway, request: Request, opens: bool = False) -> Identity:
+    """Who posts, or (``opens``) who opens a stream: then the connection limits apply."""
     headers = request.headers
-    return gateway.admit(
+    peer = request.client.host if request.client else None
+    return await gateway.admit(
         headers.get("origin"),
         headers.get("host"),
         request.query_params.get("token"),
         headers.get("authorization"),
+        gateway.address(peer, headers.getlist) if opens else None,
     )
 
 
@@ -54,9 +57,9 @@ class StreamEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            identity = _identity(self.gateway, Request(scope, receive))
+            identity = await _identity(self.gateway, Request(scope, receive), opens=True)
         except HubbubError as exc:
-            await error_response(STATUS[exc.code], exc.code, exc.message)(scope, receive, send)
+            await domain_response(exc)(scope, receive, send)
             return
         try:
             stream = self.gateway.open_stream(identity)
@@ -90,12 +93,17 @@ def fallback_routes(gateway: Gateway) -> list[Route]:
     most = gateway.limits.pending_commands
 
     async def post(request: Request) -> Response:
-        identity = _identity(gateway, request)
+        identity = await _identity(gateway, request)
         body = await read_body(request, POST_CEILING)
+        if not body.isascii():
+            try:
+                body.decode()
+            except UnicodeDecodeError as exc:
+                raise Invalid(f"the body is not UTF-8 (byte {exc.start})") from None
         lines = body.splitlines()
         if len(lines) > most:
             raise TooLarge(f"at most {most} frames in one post")
-        connection_id = request.path_params["connection_id"]
+        connection_id = check_text(request.path_params["connection_id"], "the connection id")
         if not await gateway.post(connection_id, identity.user_id, body):
             raise NotFound("no such stream session: open a new one and resume")
         return json_response({"accepted": sum(1 for line in lines if line.strip())}, 202)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hubbub.errors import Invalid, TooLarge
+from hubbub.protocol.bounds import DEPTH_MESSAGE, MAX_INT, has_nul, json_has_nul, nul_message
 
 T = TypeVar("T")
 MAX_BODY_BYTES = 256 * 1024
@@ -40,18 +41,35 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def read_json(request: Request, kind: type[T]) -> T:
     body = await read_body(request, MAX_BODY_BYTES)
     try:
-        return msgspec.json.decode(body, type=kind)
+        value = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
         raise Invalid(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise Invalid(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise Invalid(DEPTH_MESSAGE) from None
+    if json_has_nul(body):
+        raise Invalid(nul_message("text in the body"))
+    return value
+
+
+def check_text(value: str, what: str) -> str:
+    """A path or query parameter, a header: text that the store can hold."""
+    if has_nul(value):
+        raise Invalid(nul_message(what))
+    return value
 
 
 def query_int(request: Request, name: str, default: int | None = None) -> int | None:
+    """An integer query parameter, 0 to ``MAX_INT``; absent: ``default``."""
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise Invalid(f"query parameter {name!r} must be an integer") from None
+    # ASCII digits only: int() would also take signs, spaces, "_" and other
+    # scripts' digits.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_INT)):
+        raise Invalid(f"query parameter {name!r} must be an integer from 0 to {MAX_INT}")
+    value = int(raw)
+    if value > MAX_INT:
+        raise Invalid(f"query parameter {name!r} must be an integer from 0 to {MAX_INT}")
+    return value

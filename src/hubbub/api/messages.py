@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubbub.api.access import USER, USER_OR_SERVER, Server, User
+from hubbub.api.access import USER, USER_OR_SERVER, Credential, Server, User
 from hubbub.api.http import json_response, query_int, read_json
 from hubbub.api.openapi import Operation, Query
 from hubbub.api.schema import (
@@ -21,7 +22,10 @@ from hubbub.api.schema import (
     Unread,
     VersionList,
 )
+from hubbub.errors import HubbubError
+from hubbub.metrics import DETACHED, TransportMetrics
 from hubbub.models import SearchPage, SendItem
+from hubbub.protocol.bounds import MAX_INT
 
 if TYPE_CHECKING:
     from hubbub.service.chat import ChatService
@@ -30,7 +34,9 @@ CONV = "/api/v1/conversations/{conversation_id}"
 MSG = "/api/v1/messages/{message_id}"
 
 
-def message_operations(chat: ChatService) -> list[Operation[Any]]:
+def message_operations(
+    chat: ChatService, metrics: TransportMetrics = DETACHED.rest
+) -> list[Operation[Any]]:
     async def list_messages(request: Request, user: User) -> Response:
         page = await chat.history(
             user.id,
@@ -53,10 +59,18 @@ def message_operations(chat: ChatService) -> list[Operation[Any]]:
             reply_to=body.reply_to,
             attachments=tuple(body.attachments),
         )
-        if isinstance(caller, Server):  # the app's backend, by API key
-            message, created = await chat.post_system(item)
-        else:
-            message, created = await chat.send_one(caller.id, item)
+        started = time.perf_counter()
+        try:
+            if isinstance(caller, Server):  # the app's backend, by API key
+                message, created = await chat.post_system(item)
+            else:
+                by_key = caller.by is Credential.ON_BEHALF  # the API key, for a user
+                message, created = await chat.send_one(caller.id, item, by_key=by_key)
+        except HubbubError as exc:
+            metrics.send_failed.inc(exc.code)
+            raise
+        (metrics.sent if created else metrics.sent_duplicate).inc()
+        metrics.ack_latency.observe(time.perf_counter() - started)
         return json_response(MessageBody(message), 201 if created else 200)
 
     async def react(request: Request, user: User) -> Response:
@@ -106,10 +120,18 @@ def message_operations(chat: ChatService) -> list[Operation[Any]]:
         counts = await chat.unread(user.id)
         return json_response(Unread(total=sum(counts.values()), conversations=counts))
 
+    most = chat.limits.page_max
     page = [
-        Query("before", "Only messages with a smaller seq (page backwards)"),
-        Query("after", "Only messages with a greater seq (page forwards)"),
-        Query("limit", "Page size, 1 to 100 (default 50)"),
+        Query(
+            "before",
+            "Only messages with a smaller seq (page backwards)",
+            minimum=0,
+            maximum=MAX_INT,
+        ),
+        Query(
+            "after", "Only messages with a greater seq (page forwards)", minimum=0, maximum=MAX_INT
+        ),
+        Query("limit", f"Page size, 1 to {most} (default 50)", minimum=1, maximum=most),
     ]
     refused = (403, 404, 422)
     return [
@@ -130,7 +152,7 @@ def message_operations(chat: ChatService) -> list[Operation[Any]]:
             post_message,
             {201: MessageBody, 200: MessageBody},
             body=PostMessage,
-            errors=(403, 404, 413, 422),
+            errors=(403, 404, 413, 422, 429),
             auth=USER_OR_SERVER,
         ),
         Operation(
@@ -217,10 +239,17 @@ def message_operations(chat: ChatService) -> list[Operation[Any]]:
             search,
             {200: SearchPage},
             query=[
-                Query("q", "Words that must all appear", "string", True),
+                Query(
+                    "q", "Words that must all appear", "string", True, min_length=1, max_length=200
+                ),
                 Query("conversation_id", "Only this conversation", "string"),
-                Query("limit", "1 to 100, default 20"),
-                Query("offset", "Results to skip (next_offset of the last page)"),
+                Query("limit", f"1 to {most}, default 20", minimum=1, maximum=most),
+                Query(
+                    "offset",
+                    "Results to skip (next_offset of the last page)",
+                    minimum=0,
+                    maximum=MAX_INT,
+                ),
             ],
             errors=(403, 404, 422),
             auth=USER,

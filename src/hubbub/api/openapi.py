@@ -31,6 +31,22 @@ class Query:
     description: str
     type: str = "integer"
     required: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": self.type}
+        for key, value in (
+            ("minimum", self.minimum),
+            ("maximum", self.maximum),
+            ("minLength", self.min_length),
+            ("maxLength", self.max_length),
+        ):
+            if value is not None:
+                schema[key] = value
+        return schema
 
 
 @dataclass
@@ -48,6 +64,11 @@ class Operation(Generic[C]):
     """Required: who may call it. Enforced by the route, and the document's ``security``."""
 
 
+PATH_BOUNDS: dict[str, dict[str, int]] = {
+    "user_id": {"minLength": 1, "maxLength": 128},
+    "emoji": {"minLength": 1, "maxLength": 32},
+}
+
 ERROR_DESCRIPTIONS = {
     401: "Missing, invalid or expired token (`unauthorized`)",
     403: "Not a member (`forbidden`)",
@@ -55,11 +76,21 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with stored state (`conflict`)",
     413: "Body or list too large (`too_large`)",
     422: "Malformed request (`invalid`)",
+    429: "Sending too fast (`rate_limited`); retry after `Retry-After` seconds",
     503: "Database unavailable (`unavailable`)",
 }
 
 
-def build_spec(operations: list[Operation[Any]], version: str) -> dict[str, Any]:
+def build_spec(
+    operations: list[Operation[Any]],
+    version: str,
+    limits: dict[str, dict[str, dict[str, int]]] | None = None,
+) -> dict[str, Any]:
+    """The document; ``limits`` adds configured bounds to schema properties.
+
+    ``{"PostMessage": {"body": {"maxLength": 4000}}}``: the limits the settings
+    decide, which the types cannot state.
+    """
     types: list[Any] = [ErrorBody]
     for op in operations:
         types.extend(t for t in op.responses.values() if t is not None)
@@ -69,6 +100,9 @@ def build_spec(operations: list[Operation[Any]], version: str) -> dict[str, Any]
         types, ref_template="#/components/schemas/{name}"
     )
     ref = dict(zip(types, schemas, strict=True))
+    for name, properties in (limits or {}).items():
+        for prop, bounds in properties.items():
+            components[name]["properties"][prop].update(bounds)
     paths: dict[str, dict[str, Any]] = {}
     names = [op.handler.__name__ for op in operations]
     for op in operations:
@@ -82,7 +116,12 @@ def build_spec(operations: list[Operation[Any]], version: str) -> dict[str, Any]
             "responses": {},
         }
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", **PATH_BOUNDS.get(name, {})},
+            }
             for name in _path_params(op.path)
         ]
         params += [
@@ -91,7 +130,7 @@ def build_spec(operations: list[Operation[Any]], version: str) -> dict[str, Any]
                 "in": "query",
                 "required": q.required,
                 "description": q.description,
-                "schema": {"type": q.type},
+                "schema": q.schema(),
             }
             for q in op.query
         ]

@@ -51,7 +51,16 @@ def people_operations(
             "Online status and last seen of users you share a conversation with",
             get_presence,
             {200: PresenceList},
-            query=[Query("user", "A user id; repeat for several", "string", True)],
+            query=[
+                Query(
+                    "user",
+                    f"A user id; repeat for several (1 to {MAX_PRESENCE_USERS})",
+                    "string",
+                    True,
+                    min_length=1,
+                    max_length=128,
+                )
+            ],
             errors=(422,),
             auth=USER,
         ),

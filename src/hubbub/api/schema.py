@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from hubbub.models import (
     Conversation,
@@ -15,20 +16,32 @@ from hubbub.models import (
     Upload,
     Version,
 )
+from hubbub.protocol.bounds import Count
+
+# Limits stated in the schema (and enforced by decoding; docs/rest.md). A
+# body's length and the number of attachments are checked by the service
+# instead, which answers 413 (``too_large``) rather than 422.
+UserId = Annotated[str, Meta(min_length=1, max_length=128)]
+Title = Annotated[str, Meta(min_length=1, max_length=200)]
+ClientMsgId = Annotated[str, Meta(min_length=1, max_length=128)]
+Attachments = Annotated[
+    list[str],
+    Meta(extra_json_schema={"maxItems": 10, "description": "Upload ids; more than 10: 413"}),
+]
 
 
 class CreateConversation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kind: Literal["direct", "group", "room"]
-    members: list[str] = []
-    title: str | None = None
+    members: list[UserId] = []
+    title: Title | None = None
 
 
 class PostMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     body: str = ""
-    client_msg_id: str
+    client_msg_id: ClientMsgId
     reply_to: str | None = None
     kind: Literal["text", "image", "file", "system"] = "text"
-    attachments: list[str] = []
+    attachments: Attachments = []
 
 
 class ConversationBody(msgspec.Struct):
@@ -37,6 +50,8 @@ class ConversationBody(msgspec.Struct):
 
 class ConversationList(msgspec.Struct):
     conversations: list[ConversationSummary]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the next page; null on the last one."""
 
 
 class MessageBody(msgspec.Struct):
@@ -72,15 +87,15 @@ class EditBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class MarkBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    seq: int
+    seq: Count
 
 
 class RenameBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    title: str
+    title: Title
 
 
 class MembersBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    members: list[str]
+    members: list[UserId]
 
 
 class RoleBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

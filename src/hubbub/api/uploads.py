@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from hubbub.api.access import USER, User
-from hubbub.api.http import json_response
+from hubbub.api.http import check_text, json_response
 from hubbub.api.openapi import Operation
 from hubbub.api.schema import UploadBody
 from hubbub.errors import Invalid, TooLarge
@@ -37,9 +37,9 @@ def upload_operations(service: UploadService) -> list[Operation[Any]]:
                 while chunk := await file.read(CHUNK):
                     yield chunk
 
-            upload = await service.save(
-                me, file.filename or "file", file.content_type or "", chunks()
-            )
+            name = check_text(file.filename or "file", "the file name")
+            kind = check_text(file.content_type or "", "the content type")
+            upload = await service.save(me, name, kind, chunks())
         return json_response(UploadBody(upload=upload, url=f"/api/v1/uploads/{upload.id}"), 201)
 
     async def download_file(request: Request, user: User) -> Response:

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 
-from hubbub.api.http import json_response, read_json
+from hubbub.api.http import check_text, json_response, read_json
 from hubbub.auth import MAX_NAME, mint_token
 from hubbub.config import Settings
 from hubbub.errors import Invalid
@@ -114,7 +114,7 @@ class WebApp:
 
     async def static(self, request: Request) -> Response:
         """A file of the app: immutable when asked for by its digest, else revalidated."""
-        path = os.path.normpath(request.path_params["path"])
+        path = os.path.normpath(check_text(request.path_params["path"], "the path"))
         response = await self.files.get_response(path, request.scope)
         versioned = request.query_params.get("v") is not None
         response.headers.update(_headers(IMMUTABLE if versioned else "no-cache"))

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -61,13 +62,19 @@ class RedisBroker:
         self.node_channel = self._node_channel(self.origin)
         self.healthy = False
         self.dropped = 0
+        self.published = 0
+        """Events handed to Redis (this process's own)."""
+        self.received = 0
+        """Events received from the other processes."""
+        self.observe_lag: Callable[[float], None] = _ignore
+        """Called with the seconds the oldest event of each published batch waited."""
         self._handlers: list[Handler] = []
         self._relay_handler: RelayHandler | None = None
         self._relay_client: aioredis.Redis | None = None
         self._answers: dict[str, asyncio.Future[bool]] = {}
         self._answering: set[asyncio.Task[None]] = set()
         self._reconnected: list[Callable[[], None]] = []
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(OUTBOX)
+        self._outbox: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(OUTBOX)
         self._tasks: list[asyncio.Task[None]] = []
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(Envelope)
@@ -110,7 +117,7 @@ class RedisBroker:
             delivery.payload,
         )
         try:
-            self._outbox.put_nowait(self._encoder.encode(envelope))
+            self._outbox.put_nowait((time.monotonic(), self._encoder.encode(envelope)))
         except asyncio.QueueFull:
             self.dropped += 1
 
@@ -155,9 +162,11 @@ class RedisBroker:
                     batch.append(self._outbox.get_nowait())
                 try:
                     async with client.pipeline(transaction=False) as pipe:
-                        for item in batch:
+                        for _, item in batch:
                             pipe.publish(self.channel, item)
                         await pipe.execute()
+                    self.published += len(batch)
+                    self.observe_lag(time.monotonic() - batch[0][0])
                     backoff = 0.1
                 except (RedisError, OSError) as exc:
                     # The database has these events; other processes recover them.
@@ -214,6 +223,7 @@ class RedisBroker:
             return
         if origin == self.origin:
             return  # already delivered locally
+        self.received += 1
         delivery = Delivery(cid, seq, recipients, payload)
         for handler in self._handlers:
             handler(delivery)
@@ -242,3 +252,7 @@ class RedisBroker:
             await self._publish_to(node, answer)
         except (RedisError, OSError) as exc:  # the relaying process answers 503 in time
             log.warning("could not answer a relayed post: %s", exc)
+
+
+def _ignore(seconds: float) -> None:
+    pass

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
@@ -21,11 +22,22 @@ from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event
 from websockets.server import ServerProtocol
 
-from hubbub.errors import Forbidden, HubbubError, Invalid, NotFound, Unauthorized
+from hubbub.auth import Identity
+from hubbub.errors import (
+    Forbidden,
+    HubbubError,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
 from hubbub.gateway.session import Session
 from hubbub.gateway.writer import BacklogReporting, Writer
+from hubbub.limits.quota import TooManyConnections, retry_after
 from hubbub.protocol import events
 
 if TYPE_CHECKING:
@@ -38,12 +50,24 @@ CLOSE_GRACE = 5.0
 
 # Close codes (docs/protocol.md).
 GOING_AWAY = 1001
+INVALID_DATA = 1007
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
 UNAUTHORIZED = 4401
 HEARTBEAT_TIMEOUT = 4408
 TOO_SLOW = 4409
+
+# Handshake refusals by error (the rest are 500s).
+REFUSALS: dict[type[HubbubError], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
+    Unavailable: 503,
+    RateLimited: 429,
+    TooManyConnections: 429,
+}
+# Origin, Host, ?token=, Authorization, and the client's address for the limits.
+Credentials = tuple[str | None, str | None, str | None, str | None, str | None]
 
 
 class Connection(BacklogReporting):
@@ -69,6 +93,9 @@ class Connection(BacklogReporting):
         self._closing = False
         self._eof_written = False
         self._abort_timer: asyncio.TimerHandle | None = None
+        # While the handshake waits for the token's key set: what came after it.
+        self._waiting: list[bytes] | None = None
+        self._later: Sequence[Event] = ()
 
     # asyncio.Protocol ------------------------------------------------------
 
@@ -88,14 +115,23 @@ class Connection(BacklogReporting):
             self.session = None
 
     def data_received(self, data: bytes) -> None:
+        if self._waiting is not None:  # the handshake is not answered yet
+            self._waiting.append(data)
+            return
         ws = self._ws
         ws.receive_data(data)
-        for event in ws.events_received():
+        self._events(ws.events_received())
+        self._write_protocol_output()
+
+    def _events(self, received: Sequence[Event]) -> None:
+        for n, event in enumerate(received):
+            if self._waiting is not None:
+                self._later = received[n:]
+                return
             if isinstance(event, Request):
                 self._handshake(event)
             elif isinstance(event, Frame) and self.session is not None:
                 self._frame(event)
-        self._write_protocol_output()
 
     def backlog_writer(self) -> Writer | None:
         return None if self.session is None else self.writer
@@ -166,6 +202,8 @@ class Connection(BacklogReporting):
         """Start the closing handshake; abort if the peer does not finish it."""
         if self._closing or self.transport is None:
             return
+        if self.session is not None:
+            self.session.metrics.closed(code)
         self._stop_session(flush=code != TOO_SLOW)
         with contextlib.suppress(InvalidState):  # the peer started closing first
             self._ws.send_close(code, reason)
@@ -197,9 +235,15 @@ class Connection(BacklogReporting):
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
                 ("Connection", "close"),
+                *retry_after(error).items(),
             ]
         )
         self._ws.send_response(Response(status, HTTPStatus(status).phrase, headers, body))
+
+    def _peer(self) -> str | None:
+        """The socket peer's address (the client's, unless a proxy stands between)."""
+        peer = None if self.transport is None else self.transport.get_extra_info("peername")
+        return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
     def _handshake(self, request: Request) -> None:
         gateway = self.gateway
@@ -209,21 +253,63 @@ class Connection(BacklogReporting):
             return
         headers = request.headers
         try:
-            identity = gateway.admit(
+            credentials: Credentials = (
                 headers.get("Origin"),
                 headers.get("Host"),
                 parse_qs(query).get("token", [None])[0],
                 headers.get("Authorization"),
+                gateway.address(self._peer(), headers.get_all),
             )
-        except MultipleValuesError as exc:
+            identity = gateway.admit_now(*credentials)
+        except Exception as exc:
+            self._refuse(exc)
+            return
+        if identity is None:  # the token's key set is being fetched: answer once it is
+            assert self.transport is not None
+            self._waiting = []
+            self.transport.pause_reading()
+            gateway.spawn(self._admit_later(request, credentials))
+            return
+        self._accept(request, identity)
+
+    def _refuse(self, exc: Exception) -> None:
+        if isinstance(exc, MultipleValuesError):
             self._reject(400, Invalid(f"the header {exc} appears more than once"))
+        elif isinstance(exc, HubbubError) and type(exc) in REFUSALS:
+            self._reject(REFUSALS[type(exc)], exc)
+        else:
+            log.error("WebSocket handshake failed", exc_info=exc)
+            self._reject(500, HubbubError("internal error"))
+
+    async def _admit_later(self, request: Request, credentials: Credentials) -> None:
+        identity: Identity | None = None
+        try:
+            identity = await self.gateway.admit(*credentials)
+        except Exception as exc:
+            refusal = exc
+        assert self.transport is not None
+        if self.transport.is_closing():  # the client did not wait
             return
-        except Forbidden as exc:
-            self._reject(403, exc)
+        try:
+            if identity is None:
+                self._refuse(refusal)
+            else:
+                self._accept(request, identity)
+        except Exception:
+            log.exception("WebSocket handshake failed")
+            self.transport.abort()
             return
-        except Unauthorized as exc:
-            self._reject(401, exc)
-            return
+        waiting, self._waiting = self._waiting or [], None
+        later, self._later = self._later, ()
+        self.transport.resume_reading()
+        self._events(later)
+        if waiting:
+            self._ws.receive_data(b"".join(waiting))
+            self._events(self._ws.events_received())
+        self._write_protocol_output()
+
+    def _accept(self, request: Request, identity: Identity) -> None:
+        gateway = self.gateway
         response = self._ws.accept(request)
         self._ws.send_response(response)
         if response.status_code != 101:
@@ -257,6 +343,8 @@ class Connection(BacklogReporting):
         session.last_activity = self.gateway.clock.monotonic()
         session.ping_sent_at = None
         opcode = frame.opcode
+        if self._ws.eof_sent:  # failed (1007): what came after is not processed
+            return
         if opcode is Opcode.TEXT or opcode is Opcode.CONT or opcode is Opcode.BINARY:
             self._data(frame)
 
@@ -277,4 +365,17 @@ class Connection(BacklogReporting):
                 events.error(None, "invalid", "binary frames are not supported; send JSON text")
             )
         else:  # parse() refuses what is over max_frame_bytes, naming its id
-            session.on_text(fragments[0] if len(fragments) == 1 else b"".join(fragments))
+            text = fragments[0] if len(fragments) == 1 else b"".join(fragments)
+            if not text.isascii() and not _is_utf8(text):
+                # RFC 6455, 8.1: text that is not UTF-8 fails the connection.
+                self._ws.fail(INVALID_DATA, "a text frame is not valid UTF-8")
+                return
+            session.on_text(text)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -28,18 +28,21 @@ The compiled ``_delivery`` module does this without the interpreter's cost
 per recipient (the kernel's ``send()`` is then most of it). Without it (no C
 compiler at install time, or ``HUBBUB_PURE_PYTHON=1``) ``deliver_py`` queues
 every frame, which is the same traffic written in one pass instead of at once.
+
+``handed()`` counts the frames either one handed to writers in this process.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from hubbub.gateway.session import Session
 
 Failed = list[tuple["Session", BaseException]]
+_handed = [0]  # deliver_py's count
 
 
 class Deliver(Protocol):
@@ -67,6 +70,7 @@ def deliver_py(
 ) -> list[Session]:
     """The reference implementation: every frame is queued, none sent at once."""
     held: list[Session] = []
+    pushed = 0
     for user_id in tuple(recipients):
         sessions = by_user.get(user_id)
         if sessions is None:
@@ -81,25 +85,39 @@ def deliver_py(
                     elif seq == last + 1:
                         seqs[conversation_id] = seq
                         session.writer.push(frame)
+                        pushed += 1
                 elif session.held is not None:
                     held.append(session)
                 else:
                     session.writer.push(frame)
+                    pushed += 1
             except Exception as exc:
                 failed.append((session, exc))
+    _handed[0] += pushed
     return held
 
 
-def _compiled() -> Deliver | None:
+def handed_py() -> int:
+    return _handed[0]
+
+
+def _compiled() -> tuple[Deliver, Callable[[], int]] | None:
     if os.environ.get("HUBBUB_PURE_PYTHON"):
         return None
     try:
-        from hubbub.gateway._delivery import deliver as compiled
+        from hubbub.gateway import _delivery
     except ImportError:
         return None
-    return compiled
+    # An extension built before it counted: the same fan-out, its frames uncounted.
+    return _delivery.deliver, getattr(_delivery, "handed", _uncounted)
 
 
-deliver_c = _compiled()
+def _uncounted() -> int:
+    return 0
+
+
+_found = _compiled()
+deliver_c = None if _found is None else _found[0]
 deliver: Deliver = deliver_c or deliver_py
+handed: Callable[[], int] = handed_py if _found is None else _found[1]
 COMPILED = deliver_c is not None

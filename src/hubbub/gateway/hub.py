@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from hubbub.broker.base import Delivery
-from hubbub.gateway.delivery import deliver
+from hubbub.gateway.delivery import deliver, handed
 from hubbub.protocol.wsframe import text_frame
 
 if TYPE_CHECKING:
@@ -25,9 +25,21 @@ class Hub:
         self._by_user: dict[str, list[Session]] = {}
         self._count = 0
         self.flusher: Flusher | None = None
+        self.handed = 0
+        """Frames handed to sessions: sent, queued, or left to the session to order."""
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def users(self) -> int:
+        """Users with a session here."""
+        return len(self._by_user)
+
+    def by_user(self) -> Iterator[tuple[str, int]]:
+        """Each user with a session here, and how many."""
+        for user_id, sessions in self._by_user.items():
+            yield user_id, len(sessions)
 
     def add(self, session: Session) -> None:
         self._by_user.setdefault(session.user_id, []).append(session)
@@ -56,7 +68,9 @@ class Hub:
         direct = flusher is not None and flusher.direct
         failed: Failed = []
         cid, seq = delivery.conversation_id, delivery.seq
+        before = handed()
         held = deliver(self._by_user, delivery.recipients, frame, direct, failed, cid, seq)
+        self.handed += handed() - before + len(held)
         if direct:
             assert flusher is not None
             flusher.sent_direct()

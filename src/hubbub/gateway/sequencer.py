@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from hubbub.broker.base import Delivery
+from hubbub.metrics import DETACHED, Metrics
 from hubbub.tasks import TaskSet, log_failure
 
 log = logging.getLogger("hubbub.gateway")
@@ -37,7 +38,10 @@ class Sequencer:
         fetch: Fetch,
         wait: float = WAIT,
         capacity: int = CAPACITY,
+        metrics: Metrics = DETACHED,
     ) -> None:
+        self._gap_fills = metrics.gap_fills
+        self._gaps_unfilled = metrics.gaps_unfilled
         self._deliver = deliver
         self._fetch = fetch
         self._wait = wait
@@ -112,6 +116,7 @@ class Sequencer:
             return
         last = self._last[cid]
         limit = min(max(pending) - last, FETCH_LIMIT)
+        self._gap_fills.inc()
         try:
             missing = await self._fetch(cid, last, limit)
         except Exception as exc:
@@ -136,6 +141,7 @@ class Sequencer:
             return
         # The database was asked for the missing seq and did not have it: pass
         # the rest on in order; clients detect the gap by seq and fill it.
+        self._gaps_unfilled.inc()
         log.warning("gap in %s after seq %s could not be filled", cid, self._last[cid])
         for seq in sorted(pending):
             self._emit(pending.pop(seq))

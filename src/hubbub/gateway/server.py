@@ -12,7 +12,7 @@ from hubbub.auth import Identity, TokenVerifier
 from hubbub.broker.base import Broker, Relayed
 from hubbub.clock import Clock, iso_ms, now_ms
 from hubbub.config import Settings
-from hubbub.errors import Forbidden, Unavailable
+from hubbub.errors import Forbidden, HubbubError, Unavailable
 from hubbub.gateway.connection import HEARTBEAT_TIMEOUT, SERVICE_RESTART, UNAUTHORIZED, Connection
 from hubbub.gateway.handshake import bearer, origin_allowed
 from hubbub.gateway.hub import Hub
@@ -20,6 +20,8 @@ from hubbub.gateway.sequencer import Sequencer
 from hubbub.gateway.session import Link, Outbound, Session
 from hubbub.gateway.stream import Stream
 from hubbub.gateway.writer import Flusher
+from hubbub.limits.quota import Quota, client_address
+from hubbub.metrics import DETACHED, Metrics
 from hubbub.protocol import events
 from hubbub.service.chat import ChatService
 from hubbub.service.presence import PresenceService
@@ -39,7 +41,11 @@ class Gateway:
         verifier: TokenVerifier,
         broker: Broker,
         clock: Clock,
+        metrics: Metrics = DETACHED,
+        quota: Quota | None = None,
     ) -> None:
+        self.metrics = metrics
+        self.quota = quota  # connect rate per address, connections per user
         self.settings = settings
         self.limits = settings.limits
         self.chat = chat
@@ -51,7 +57,7 @@ class Gateway:
         self.streams: dict[str, Stream] = {}  # HTTP-stream sessions by connection id
         self.closing = False
         self.hub = Hub()
-        self.sequencer = Sequencer(self.hub.deliver, chat.missed)
+        self.sequencer = Sequencer(self.hub.deliver, chat.missed, metrics=metrics)
         self.flusher: Flusher
         self._tasks = TaskSet("gateway task")
         self._loops: list[asyncio.Task[None]] = []
@@ -81,21 +87,78 @@ class Gateway:
         """Run a task of a connection's (kept alive, failures logged, cancelled on stop)."""
         self._tasks.spawn(coro)
 
-    def admit(
+    def admit_now(
         self,
         origin: str | None,
         host: str | None,
         query_token: str | None,
         authorization: str | None,
-    ) -> Identity:
+        address: str | None = None,
+    ) -> Identity | None:
         """Who opens a session (a WebSocket or an HTTP stream): the origin, then the token.
 
         Raises ``Forbidden`` for an origin not allowed, ``Unauthorized`` for a
-        missing or bad token (``?token=`` first, else the bearer header).
+        missing or bad token (``?token=`` first, else the bearer header),
+        ``Unavailable`` when the key set it needs cannot be fetched. None when
+        the key set must be fetched first: ``admit`` then answers.
+
+        With the client's ``address`` (a new session, not a post to one), the
+        limits apply too: ``RateLimited`` beyond the address's connect rate,
+        ``TooManyConnections`` when the user has its most. None also when
+        they need a round trip (the limits are in Redis).
         """
         if not origin_allowed(origin, host, self.settings.cors_origins):
             raise Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)")
-        return self.verifier.verify(query_token or bearer(authorization))
+        if address is not None and self.quota is not None:
+            return self._limited_now(self.quota, address, query_token or bearer(authorization))
+        return self.verifier.check(query_token or bearer(authorization))
+
+    def address(self, peer: str | None, values: Callable[[str], list[str]]) -> str | None:
+        """The client's address, for the limits (``values``: a header's values, in order).
+
+        The right-most value of ``HUBBUB_CLIENT_IP_HEADER`` when it is set and
+        the request has it, else the socket's peer. None without limits.
+        """
+        if self.quota is None:
+            return None
+        header = self.quota.quotas.client_ip_header
+        return client_address(peer, values(header) if header else [], header)
+
+    def _limited_now(self, quota: Quota, address: str, token: str | None) -> Identity | None:
+        if not quota.immediate:
+            return None
+        try:
+            identity = self.verifier.check(token)
+        except HubbubError:
+            quota.knock_now(address)  # a refused token counts, and the rate is told first
+            raise
+        if identity is not None:  # else ``admit`` knocks, once the key set is there
+            quota.knock_now(address)
+            quota.enter_now(identity.user_id)
+        return identity
+
+    async def admit(
+        self,
+        origin: str | None,
+        host: str | None,
+        query_token: str | None,
+        authorization: str | None,
+        address: str | None = None,
+    ) -> Identity:
+        """``admit_now``, fetching the key set when the token needs it."""
+        quota = self.quota
+        if address is not None and quota is not None:
+            if not origin_allowed(origin, host, self.settings.cors_origins):
+                raise Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)")
+            await quota.knock(address)
+            token = query_token or bearer(authorization)
+            admitted = self.verifier.check(token) or await self.verifier.verify(token)
+            await quota.enter(admitted.user_id)
+            return admitted
+        identity = self.admit_now(origin, host, query_token, authorization)
+        if identity is None:
+            identity = await self.verifier.verify(query_token or bearer(authorization))
+        return identity
 
     def open_session(
         self, identity: Identity, writer: Outbound, link: Link, connection_id: str
@@ -111,6 +174,8 @@ class Gateway:
             limits=self.limits,
             clock=self.clock,
             spawn=self.spawn,
+            tokens=self.verifier,
+            metrics=self.metrics.sse if isinstance(link, Stream) else self.metrics.ws,
         )
         session.send(self.hello(session))
         self.attach(session)
@@ -156,6 +221,7 @@ class Gateway:
 
     def resync(self) -> None:
         """After a broker outage: deliver what was missed, and ask clients to resume."""
+        self.metrics.broker_resyncs.inc()
         self._tasks.spawn(self.sequencer.catch_up())
         frame = events.event("resync", reason="broker reconnected")
         for session in self.hub.sessions():
@@ -164,6 +230,8 @@ class Gateway:
     def attach(self, session: Session) -> None:
         self.hub.add(session)
         self.presence.connected(session.user_id)
+        if self.quota is not None:
+            self.quota.opened(session.user_id, session.connection_id)
         self._tasks.spawn(self.chat.seen(session.identity))
 
     def detach(self, session: Session) -> None:
@@ -172,6 +240,8 @@ class Gateway:
             session.attached = False
             self.hub.remove(session)
             self.presence.disconnected(session.user_id, session.connection_id)
+            if self.quota is not None:
+                self.quota.closed(session.user_id, session.connection_id)
 
     def hello(self, session: Session) -> bytes:
         limits = self.limits

@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from hubbub.auth import Identity
-from hubbub.clock import Clock
+from hubbub.clock import Clock, iso_ms
 from hubbub.config import Limits
-from hubbub.errors import HubbubError, Unavailable
+from hubbub.errors import Forbidden, HubbubError, Unavailable
 from hubbub.gateway.handed import GAP, SEND, Handed, visible
+from hubbub.logs import CONNECTION_ID
+from hubbub.metrics import DETACHED, TransportMetrics
 from hubbub.models import Message, Receipt, Replay, SendItem, StreamEvent
 from hubbub.protocol import events
 from hubbub.protocol.commands import (
@@ -40,6 +43,7 @@ from hubbub.protocol.commands import (
     Ping,
     ProtocolError,
     Read,
+    RefreshToken,
     RemoveReaction,
     Resume,
     SendMessage,
@@ -117,6 +121,16 @@ class Chat(Protocol):
     async def events_after(self, cid: str, after: int, limit: int) -> Sequence[StreamEvent]:
         """Committed stream events after ``after`` (a gap fill)."""
 
+    async def seen(self, identity: Identity) -> None:
+        """Record the display name a token carries."""
+
+
+class Tokens(Protocol):
+    """What a session needs to take a refreshed token (``TokenVerifier``)."""
+
+    async def verify(self, token: str | None) -> Identity:
+        """The token's identity; raises ``Unauthorized`` (or ``Unavailable``)."""
+
 
 class Typists(Protocol):
     """What a session needs of presence (``PresenceService``): typing."""
@@ -144,8 +158,12 @@ class Session:
         limits: Limits,
         clock: Clock,
         spawn: Spawn,
+        tokens: Tokens,
+        metrics: TransportMetrics = DETACHED.ws,
     ) -> None:
         self._chat = chat
+        self._tokens = tokens
+        self.metrics = metrics
         self._presence = presence
         self._limits = limits
         self._spawn = spawn
@@ -274,6 +292,7 @@ class Session:
     async def _fill_gap(self, conversation_id: str, after: int, upto: int) -> None:
         """Read the events after ``after`` up to ``upto`` from the database, then go on."""
         cid = conversation_id
+        self.metrics.session_gap_fills.inc()
         try:
             found = await self._chat.events_after(cid, after, min(upto - after, FILL_LIMIT))
         except Exception as exc:
@@ -308,6 +327,7 @@ class Session:
         try:
             command = parse(data, self._limits.max_frame_bytes)
         except ProtocolError as exc:
+            self.metrics.refusal(exc.error.code)
             refusal = events.error(exc.request_id, exc.error.code, exc.error.message)
             if not self._inbox and self._task is None:
                 self.send(refusal)  # nothing before it waits for a reply
@@ -331,6 +351,7 @@ class Session:
         self._inbox.clear()
 
     async def _drain(self) -> None:
+        CONNECTION_ID.set(self.connection_id)  # for the log records of this task
         inbox = self._inbox
         try:
             while inbox and not self.closed:
@@ -369,7 +390,12 @@ class Session:
 
     def _refuse(self, arg: object, code: str, message: str) -> None:
         """Answer each command of a failed batch (or the one command) with an error."""
-        for command in arg if isinstance(arg, list) else [arg]:
+        commands = arg if isinstance(arg, list) else [arg]
+        metrics = self.metrics
+        for command in commands:
+            metrics.refusal(code)
+            if isinstance(command, SendMessage):
+                metrics.send_failed.inc(code)
             self.send(events.error(getattr(command, "id", None), code, message))
 
     async def _dispatch(self, command: Command) -> None:
@@ -399,9 +425,20 @@ class Session:
                 await self._presence.typing(
                     user, command.conversation_id, command.state, self.connection_id
                 )
+        elif isinstance(command, RefreshToken):
+            reply["expires_at"] = await self._refresh(command.token)
         elif not isinstance(command, Ping):  # pragma: no cover - parse() knows no others
             raise AssertionError(command)
         self.send(events.ack(command.id, **reply))
+
+    async def _refresh(self, token: str) -> str:
+        """Take a new token of this connection's user: its expiry becomes the connection's."""
+        identity = await self._tokens.verify(token)
+        if identity.user_id != self.user_id:
+            raise Forbidden("the token is another user's: this connection keeps its token")
+        self.identity = identity
+        self._spawn(self._chat.seen(identity))
+        return iso_ms(int(identity.expires_at * 1000))
 
     async def _send(self, batch: list[SendMessage]) -> None:
         items = [
@@ -415,13 +452,20 @@ class Session:
             )
             for c in batch
         ]
+        metrics = self.metrics
+        started = time.perf_counter()
         results = await self._chat.send(self.user_id, items)
+        elapsed = time.perf_counter() - started
         for command, result in zip(batch, results, strict=True):
             if isinstance(result, HubbubError):
-                self.send(events.error(command.id, result.code, result.message))
+                metrics.send_failed.inc(result.code)
+                metrics.refusal(result.code)
+                self.send(events.refusal(command.id, result))
             else:
                 message, created = result
                 self.send(events.ack(command.id, message=message, duplicate=not created))
+                (metrics.sent if created else metrics.sent_duplicate).inc()
+                metrics.ack_latency.observe(elapsed)
 
     async def _resume(self, command: Resume) -> None:
         self._stop_hold_timer()
@@ -438,8 +482,12 @@ class Session:
             raise
         report: dict[str, dict[str, object]] = {}
         try:
+            resumes = self.metrics.resumes
             for replay in replays:
                 cid = replay.conversation_id
+                counted = resumes.get(replay.status)
+                if counted is not None:
+                    counted.inc()
                 new = []
                 if replay.status == "ok":
                     shown = visible(replay.events, self.user_id)

@@ -172,6 +172,7 @@ class Stream:
         session = self.session
         if session is None or self.writer.ended:
             return
+        session.metrics.closed(code)
         last = sse_message(msgspec.json.encode({"code": code, "reason": reason}), "close")
         self.writer.end(last, keep=code != TOO_SLOW)
         self._forget()
@@ -241,6 +242,7 @@ class Stream:
             if not line.strip():
                 continue
             if self.paused:
+                session.metrics.refusal("rate_limited")
                 session.send(events.error(request_id(line), "rate_limited", refusal))
             else:
                 session.on_text(line)

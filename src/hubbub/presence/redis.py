@@ -109,6 +109,20 @@ class RedisPresence:
         beats = await self._client.mget([self._key("proc", p) for p in names])
         return {p for p, beat in zip(names, beats, strict=True) if p == self.pid or beat}
 
+    async def census(self) -> tuple[int, int]:
+        """``(live processes, users online in any of them)``, counted in Redis."""
+        names = [_text(p) for p in await self._client.smembers(self._key("procs"))]
+        beats = await self._client.mget([self._key("proc", p) for p in names]) if names else []
+        live = [p for p, beat in zip(names, beats, strict=True) if beat or p == self.pid]
+        if not live:
+            return 0, 0
+        scratch = self._key("census", new_id("t"))
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.sunionstore(scratch, [self._key("proc-users", p) for p in live])
+            pipe.delete(scratch)
+            users, _ = await pipe.execute()
+        return len(live), int(users)
+
     async def _beat(self) -> None:
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.set(self._key("proc", self.pid), b"1", px=int(self.ttl * 1000))

@@ -11,6 +11,15 @@ from typing import Any, Literal
 import msgspec
 
 from hubbub.errors import Invalid, TooLarge, UnknownType
+from hubbub.protocol.bounds import (
+    DEPTH_MESSAGE,
+    MAX_INT,
+    Count,
+    json_has_nul,
+    may_be_deep,
+    nul_message,
+    too_deep,
+)
 
 RequestId = str | int | None
 
@@ -41,7 +50,7 @@ class Mark(Command, kw_only=True):
     """``read`` or ``delivered``: move a pointer forward to ``seq``."""
 
     conversation_id: str
-    seq: int
+    seq: Count
 
 
 class Read(Mark, kw_only=True):
@@ -73,11 +82,17 @@ class Typing(Command, kw_only=True):
 
 
 class Resume(Command, kw_only=True):
-    cursors: dict[str, int]
+    cursors: dict[str, Count]
 
 
 class Ping(Command, kw_only=True):
     pass
+
+
+class RefreshToken(Command, kw_only=True):
+    """``token.refresh``: a new token of the same user, to extend the connection."""
+
+    token: str
 
 
 COMMANDS: dict[str, type[Command]] = {
@@ -91,6 +106,7 @@ COMMANDS: dict[str, type[Command]] = {
     "reaction.remove": RemoveReaction,
     "resume": Resume,
     "ping": Ping,
+    "token.refresh": RefreshToken,
 }
 
 MAX_ID_CHARS = 128
@@ -115,7 +131,9 @@ _id_only = msgspec.json.Decoder(_IdOnly)
 
 def _request_id(obj: dict[str, Any]) -> RequestId:
     rid = obj.get("id")
-    if rid is None or (isinstance(rid, int) and not isinstance(rid, bool)):
+    if rid is None or (
+        isinstance(rid, int) and not isinstance(rid, bool) and -MAX_INT <= rid <= MAX_INT
+    ):
         return rid
     if isinstance(rid, str) and len(rid) <= MAX_ID_CHARS:
         return rid
@@ -126,7 +144,7 @@ def request_id(data: bytes) -> RequestId:
     """The ``id`` of a frame that is not parsed further (None if it has none)."""
     try:
         return _request_id({"id": _id_only.decode(data).id})
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
 
 
@@ -141,13 +159,22 @@ def parse(data: bytes | str, max_bytes: int) -> Command:
         obj = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise ProtocolError(Invalid(f"malformed JSON: {exc}")) from None
+    except RecursionError:
+        raise ProtocolError(Invalid(DEPTH_MESSAGE)) from None
     if not isinstance(obj, dict):
         raise ProtocolError(Invalid("a frame must be a JSON object"))
     rid = _request_id(obj)
     if "id" in obj and obj["id"] is not None and rid is None:
         raise ProtocolError(
-            Invalid(f"'id' must be an integer or a string of at most {MAX_ID_CHARS} characters")
+            Invalid(
+                f"'id' must be an integer of at most {MAX_INT} in magnitude"
+                f" or a string of at most {MAX_ID_CHARS} characters"
+            )
         )
+    if may_be_deep(data) and too_deep(obj):
+        raise ProtocolError(Invalid(DEPTH_MESSAGE), rid)
+    if json_has_nul(data):
+        raise ProtocolError(Invalid(nul_message("text in a frame")), rid)
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise ProtocolError(Invalid("missing 'type'"), rid)

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from hubbub.errors import HubbubError
 from hubbub.models import StreamEvent
 from hubbub.protocol.commands import RequestId
 
@@ -36,6 +37,24 @@ def ack(request_id: RequestId, **fields: Any) -> bytes:
 
 def error(request_id: RequestId, code: str, message: str) -> bytes:
     return _encoder.encode({"type": "error", "id": request_id, "code": code, "message": message})
+
+
+def refusal(request_id: RequestId, error: HubbubError) -> bytes:
+    """The ``error`` frame of a refusal, with ``retry_after_ms`` when it says when to retry."""
+    retry = getattr(error, "retry_after_ms", None)
+    if retry is None:
+        return _encoder.encode(
+            {"type": "error", "id": request_id, "code": error.code, "message": error.message}
+        )
+    return _encoder.encode(
+        {
+            "type": "error",
+            "id": request_id,
+            "code": error.code,
+            "message": error.message,
+            "retry_after_ms": retry,
+        }
+    )
 
 
 def event(type_: str, /, **fields: Any) -> bytes:

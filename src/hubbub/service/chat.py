@@ -12,7 +12,8 @@ from hubbub.auth import Identity
 from hubbub.broker.base import Delivery
 from hubbub.clock import Clock, now_ms
 from hubbub.config import Limits
-from hubbub.errors import HubbubError, Invalid, TooLarge
+from hubbub.errors import HubbubError, Invalid, RateLimited, TooLarge
+from hubbub.limits.quota import Quota
 from hubbub.models import (
     Message,
     Page,
@@ -47,8 +48,10 @@ class ChatService:
         clock: Clock,
         limits: Limits,
         presence: PresenceService,
+        quota: Quota | None = None,
     ) -> None:
         self.store = store
+        self.quota = quota
         self.fanout = fanout
         self.clock = clock
         self.limits = limits
@@ -90,14 +93,30 @@ class ChatService:
         return item
 
     async def send(
-        self, user: str, items: list[SendItem], *, as_server: bool = False
+        self, user: str, items: list[SendItem], *, as_server: bool = False, by_key: bool = False
     ) -> list[Appended]:
         """Store messages in order; fan out the new ones after commit.
 
         Returns, per item, ``(message, created)`` or the error that refused it.
         A retried ``client_msg_id`` returns the stored message with
         ``created=False`` and delivers nothing.
+
+        The batch takes one token per item from the sender's send bucket (the
+        API key's with ``as_server`` or ``by_key``), in one check: the items
+        beyond the tokens granted, the last ones, are refused ``rate_limited``.
         """
+        if self.quota is None:
+            return await self._send(user, items, as_server)
+        taken = await self.quota.sends(user, len(items), by_key=as_server or by_key)
+        if taken.granted >= len(items):
+            return await self._send(user, items, as_server)
+        refused = RateLimited(
+            "sending too fast: wait before sending again", retry_after_ms=taken.retry_after_ms
+        )
+        head = await self._send(user, items[: taken.granted], as_server) if taken.granted else []
+        return head + [refused] * (len(items) - taken.granted)
+
+    async def _send(self, user: str, items: list[SendItem], as_server: bool) -> list[Appended]:
         results: list[Appended | None] = []
         valid: list[SendItem] = []
         for item in items:
@@ -137,8 +156,10 @@ class ChatService:
             out.append(appended)
         return out
 
-    async def send_one(self, user: str, item: SendItem) -> tuple[Message, bool]:
-        (result,) = await self.send(user, [item])
+    async def send_one(
+        self, user: str, item: SendItem, *, by_key: bool = False
+    ) -> tuple[Message, bool]:
+        (result,) = await self.send(user, [item], by_key=by_key)
         if isinstance(result, HubbubError):
             raise result
         return result

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 from hubbub.auth import RESERVED_USERS
-from hubbub.clock import Clock, now_ms
+from hubbub.clock import Clock, now_ms, parse_iso_ms
 from hubbub.config import Limits
 from hubbub.errors import Forbidden, Invalid, NotFound, TooLarge
 from hubbub.models import Conversation, ConversationSummary, RoomSummary, StreamEvent
 from hubbub.protocol import events
+from hubbub.protocol.bounds import has_nul, nul_message
 from hubbub.service.fanout import Fanout, members_before
 from hubbub.store.base import Store
 
 MAX_TITLE = 200
+CURSOR = re.compile(r"([0-9]{1,15}):(c_[0-9a-f]{1,64})")
+LIST_PAGE = 50
+"""Conversations per page of the list, unless a client asks for another size."""
+MAX_LIST_PAGE = 200
 MAX_USER_ID = 128
 ROLES = ("owner", "admin", "member")
 
@@ -21,9 +27,19 @@ ROLES = ("owner", "admin", "member")
 def check_user_id(value: object, what: str = "member") -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_USER_ID:
         raise Invalid(f"{what} must be a user id of 1 to {MAX_USER_ID} characters")
+    if has_nul(value):
+        raise Invalid(nul_message(what))
     if value in RESERVED_USERS:
         raise Invalid(f"user id {value!r} is reserved")
     return value
+
+
+def parse_cursor(cursor: str) -> tuple[int, str]:
+    """A list cursor's ``(last_activity_at in ms, id)``; Invalid if it is not one."""
+    found = CURSOR.fullmatch(cursor)
+    if found is None:
+        raise Invalid("cursor is not one this server gave out")
+    return int(found[1]), found[2]
 
 
 def check_title(title: str) -> str:
@@ -81,7 +97,24 @@ class ConversationService:
         return conversation
 
     async def list_for(self, user: str) -> list[ConversationSummary]:
+        """All the user's visible conversations (in-process callers; REST pages them)."""
         return await self.store.list_conversations(user)
+
+    async def list_page(
+        self, user: str, limit: int = LIST_PAGE, cursor: str | None = None
+    ) -> tuple[list[ConversationSummary], str | None]:
+        """A page of the user's conversations, newest activity first, and the next cursor.
+
+        The cursor is opaque to clients: the position of the page's last
+        conversation. ``None`` when nothing follows.
+        """
+        if not 1 <= limit <= MAX_LIST_PAGE:
+            raise Invalid(f"limit must be 1 to {MAX_LIST_PAGE}")
+        after = None if cursor is None else parse_cursor(cursor)
+        found = await self.store.list_conversations(user, limit + 1, after)
+        page = found[:limit]
+        last = page[-1] if len(found) > limit else None
+        return page, None if last is None else f"{parse_iso_ms(last.last_activity_at)}:{last.id}"
 
     async def rooms(self, user: str, limit: int, offset: int) -> list[RoomSummary]:
         if not 1 <= limit <= 100 or offset < 0:

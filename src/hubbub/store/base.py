@@ -65,8 +65,14 @@ class Store(Protocol):
     async def member_ids(self, conversation_id: str) -> list[str]:
         """Members of a conversation (empty when it does not exist)."""
 
-    async def list_conversations(self, user: str) -> list[ConversationSummary]:
-        """The user's visible conversations, newest activity first."""
+    async def list_conversations(
+        self, user: str, limit: int | None = None, after: tuple[int, str] | None = None
+    ) -> list[ConversationSummary]:
+        """The user's visible conversations, newest activity first, then by id.
+
+        ``after``: only those after that ``(last_activity_at in ms, id)`` in
+        this order; ``limit``: at most that many.
+        """
 
     async def rename(self, user: str, cid: str, title: str, now_ms: int) -> list[StreamEvent]: ...
     async def add_members(

@@ -106,13 +106,32 @@ async def create_group(
     return conversation
 
 
-async def list_conversations(tx: Tx, user: str) -> list[ConversationSummary]:
-    """The user's visible conversations, newest activity first, in three queries.
+Position = tuple[int, str]
+"""Where a conversation stands in a user's list: ``(last_activity_at, id)``."""
 
-    One for the conversations with their unread counts and last messages, one
-    for all their members, and the reactions and attachments of those last
-    messages (``enrich``), however many conversations there are.
+MEMBERS_CHUNK = 500
+"""Conversations whose members are read in one query."""
+
+
+async def list_conversations(
+    tx: Tx, user: str, limit: int | None = None, after: Position | None = None
+) -> list[ConversationSummary]:
+    """The user's visible conversations, newest activity first (then by id).
+
+    ``after``: only those that come after that position in the list;
+    ``limit``: at most that many. A constant number of statements for any
+    page: one for the conversations with their unread counts and last
+    messages, one for their members (per 500), and the reactions and
+    attachments of those last messages (``enrich``).
     """
+    where, args = "", list[object]([user])
+    if after is not None:
+        where = " AND (c.last_activity_at < ? OR (c.last_activity_at = ? AND c.id > ?))"
+        args += [after[0], after[0], after[1]]
+    page = ""
+    if limit is not None:
+        page = " LIMIT ?"
+        args.append(limit)
     found = await tx.all(
         f"SELECT {records.CONVERSATION_COLUMNS}, me.read_seq, {records.unread('me')}, "
         f"{records.MESSAGE_COLUMNS} FROM members me "
@@ -120,18 +139,21 @@ async def list_conversations(tx: Tx, user: str) -> list[ConversationSummary]:
         "LEFT JOIN messages m ON m.conversation_id = me.conversation_id AND m.seq = "
         "(SELECT MAX(x.seq) FROM messages x WHERE x.conversation_id = me.conversation_id) "
         "LEFT JOIN users u ON u.id = m.sender_id "
-        "WHERE me.user_id = ? AND me.hidden = 0 ORDER BY c.last_activity_at DESC, c.id",
-        user,
+        f"WHERE me.user_id = ? AND me.hidden = 0{where} "
+        f"ORDER BY c.last_activity_at DESC, c.id{page}",
+        *args,
     )
+    ids = [row[0] for row in found]
     people: defaultdict[str, list[Member]] = defaultdict(list)
-    for cid, *member in await tx.all(
-        f"SELECT me.conversation_id, {MEMBER_COLUMNS} FROM members me "
-        "JOIN members m ON m.conversation_id = me.conversation_id "
-        "LEFT JOIN users u ON u.id = m.user_id "
-        "WHERE me.user_id = ? AND me.hidden = 0 ORDER BY m.joined_at, m.user_id",
-        user,
-    ):
-        people[cid].append(records.member(member))
+    for start in range(0, len(ids), MEMBERS_CHUNK):
+        among, chunk = tx.dialect.in_("m.conversation_id", ids[start : start + MEMBERS_CHUNK])
+        for cid, *member in await tx.all(
+            f"SELECT m.conversation_id, {MEMBER_COLUMNS} FROM members m "
+            f"LEFT JOIN users u ON u.id = m.user_id WHERE {among} "
+            "ORDER BY m.joined_at, m.user_id",
+            *chunk,
+        ):
+            people[cid].append(records.member(member))
     summaries = []
     for row in found:
         fields = records.conversation_fields(row)

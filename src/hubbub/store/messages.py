@@ -13,6 +13,20 @@ from hubbub.store.base import Appended
 from hubbub.store.events import add_event
 from hubbub.store.tx import Tx
 
+HEAD = (
+    "SELECT c.kind, m.role, u.name FROM conversations c "
+    "LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?1 "
+    "LEFT JOIN users u ON u.id = ?1 WHERE c.id = ?2"
+)
+"""What a send needs to know first: the conversation's kind, the sender's role and name."""
+RETRY = "SELECT id FROM messages WHERE sender_id = ? AND conversation_id = ? AND client_msg_id = ?"
+HEAD_AND_RETRY = (
+    "SELECT c.kind, m.role, u.name, r.id FROM conversations c "
+    "LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?1 "
+    "LEFT JOIN users u ON u.id = ?1 "
+    "LEFT JOIN messages r ON r.sender_id = ?1 AND r.conversation_id = c.id "
+    "AND r.client_msg_id = ?3 WHERE c.id = ?2"
+)
 ENRICH_CHUNK = 500
 """Messages enriched per query (SQLite caps the arguments of one statement)."""
 
@@ -70,29 +84,26 @@ async def _append_one(
 ) -> Appended:
     """Store one message (this is the hot path of every send)."""
     cid = item.conversation_id
-    # On PostgreSQL the conversation's row lock serialises appends to it
-    # across processes, so the idempotency check below cannot race a writer.
-    head = await tx.one(
-        "SELECT c.kind, m.role, u.name FROM conversations c "
-        "LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?1 "
-        f"LEFT JOIN users u ON u.id = ?1 WHERE c.id = ?2{tx.dialect.lock('c')}",
-        sender,
-        cid,
-    )
-    if head is None:
-        return NotFound("no such conversation")
     # A retry is recognised first: its sender gets the original back even if
     # the conversation has changed since (left, blocked).
-    row = await tx.one(
-        f"{records.SELECT_MESSAGE} "
-        "WHERE m.sender_id = ? AND m.conversation_id = ? AND m.client_msg_id = ?",
-        sender,
-        cid,
-        item.client_msg_id,
-    )
-    if row is not None:
-        return (await enrich(tx, [records.message(row)]))[0], False
-    kind, role, name = head
+    if tx.dialect.locks_rows:
+        # The conversation's row lock serialises appends to it across
+        # processes; only once it is held can the check for a retry see every
+        # committed send (a join in the locking statement would read the
+        # messages as they were before the wait).
+        head = await tx.one(HEAD + tx.dialect.lock("c"), sender, cid)
+        retry = await tx.value(RETRY, sender, cid, item.client_msg_id)
+    else:
+        # One writer: the check for a retry joins the same statement.
+        head = await tx.one(HEAD_AND_RETRY, sender, cid, item.client_msg_id)
+        retry = None if head is None else head[3]
+    if head is None:
+        return NotFound("no such conversation")
+    if retry is not None:
+        original = await load(tx, retry)
+        assert original is not None
+        return original, False
+    kind, role, name = head[:3]
     # Every check comes before anything is written, so a refused item leaves
     # nothing to roll back (on SQLite the worker's savepoint would, too).
     try:
@@ -199,7 +210,10 @@ async def append(
         await tx.run(
             f"SELECT 1 FROM conversations WHERE {among} ORDER BY id{tx.dialect.lock()}", *ids
         )
-    return [await _append_one(tx, sender, item, now_ms, as_server) for item in items]
+    stored = []
+    for item in items:
+        stored.append(await _append_one(tx, sender, item, now_ms, as_server))
+    return stored
 
 
 async def _visible(

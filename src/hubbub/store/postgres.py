@@ -11,7 +11,8 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -38,6 +39,15 @@ UNUSABLE = (
     asyncpg.InternalClientError,  # a connection left mid-operation when its server went away
     asyncpg.OperatorInterventionError,  # class 57: shutting down, starting up, cancelled
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.IdleInTransactionSessionTimeoutError,  # 25P03: the server ended the session
+)
+# A statement that did not finish in time: cancelled by the server
+# (statement_timeout, which is class 57 too), refused a lock (lock_timeout), or
+# timed out by the pool (command_timeout, acquiring a connection; TimeoutError
+# above). The transaction is rolled back and the connection is sound.
+TIMED_OUT = (
+    asyncpg.QueryCanceledError,  # 57014
+    asyncpg.LockNotAvailableError,  # 55P03
 )
 
 
@@ -90,10 +100,17 @@ class PostgresTx:
 
 
 class PostgresStore(SQLStore):
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, timeout: float = 30.0) -> None:
         self.url = url
         self.pool_size = pool_size
+        self.timeout = timeout
+        """Seconds a statement may run, and a transaction wait for a connection."""
         self._pool: asyncpg.Pool | None = None
+        self._observe: Callable[[float], None] | None = None
+
+    def observe_commits(self, observe: Callable[[float], None]) -> None:
+        """Report each committed transaction's seconds (from BEGIN to COMMIT)."""
+        self._observe = observe
 
     async def open(self, migrate: bool = True) -> None:
         if migrate:
@@ -103,7 +120,7 @@ class PostgresStore(SQLStore):
         # made when needed and kept while in use; the ping checks the database
         # now, so a wrong URL fails the start.
         self._pool = await asyncpg.create_pool(
-            self.url, min_size=0, max_size=self.pool_size, command_timeout=30
+            self.url, min_size=0, max_size=self.pool_size, command_timeout=self.timeout
         )
         await self.ping()
 
@@ -113,16 +130,25 @@ class PostgresStore(SQLStore):
             self._pool = None
 
     async def transaction(
-        self, fn: Callable[Concatenate[Tx, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+        self,
+        fn: Callable[Concatenate[Tx, P], Coroutine[Any, Any, T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> T:
         if self._pool is None:
             raise Unavailable("the database is not open")
         for attempt in range(RETRIES + 1):
             try:
-                async with self._pool.acquire() as conn:
+                async with self._pool.acquire(timeout=self.timeout) as conn:
                     try:
+                        started = time.perf_counter()
                         async with conn.transaction():
-                            return await fn(PostgresTx(conn), *args, **kwargs)
+                            result = await fn(PostgresTx(conn), *args, **kwargs)
+                        if self._observe is not None:
+                            self._observe(time.perf_counter() - started)
+                        return result
+                    except TIMED_OUT:
+                        raise
                     except UNUSABLE:
                         # Whatever state it is in, this connection is not
                         # handed out again.
@@ -139,6 +165,9 @@ class PostgresStore(SQLStore):
                     raise Unavailable("the database is busy; retry") from None
                 log.warning("transaction rolled back (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, RETRY_BASE * 2**attempt))
+            except TIMED_OUT as exc:
+                log.warning("database statement timed out: %s", exc)
+                raise Unavailable(f"the database timed out; retry ({exc})") from None
             except UNUSABLE as exc:
                 raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover

@@ -10,8 +10,12 @@ from hubbub.store.tx import Tx
 
 
 def fts_query(text: str) -> str:
-    """User text as an FTS5 query: every word must appear (each quoted, so no syntax)."""
-    words = [w.replace('"', '""') for w in text.split()]
+    """User text as an FTS5 query: every word must appear (each quoted, so no syntax).
+
+    A NUL would end FTS5's reading of the query inside a quoted word, so it
+    separates words like a space. Empty when there is no word.
+    """
+    words = [w.replace('"', '""') for w in text.replace("\x00", " ").split()]
     return " ".join(f'"{w}"' for w in words)
 
 
@@ -24,6 +28,7 @@ async def search(
     within = "" if cid is None else " AND m.conversation_id = ?"
     scope = () if cid is None else (cid,)
     if tx.dialect.name == "postgresql":
+        text = text.replace("\x00", " ")  # not storable in PostgreSQL text
         found = await tx.all(
             f"{records.SELECT_MESSAGE} JOIN members mb ON mb.conversation_id = m.conversation_id "
             "AND mb.user_id = ?, plainto_tsquery('simple', ?) q "
@@ -36,13 +41,16 @@ async def search(
             offset,
         )
     else:
+        query = fts_query(text)
+        if not query:  # FTS5 refuses an empty query; no word matches nothing
+            return SearchPage(results=[], next_offset=None)
         found = await tx.all(
             f"SELECT {records.MESSAGE_COLUMNS} FROM messages_fts f "
             "JOIN messages m ON m.rowid = f.rowid LEFT JOIN users u ON u.id = m.sender_id "
             "JOIN members mb ON mb.conversation_id = m.conversation_id "
             f"WHERE messages_fts MATCH ? AND mb.user_id = ? AND m.deleted_at IS NULL{within} "
             "ORDER BY bm25(messages_fts), m.created_at DESC LIMIT ? OFFSET ?",
-            fts_query(text),
+            query,
             user,
             *scope,
             limit + 1,

@@ -9,8 +9,8 @@ transaction (``transaction``): ``SQLiteStore`` on its writer thread,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from hubbub.models import (
     Conversation,
@@ -46,7 +46,10 @@ T = TypeVar("T")
 
 class SQLStore:
     async def transaction(
-        self, fn: Callable[Concatenate[Tx, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+        self,
+        fn: Callable[Concatenate[Tx, P], Coroutine[Any, Any, T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> T:
         """Run ``fn(tx, *args, **kwargs)`` as one transaction; return its result."""
         raise NotImplementedError
@@ -86,8 +89,10 @@ class SQLStore:
     async def member_ids(self, conversation_id: str) -> list[str]:
         return await self.transaction(conversations.member_ids, conversation_id)
 
-    async def list_conversations(self, user: str) -> list[ConversationSummary]:
-        return await self.transaction(conversations.list_conversations, user)
+    async def list_conversations(
+        self, user: str, limit: int | None = None, after: tuple[int, str] | None = None
+    ) -> list[ConversationSummary]:
+        return await self.transaction(conversations.list_conversations, user, limit, after)
 
     async def rename(self, user: str, cid: str, title: str, now_ms: int) -> list[StreamEvent]:
         return await self.transaction(members.rename, user, cid, title, now_ms)

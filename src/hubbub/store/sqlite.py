@@ -10,15 +10,21 @@ inside the group commit and per-job savepoint of ``sqlite_worker.py``.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from hubbub import migrations
+from hubbub.errors import Unavailable
 from hubbub.store.sql import SQLStore
 from hubbub.store.sqlite_worker import SQLiteWorker
 from hubbub.store.tx import SQLITE, Dialect, Row, Tx
+
+MIN_FREE_BYTES = 1024 * 1024
+FAILURE_MEMORY = 10.0
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -51,21 +57,20 @@ class SQLiteTx:
         self._conn.executemany(sql, rows)
 
 
-def complete(awaitable: Awaitable[T]) -> T:
-    """The result of an awaitable that never suspends, computed here and now."""
-    steps = awaitable.__await__()
+def complete(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends, computed here and now."""
     try:
-        steps.send(None)
+        coroutine.send(None)
     except StopIteration as done:
         result: T = done.value
         return result
-    steps.close()
+    coroutine.close()
     raise RuntimeError("a SQLite transaction awaited something other than its database")
 
 
 def _job(
     conn: sqlite3.Connection,
-    fn: Callable[..., Awaitable[T]],
+    fn: Callable[..., Coroutine[Any, Any, T]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> T:
@@ -73,12 +78,19 @@ def _job(
 
 
 class SQLiteStore(SQLStore):
-    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout: float = 5.0) -> None:
         self.path = path
-        self._worker = SQLiteWorker(path, synchronous)
+        self._worker = SQLiteWorker(path, synchronous, busy_timeout)
+
+    def observe_commits(self, observe: Callable[[float], None]) -> None:
+        """Report each group commit's seconds (called on the writer thread)."""
+        self._worker.observe = observe
 
     async def transaction(
-        self, fn: Callable[Concatenate[Tx, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+        self,
+        fn: Callable[Concatenate[Tx, P], Coroutine[Any, Any, T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> T:
         return await self._worker.call(_job, fn, args, kwargs)
 
@@ -90,3 +102,19 @@ class SQLiteStore(SQLStore):
 
     async def close(self) -> None:
         await self._worker.stop()
+
+    async def ping(self) -> None:
+        """Raise when the database does not answer or cannot take writes now.
+
+        Writes fail on a full disk while reads still work, so a read alone
+        would call it healthy: it is not when its disk has less than
+        ``MIN_FREE_BYTES`` left, or a write was refused in the last
+        ``FAILURE_MEMORY`` seconds. Both clear by themselves once space is back.
+        """
+        await super().ping()
+        failed = self._worker.last_failure
+        if failed is not None and time.monotonic() - failed < FAILURE_MEMORY:
+            raise Unavailable("the database refused a write in the last few seconds")
+        free = (await asyncio.to_thread(shutil.disk_usage, self.path.parent)).free
+        if free < MIN_FREE_BYTES:
+            raise Unavailable(f"only {free} bytes left on the database's disk")

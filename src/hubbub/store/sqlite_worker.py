@@ -17,10 +17,12 @@ writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,12 +36,31 @@ MAX_GROUP = 256
 CHECKPOINT_INTERVAL = 1.0
 # After a checkpoint has emptied it, a longer log file is cut back to this.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+# What a database that is locked by another process, out of space or failing
+# raises (primary result codes): ``unavailable`` (retry), not ``internal``.
+UNUSABLE = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PROTOCOL,
+}
+
+
+def unusable(exc: BaseException) -> bool:
+    """Whether a job failed because of the database's state rather than its own."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in UNUSABLE
 
 
 class SQLiteWorker:
-    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout: float = 5.0) -> None:
         self._path = path
         self._synchronous = synchronous
+        self._busy_timeout_ms = int(busy_timeout * 1000)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -48,6 +69,10 @@ class SQLiteWorker:
         self._checkpointer: threading.Thread | None = None
         self._committed = threading.Event()
         self._stopping = threading.Event()
+        self.observe: Callable[[float], None] = _ignore
+        """Called on the writer thread with each group commit's seconds."""
+        self.last_failure: float | None = None
+        """``time.monotonic()`` of the last write the database refused (disk full, I/O)."""
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -86,7 +111,7 @@ class SQLiteWorker:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread's job
         conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         return conn
@@ -143,6 +168,7 @@ class SQLiteWorker:
 
     def _run_group(self, conn: sqlite3.Connection, group: list[Job]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, args, future in group:
@@ -152,19 +178,32 @@ class SQLiteWorker:
                 except Exception as exc:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
+                    if unusable(exc):
+                        log.warning("database error: %s", exc)
+                        self.last_failure = time.monotonic()
+                        exc = Unavailable(f"database error: {exc}")
                     outcomes.append((future, None, exc))
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((future, result, None))
             conn.execute("COMMIT")
             self._committed.set()
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self.observe(time.perf_counter() - started)
+        except Exception as exc:
+            # Whatever failed, every caller gets an answer and the thread goes
+            # on: a worker that died here would leave all later calls waiting.
+            self.last_failure = time.monotonic()
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             failure = Unavailable(f"database error: {exc}")
             outcomes = [(future, None, failure) for _, _, future in group]
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve, outcomes)
+
+
+def _ignore(seconds: float) -> None:
+    pass
 
 
 def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

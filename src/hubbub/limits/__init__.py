@@ -1,0 +1,1 @@
+"""Limits per user and per client address: send rate, connections, connect rate."""
