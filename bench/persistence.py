@@ -63,14 +63,16 @@ class Node:
         self.ws = f"ws://127.0.0.1:{self.port}/ws"
         data.mkdir(parents=True, exist_ok=True)
         full = {
+            # Limits off unless set (the load comes from one machine); set them
+            # high to measure what checking costs.
+            "HUBBUB_SEND_RATE": "0",
+            "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
+            "HUBBUB_CONNECT_RATE_PER_IP": "0",
             **os.environ,
             "HUBBUB_DATA_DIR": str(data),
             "HUBBUB_JWT_SECRET": SECRET,
             "HUBBUB_PORT": str(self.port),
             "HUBBUB_LOG_LEVEL": "warning",
-            "HUBBUB_SEND_RATE": "0",  # limits off: the load comes from one machine
-            "HUBBUB_MAX_CONNECTIONS_PER_USER": "0",
-            "HUBBUB_CONNECT_RATE_PER_IP": "0",
             **env,
         }
         self.proc = subprocess.Popen(
