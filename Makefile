@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos clean web
+.PHONY: run test lint bench chaos fuzz clean web
 
 # The chat web app (src/hubbub/web): TypeScript bundled with the JS SDK
 # (clients/js/src) by esbuild into src/hubbub/web/static/app.js, which hubbub
@@ -58,6 +58,11 @@ bench: $(STAMP)
 # process kills, Redis and PostgreSQL restarts and cut connections.
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py --messages 100000
+
+# The hostile-input suite (tests/fuzz) with twenty times its examples.
+FUZZ_EXAMPLES ?= 20
+fuzz: $(STAMP)
+	HUBBUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -s tests/fuzz --timeout=0
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

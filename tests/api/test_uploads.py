@@ -35,6 +35,9 @@ async def test_refused_uploads(rest: httpx.AsyncClient) -> None:
     assert error(r) == (422, "invalid")
     r = await rest.post("/api/v1/uploads", headers=bearer("ann"), data={"x": "1"})
     assert error(r) == (422, "invalid")
+    no_boundary = {**bearer("ann"), "Content-Type": "multipart/form-data"}
+    r = await rest.post("/api/v1/uploads", headers=no_boundary, content=b"")
+    assert error(r) == (422, "invalid")
     files = {"file": ("note.txt", b"hello", "text/plain")}
     assert error(await rest.post("/api/v1/uploads", files=files)) == (401, "unauthorized")
     assert error(await rest.get("/api/v1/uploads/u_nothing", headers=bearer("ann")))[0] == 404

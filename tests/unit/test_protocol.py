@@ -59,6 +59,30 @@ def test_refusals_carry_code_and_readable_id(raw: bytes, code: str, rid: object)
     assert refused.value.error.message
 
 
+@pytest.mark.parametrize(
+    ("raw", "rid"),
+    [
+        (b'{"type":"ping","id":8,"x":1e400}', 8),
+        (b'{"type":"read","id":"n","conversation_id":"c","seq":-1.0e+9999}', "n"),
+        (b'{"type":"message.send","id":9,"body":"\\ud83d","client_msg_id":"y"}', 9),
+        (b'{"\\udfff":1,"type":"ping","id":"k"}', "k"),
+        (b'{"type":"ping","id":"\\ud800"}', None),  # an id that cannot be echoed
+        (b'{"type":"ping","id":3,"x":1e400', None),  # truncated: no JSON at all
+    ],
+)
+def test_json_msgspec_cannot_read_still_names_its_id(raw: bytes, rid: object) -> None:
+    """A lone surrogate escape or a number beyond a double is valid JSON (a JS
+    client's JSON.stringify writes the first), so the refusal names the request."""
+    with pytest.raises(ProtocolError) as refused:
+        parse(raw, LIMIT)
+    assert refused.value.error.code == "invalid"
+    assert refused.value.request_id == rid
+    with pytest.raises(ProtocolError) as too_large:
+        parse(raw + b" " * LIMIT, LIMIT)
+    assert too_large.value.error.code == "too_large"
+    assert too_large.value.request_id == rid
+
+
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
 def test_text_frame_is_a_valid_unmasked_frame(size: int) -> None:
     payload = b"a" * size

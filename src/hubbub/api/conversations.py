@@ -235,7 +235,7 @@ def conversation_operations(service: ConversationService) -> list[Operation[Any]
             "Join a room",
             join_room,
             {200: ConversationBody},
-            errors=(404, 422),
+            errors=(404, 413, 422),
             auth=USER,
         ),
     ]

@@ -17,7 +17,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubbub.api.access import Auth
+from hubbub.api.access import Auth, Credential
 from hubbub.api.schema import ErrorBody
 
 C = TypeVar("C")
@@ -62,6 +62,8 @@ class Operation(Generic[C]):
     tag: str = "chat"
     auth: Auth[C] = field(kw_only=True)
     """Required: who may call it. Enforced by the route, and the document's ``security``."""
+    form: dict[str, Any] | None = field(default=None, kw_only=True)
+    """A ``multipart/form-data`` body: its media type object (``schema``, ``encoding``)."""
 
 
 PATH_BOUNDS: dict[str, dict[str, int]] = {
@@ -71,13 +73,28 @@ PATH_BOUNDS: dict[str, dict[str, int]] = {
 
 ERROR_DESCRIPTIONS = {
     401: "Missing, invalid or expired token (`unauthorized`)",
-    403: "Not a member (`forbidden`)",
+    403: "Not a member, not your role, or a credential this operation does not take (`forbidden`)",
     404: "No such resource (`not_found`)",
     409: "Conflicts with stored state (`conflict`)",
     413: "Body or list too large (`too_large`)",
     422: "Malformed request (`invalid`)",
     429: "Sending too fast (`rate_limited`); retry after `Retry-After` seconds",
-    503: "Database unavailable (`unavailable`)",
+    503: "Database, or the keys of HUBBUB_JWKS_URL, unavailable (`unavailable`); retry",
+}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "`Bearer`",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before sending again",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
 }
 
 
@@ -141,6 +158,11 @@ def build_spec(
                 "required": True,
                 "content": {"application/json": {"schema": ref[op.body]}},
             }
+        if op.form is not None:
+            item["requestBody"] = {
+                "required": True,
+                "content": {"multipart/form-data": op.form},
+            }
         if not op.auth.public:
             item["security"] = op.auth.security()
         for status, body in op.responses.items():
@@ -148,10 +170,11 @@ def build_spec(
             if body is not None:
                 response["content"] = {"application/json": {"schema": ref[body]}}
             item["responses"][str(status)] = response
-        for status in (*op.errors, *(() if op.auth.public else (401,))):
+        for status in (*op.errors, *_common_errors(op)):
             item["responses"][str(status)] = {
                 "description": ERROR_DESCRIPTIONS.get(status, "Error"),
                 "content": {"application/json": {"schema": ref[ErrorBody]}},
+                **({"headers": ERROR_HEADERS[status]} if status in ERROR_HEADERS else {}),
             }
         paths.setdefault(op.path, {})[op.method.lower()] = item
     return {
@@ -184,6 +207,23 @@ def build_spec(
             },
         },
     }
+
+
+def _common_errors(op: Operation[Any]) -> tuple[int, ...]:
+    """Errors any such operation may answer, whatever its handler does.
+
+    422: a NUL character in any path or query parameter, or a malformed
+    ``X-On-Behalf-Of``; 413: a JSON body over its byte limit; 401 and 503:
+    credentials refused, or the database (or the JWKS keys) not answering;
+    403: the API key with (or without) ``X-On-Behalf-Of`` where the operation
+    does not take it so.
+    """
+    if op.auth.public:
+        return (422,)
+    common: tuple[int, ...] = (401, 422, 503)
+    if not {Credential.ON_BEHALF, Credential.API_KEY} <= set(op.auth.accepts):
+        common += (403,)
+    return common + ((413,) if op.body is not None else ())
 
 
 def _path_params(path: str) -> list[str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
@@ -22,13 +24,26 @@ CHUNK = 64 * 1024
 FORM_OVERHEAD = 64 * 1024
 
 
+@asynccontextmanager
+async def multipart(request: Request) -> AsyncIterator[FormData]:
+    """The request's form: one file, a few fields; a malformed one is ``invalid`` (422)."""
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except HTTPException as exc:  # Starlette's bare 400 for a malformed multipart body
+        raise Invalid(f"malformed multipart/form-data: {exc.detail}") from None
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
 def upload_operations(service: UploadService) -> list[Operation[Any]]:
     async def upload_file(request: Request, user: User) -> Response:
         me = user.id
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > service.max_bytes + FORM_OVERHEAD:
             raise TooLarge(f"a file is at most {service.max_bytes} bytes")
-        async with request.form(max_files=1, max_fields=4) as form:
+        async with multipart(request) as form:
             file = form.get("file")
             if not isinstance(file, UploadFile):
                 raise Invalid("send the file as multipart/form-data field 'file'")
@@ -62,6 +77,21 @@ def upload_operations(service: UploadService) -> list[Operation[Any]]:
             errors=(413, 422),
             tag="files",
             auth=USER,
+            form={
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": f"At most {service.max_bytes} bytes (more: 413), "
+                            "of a type in encoding.file.contentType (others: 422)",
+                        }
+                    },
+                    "required": ["file"],
+                },
+                "encoding": {"file": {"contentType": ", ".join(service.types)}},
+            },
         ),
         Operation(
             "GET",

@@ -6,6 +6,7 @@ Every frame is a JSON object with a ``type``; a request may carry an ``id``
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import msgspec
@@ -145,7 +146,23 @@ def request_id(data: bytes) -> RequestId:
     try:
         return _request_id({"id": _id_only.decode(data).id})
     except (msgspec.DecodeError, RecursionError):
+        return _lenient_id(data)
+
+
+def _lenient_id(data: bytes | str) -> RequestId:
+    """The ``id`` of a frame msgspec refuses but JSON allows (a lone surrogate
+    escape such as ``\\ud800``, a number beyond a double), so its refusal names it."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
         return None
+    rid = _request_id(obj) if isinstance(obj, dict) else None
+    if isinstance(rid, str) and not rid.isascii():
+        try:
+            rid.encode()
+        except UnicodeEncodeError:  # a lone surrogate: not to be echoed
+            return None
+    return rid
 
 
 def parse(data: bytes | str, max_bytes: int) -> Command:
@@ -158,7 +175,7 @@ def parse(data: bytes | str, max_bytes: int) -> Command:
     try:
         obj = _decoder.decode(data)
     except msgspec.DecodeError as exc:
-        raise ProtocolError(Invalid(f"malformed JSON: {exc}")) from None
+        raise ProtocolError(Invalid(f"malformed JSON: {exc}"), _lenient_id(data)) from None
     except RecursionError:
         raise ProtocolError(Invalid(DEPTH_MESSAGE)) from None
     if not isinstance(obj, dict):
