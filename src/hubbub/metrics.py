@@ -242,6 +242,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.broker_receive_lag = Histogram(
+            "hubbub_broker_receive_lag_seconds",
+            "How late other processes' lag probes arrive (every 5 s; wall clocks, so "
+            "clock skew between hosts adds to it)",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.ws = TransportMetrics(self, "ws")
         self.sse = TransportMetrics(self, "sse")
         self.rest = TransportMetrics(self, "rest")

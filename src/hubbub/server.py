@@ -79,6 +79,7 @@ class Hubbub:
         if settings.redis_url:
             redis = RedisBroker(settings.redis_url, settings.redis_prefix + "events")
             redis.observe_lag = metrics.broker_publish_lag.observe
+            redis.observe_receive_lag = metrics.broker_receive_lag.observe
             self.broker = redis
         self.fanout = Fanout(self.store, self.broker, shared=bool(settings.redis_url))
         self.presence = PresenceService(

@@ -213,3 +213,23 @@ async def test_the_census_counts_live_processes_and_their_users() -> None:
     await b.stop()  # a clean stop ends its heartbeat: no longer live
     assert await a.census() == (1, 2)
     await a.stop()
+
+
+async def test_lag_probes_are_measured_and_never_delivered() -> None:
+    need(REDIS_URL, 6379, "Redis")
+    channel = f"hubbub:test:{uuid.uuid4().hex}"
+    first = RedisBroker(REDIS_URL, channel, probe_interval=0.05)
+    second = RedisBroker(REDIS_URL, channel, probe_interval=3600)
+    lags: list[float] = []
+    second.observe_receive_lag = lags.append
+    there: list[Delivery] = []
+    second.subscribe(there.append)
+    await first.start()
+    await second.start()
+    try:
+        await until(lambda: len(lags) >= 3)
+        assert all(0 <= lag < 5 for lag in lags)
+        assert there == [] and second.received == 0  # a probe is not an event
+    finally:
+        await first.stop()
+        await second.stop()

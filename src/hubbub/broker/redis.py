@@ -38,6 +38,11 @@ BACKOFF_MAX = 2.0
 Envelope = tuple[str, str, int, tuple[str, ...], bytes]
 NODE_NAME = re.compile(r"p_[0-9a-f]{27}")
 RELAY_TIMEOUT = 5.0  # seconds to wait for the holding process's answer
+PROBE_INTERVAL = 5.0
+"""Seconds between a process's lag probes: an envelope for no conversation and
+no recipients (every process ignores it as a delivery), whose payload is the
+wall-clock time it was published; receivers measure how late it arrives."""
+PROBE = b"probe:"
 
 
 # On a process's own channel: commands relayed to it, and answers to its relays.
@@ -55,9 +60,12 @@ class Answer(msgspec.Struct, array_like=True, tag="a"):
 
 
 class RedisBroker:
-    def __init__(self, url: str, channel: str = CHANNEL) -> None:
+    def __init__(
+        self, url: str, channel: str = CHANNEL, probe_interval: float = PROBE_INTERVAL
+    ) -> None:
         self.url = url
         self.channel = channel
+        self.probe_interval = probe_interval
         self.origin = new_id("p")
         self.node_channel = self._node_channel(self.origin)
         self.healthy = False
@@ -68,6 +76,8 @@ class RedisBroker:
         """Events received from the other processes."""
         self.observe_lag: Callable[[float], None] = _ignore
         """Called with the seconds the oldest event of each published batch waited."""
+        self.observe_receive_lag: Callable[[float], None] = _ignore
+        """Called with how late another process's lag probe arrived (wall clocks)."""
         self._handlers: list[Handler] = []
         self._relay_handler: RelayHandler | None = None
         self._relay_client: aioredis.Redis | None = None
@@ -85,6 +95,7 @@ class RedisBroker:
         self._tasks = [
             asyncio.create_task(self._listen(), name="hubbub-redis-listen"),
             asyncio.create_task(self._publish_loop(), name="hubbub-redis-publish"),
+            asyncio.create_task(self._probe_loop(), name="hubbub-redis-probe"),
         ]
         with contextlib.suppress(TimeoutError):  # start degraded; keep trying
             await asyncio.wait_for(self._subscribed.wait(), 5)
@@ -151,6 +162,13 @@ class RedisBroker:
             raise Unavailable(f"{unreachable}: no answer in {RELAY_TIMEOUT:g} s") from None
         finally:
             self._answers.pop(request, None)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.probe_interval)
+            probe = (self.origin, "", 0, (), PROBE + repr(time.time()).encode())
+            with contextlib.suppress(asyncio.QueueFull):
+                self._outbox.put_nowait((time.monotonic(), self._encoder.encode(probe)))
 
     async def _publish_loop(self) -> None:
         client = aioredis.from_url(self.url)
@@ -223,6 +241,10 @@ class RedisBroker:
             return
         if origin == self.origin:
             return  # already delivered locally
+        if not cid and not recipients and payload.startswith(PROBE):
+            with contextlib.suppress(ValueError):
+                self.observe_receive_lag(max(0.0, time.time() - float(payload[len(PROBE) :])))
+            return
         self.received += 1
         delivery = Delivery(cid, seq, recipients, payload)
         for handler in self._handlers:
