@@ -41,11 +41,11 @@ BAD_TOKENS = {
     "exp of 10^400": raw_token('{"sub":"u","exp":1' + "0" * 400 + "}"),
     "exp of 1e400": raw_token('{"sub":"u","exp":1e400}'),
     "exp NaN": raw_token('{"sub":"u","exp":NaN}'),
-    "exp a string": raw_token(f'{{"sub":"u","exp":"{int(time.time()) + 600}"}}'),
-    "iat a string": raw_token(f'{{"sub":"u","exp":{int(time.time()) + 600},"iat":"0"}}'),
-    "nbf of 1e400": raw_token(f'{{"sub":"u","exp":{int(time.time()) + 600},"nbf":1e400}}'),
-    "NUL in sub": raw_token(f'{{"sub":"u\\u0000x","exp":{int(time.time()) + 600}}}'),
-    "NUL in name": raw_token(f'{{"sub":"u","name":"\\u0000","exp":{int(time.time()) + 600}}}'),
+    "exp a string": raw_token(f'{{"sub":"u","exp":"{int(time.time()) + 86_400}"}}'),
+    "iat a string": raw_token(f'{{"sub":"u","exp":{int(time.time()) + 86_400},"iat":"0"}}'),
+    "nbf of 1e400": raw_token(f'{{"sub":"u","exp":{int(time.time()) + 86_400},"nbf":1e400}}'),
+    "NUL in sub": raw_token(f'{{"sub":"u\\u0000x","exp":{int(time.time()) + 86_400}}}'),
+    "NUL in name": raw_token(f'{{"sub":"u","name":"\\u0000","exp":{int(time.time()) + 86_400}}}'),
 }
 
 
