@@ -1,0 +1,65 @@
+"""CPU per message on the SQLite send path: the store's transaction alone.
+
+    .venv/bin/python bench/store.py [--messages 30000]
+
+Runs ``messages.append`` the way the writer thread does (savepoint per job,
+64 jobs per commit) on one connection with ``synchronous=OFF``, no worker
+thread, no event loop, and the server's garbage-collector settings, and
+prints CPU microseconds per stored message. Compare two checkouts by running
+it with each one's ``src`` on PYTHONPATH, pinned to one CPU (``taskset -c 1``),
+alternating a few times: the machine is noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from hubbub import migrations
+from hubbub.models import SendItem
+from hubbub.server import GC_THRESHOLD
+from hubbub.store import conversations, messages
+from hubbub.store.sqlite import SQLiteTx, complete
+
+GROUP = 64
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=30_000)
+    args = parser.parse_args()
+    path = Path(tempfile.mkdtemp(prefix="hubbub-store-")) / "bench.db"
+    migrations.upgrade(f"sqlite:///{path}")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    tx = SQLiteTx(conn)
+    conn.execute("BEGIN")
+    cids = [
+        complete(conversations.create_group(tx, "group", "u0", f"g{i}", ["u1", "u2"], 1)).id
+        for i in range(4)
+    ]
+    conn.execute("COMMIT")
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
+    started = time.process_time()
+    for start in range(0, args.messages, GROUP):
+        conn.execute("BEGIN IMMEDIATE")
+        for n in range(start, start + GROUP):
+            conn.execute("SAVEPOINT job")
+            item = SendItem(cids[n % 4], f"hello {n}", f"k{n}")
+            (stored,) = complete(messages.append(SQLiteTx(conn), "u0", [item], n, False))
+            assert not isinstance(stored, Exception), stored
+            conn.execute("RELEASE job")
+        conn.execute("COMMIT")
+    spent = time.process_time() - started
+    print(f"{spent / args.messages * 1e6:.1f} us CPU per stored message")
+
+
+if __name__ == "__main__":
+    main()
