@@ -107,11 +107,14 @@ class Gateway:
         ``TooManyConnections`` when the user has its most. None also when
         they need a round trip (the limits are in Redis).
         """
-        if not origin_allowed(origin, host, self.settings.cors_origins):
-            raise Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)")
+        self._check_origin(origin, host)
         if address is not None and self.quota is not None:
             return self._limited_now(self.quota, address, query_token or bearer(authorization))
         return self.verifier.check(query_token or bearer(authorization))
+
+    def _check_origin(self, origin: str | None, host: str | None) -> None:
+        if not origin_allowed(origin, host, self.settings.cors_origins):
+            raise Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)")
 
     def address(self, peer: str | None, values: Callable[[str], list[str]]) -> str | None:
         """The client's address, for the limits (``values``: a header's values, in order).
@@ -148,8 +151,7 @@ class Gateway:
         """``admit_now``, fetching the key set when the token needs it."""
         quota = self.quota
         if address is not None and quota is not None:
-            if not origin_allowed(origin, host, self.settings.cors_origins):
-                raise Forbidden("this origin may not connect (HUBBUB_CORS_ORIGINS)")
+            self._check_origin(origin, host)
             await quota.knock(address)
             token = query_token or bearer(authorization)
             admitted = self.verifier.check(token) or await self.verifier.verify(token)
