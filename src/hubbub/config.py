@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hubbub.limits.settings import QuotaError, Quotas
+from hubbub.push.settings import PushSettings, PushSettingsError
 
 UPLOAD_TYPES = (
     "image/png",
@@ -150,6 +151,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Web origins allowed to call the API and open WebSockets; ``*`` (dev only) any."""
     limits: Limits = field(default_factory=Limits)
+    push: PushSettings = field(default_factory=PushSettings)
+    """Push notifications to offline users (``hubbub.push``, docs/push.md)."""
     quotas: Quotas = field(default_factory=Quotas)
     """Send rate and connections per user, connect rate per address (``hubbub.limits``)."""
 
@@ -228,7 +231,8 @@ class Settings:
             raise ConfigError("HUBBUB_LOG_FORMAT must be text or json")
         try:
             quotas = Quotas.from_env(env)
-        except QuotaError as exc:
+            push = PushSettings.from_env(env)
+        except (QuotaError, PushSettingsError) as exc:
             raise ConfigError(str(exc)) from None
         settings = cls(
             host=get("HOST", "127.0.0.1") or "127.0.0.1",
@@ -264,6 +268,7 @@ class Settings:
             metrics_token=get("METRICS_TOKEN"),
             cors_origins=origins,
             limits=limits,
+            push=push,
             quotas=quotas,
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -249,6 +249,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.pushes = Counter(
+            "hubbub_pushes",
+            "Pushes to devices, by result: queued (composed for a device), sent (the"
+            " provider took it), retried, failed (refused for good), dropped (older than"
+            " HUBBUB_PUSH_MAX_AGE), gone (the provider said the device no longer exists)",
+            ["result"],
+            registry=registry,
+        )
         self.ws = TransportMetrics(self, "ws")
         self.sse = TransportMetrics(self, "sse")
         self.rest = TransportMetrics(self, "rest")

@@ -148,3 +148,32 @@ class Upload(msgspec.Struct, kw_only=True):
 class SearchPage(msgspec.Struct, kw_only=True):
     results: list[Message]
     next_offset: int | None
+
+
+NotifyLevel = Literal["all", "mentions", "none"]
+
+
+class Device(msgspec.Struct, kw_only=True):
+    """A device of the caller's that receives pushes (``POST /api/v1/push/devices``)."""
+
+    id: str
+    provider: Literal["expo", "webhook"]
+    token: str
+    platform: str
+    app_id: str | None
+    created_at: str
+    updated_at: str
+
+
+class Notifications(msgspec.Struct, kw_only=True):
+    """What the caller is pushed of one conversation: ``level`` until ``until`` (then all)."""
+
+    conversation_id: str
+    level: NotifyLevel
+    until: str | None
+
+
+class DoNotDisturb(msgspec.Struct, kw_only=True):
+    """No push at all reaches the caller until ``until``."""
+
+    until: str | None

@@ -35,6 +35,7 @@ from hubbub.service.chat import ChatService
 from hubbub.service.conversations import ConversationService
 from hubbub.service.fanout import Fanout
 from hubbub.service.presence import PresenceService
+from hubbub.service.push import PushService, PushWorker, providers
 from hubbub.service.uploads import UploadService
 from hubbub.store.base import Store
 from hubbub.store.postgres import PostgresStore
@@ -121,6 +122,17 @@ class Hubbub:
             settings.upload_max_bytes,
             settings.upload_types,
         )
+        push_providers = providers(settings.push)
+        self.push = PushService(self.store, self.clock, tuple(push_providers))
+        self.push_worker = PushWorker(
+            self.store,
+            self.presence.cluster,
+            self.clock,
+            settings.push,
+            push_providers,
+            grace=settings.presence_grace,
+            metrics=metrics,
+        )
         self.verifier = TokenVerifier(settings, self.clock)
         self.gateway = Gateway(
             settings,
@@ -139,6 +151,7 @@ class Hubbub:
             conversations=self.conversations,
             presence=self.presence,
             uploads=self.uploads,
+            push=self.push,
             verifier=self.verifier,
             gateway=self.gateway,
             ping=self.store.ping,
@@ -172,6 +185,18 @@ class Hubbub:
                 "Events not relayed to other processes (Redis unreachable, outbox full)",
                 broker.dropped,
             )
+        worker = self.push_worker
+        yield gauge(
+            "hubbub_push_outbox_rows",
+            "Rows waiting in the push outbox (noted messages, due rows, composed pushes)",
+            worker.backlog,
+        )
+        oldest = worker.oldest_ms
+        yield gauge(
+            "hubbub_push_outbox_age_seconds",
+            "Age of the oldest message the push outbox still holds (0: empty)",
+            0.0 if oldest is None else max(0.0, self.clock.now() - oldest / 1000),
+        )
         yield gauge("hubbub_broker_up", "1 while the other processes are reached", broker.healthy)
 
     async def stats(self) -> Stats:
@@ -200,9 +225,12 @@ class Hubbub:
         await self.limiter.start()
         await self.gateway.start()
         self.verifier.start()
+        if self.settings.push.enabled:
+            self.push_worker.start()
 
     async def stop(self) -> None:
         self.presence.close()
+        await self.push_worker.stop()
         await self.gateway.stop()
         await self.limiter.stop()
         await self.presence.cluster.stop()

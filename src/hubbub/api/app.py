@@ -24,6 +24,7 @@ from hubbub.api.messages import message_operations
 from hubbub.api.openapi import Operation, build_spec
 from hubbub.api.ops import Stats, counted, metrics_route, stats_operations
 from hubbub.api.people import people_operations
+from hubbub.api.push import push_operations
 from hubbub.api.schema import Health
 from hubbub.api.uploads import upload_operations
 from hubbub.api.web import web_routes
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from hubbub.service.chat import ChatService
     from hubbub.service.conversations import ConversationService
     from hubbub.service.presence import PresenceService
+    from hubbub.service.push import PushService
     from hubbub.service.uploads import UploadService
 
 C = TypeVar("C")
@@ -64,6 +66,7 @@ class Api:
         conversations: ConversationService,
         presence: PresenceService,
         uploads: UploadService,
+        push: PushService,
         verifier: TokenVerifier,
         gateway: Gateway,
         ping: Callable[[], Awaitable[None]],
@@ -79,6 +82,7 @@ class Api:
         self.conversations = conversations
         self.presence = presence
         self.uploads = uploads
+        self.push = push
         self.gateway = gateway
         self.ping = ping
         self.broker_healthy = broker_healthy
@@ -123,6 +127,7 @@ class Api:
             *message_operations(self.chat, self.metrics.rest),
             *people_operations(self.presence, self.conversations),
             *upload_operations(self.uploads),
+            *push_operations(self.push),
             *(stats_operations(self.stats) if self.stats is not None else ()),
         ]
 

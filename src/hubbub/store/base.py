@@ -20,7 +20,10 @@ from hubbub.errors import HubbubError
 from hubbub.models import (
     Conversation,
     ConversationSummary,
+    Device,
+    DoNotDisturb,
     Message,
+    Notifications,
     Page,
     Receipt,
     Replay,
@@ -31,6 +34,7 @@ from hubbub.models import (
     Upload,
     Version,
 )
+from hubbub.store.push import Decision, Due, Outgoing, Settled
 
 Appended = tuple[Message, bool] | HubbubError
 """Per item: ``(message, created)``, or the error that refused that item."""
@@ -145,3 +149,45 @@ class Store(Protocol):
         """Move a read/delivered pointer forward (never back); None if it did not move."""
 
     async def unread(self, user: str) -> dict[str, int]: ...
+
+
+class PushStore(Protocol):
+    """Devices, push settings and the push outbox (``store/push.py`` has the steps)."""
+
+    async def register_device(
+        self, user: str, provider: str, token: str, platform: str, app_id: str | None, now_ms: int
+    ) -> Device:
+        """Add or update the device with this token; it belongs to ``user`` from now on."""
+
+    async def list_devices(self, user: str) -> list[Device]: ...
+    async def delete_device(self, user: str, device_id: str) -> None:
+        """NotFound unless it is one of the user's devices."""
+
+    async def set_notifications(
+        self, user: str, cid: str, level: str, until_ms: int | None
+    ) -> Notifications: ...
+    async def get_notifications(self, user: str, cid: str) -> Notifications: ...
+    async def set_dnd(self, user: str, until_ms: int | None, now_ms: int) -> DoNotDisturb: ...
+    async def get_dnd(self, user: str) -> DoNotDisturb: ...
+
+    async def push_expand(self, window_ms: int, limit: int) -> int:
+        """Noted messages into outbox rows; how many notes were taken."""
+
+    async def push_claim_due(
+        self, now_ms: int, lease: str, lease_ms: int, limit: int
+    ) -> list[Due]: ...
+    async def push_settle_due(
+        self, lease: str, decisions: list[Decision], now_ms: int, window_ms: int
+    ) -> int:
+        """Record the decisions on leased rows; the pushes queued."""
+
+    async def push_claim_sends(
+        self, now_ms: int, lease: str, lease_ms: int, limit: int
+    ) -> list[Outgoing]: ...
+    async def push_settle_sends(self, lease: str, settled: Settled, now_ms: int) -> None: ...
+    async def push_claim_tickets(
+        self, now_ms: int, lease_ms: int, limit: int
+    ) -> list[tuple[str, str, int]]: ...
+    async def push_settle_tickets(self, done: list[str], gone: list[str]) -> None: ...
+    async def push_backlog(self) -> tuple[int, int | None]:
+        """Rows waiting in the outbox, and the oldest one's message time."""

@@ -7,7 +7,7 @@ from collections import defaultdict
 from hubbub.errors import Forbidden
 from hubbub.ids import new_id
 from hubbub.models import Conversation, ConversationSummary, Member, RoomSummary
-from hubbub.store import records
+from hubbub.store import push, records
 from hubbub.store.access import blocked_between, membership
 from hubbub.store.messages import enrich
 from hubbub.store.tx import Tx
@@ -75,6 +75,7 @@ async def _insert(
         "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)",
         [(cid, owner, owner_role, now_ms)] + [(cid, u, "member", now_ms) for u in others],
     )
+    await push.flag_members(tx, cid)
     return cid
 
 

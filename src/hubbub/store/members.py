@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hubbub import rules
 from hubbub.models import StreamEvent
+from hubbub.store import push
 from hubbub.store.access import lock, membership
 from hubbub.store.conversations import member_ids
 from hubbub.store.events import add_event
@@ -43,6 +44,7 @@ async def _join(
         role,
         now_ms,
     )
+    await push.flag_members(tx, cid, user)
     data = {"user_id": user, "role": role, "by": by}
     return await add_event(tx, cid, "member.joined", now_ms, data=data)
 

@@ -7,7 +7,7 @@ from hubbub.clock import iso_ms
 from hubbub.errors import HubbubError, NotFound
 from hubbub.ids import new_id
 from hubbub.models import Attachment, Message, Reaction, SendItem, StreamEvent, Version
-from hubbub.store import records
+from hubbub.store import push, records
 from hubbub.store.access import direct_blocked, membership
 from hubbub.store.base import Appended
 from hubbub.store.events import add_event
@@ -136,7 +136,8 @@ async def _append_one(
         # One round trip for both rows.
         await tx.run(
             "WITH e AS (INSERT INTO events (conversation_id, seq, type, message_id, created_at) "
-            f"VALUES (?2, ?3, 'message.new', ?1, ?9)) {insert_message}",
+            f"VALUES (?2, ?3, 'message.new', ?1, ?9)), p AS ({push.NOTE_POSTGRESQL}) "
+            f"{insert_message}",
             *message_args,
             item.reply_to,
             now_ms,
@@ -151,6 +152,7 @@ async def _append_one(
             now_ms,
         )
         await tx.run(insert_message, *message_args, item.reply_to, now_ms)
+        await push.note_message(tx, cid, seq, sender, now_ms)
     if attachments:
         await tx.many(
             "INSERT INTO message_attachments (message_id, upload_id, position) VALUES (?, ?, ?)",

@@ -15,7 +15,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from hubbub.models import (
     Conversation,
     ConversationSummary,
+    Device,
+    DoNotDisturb,
     Message,
+    Notifications,
     Page,
     Receipt,
     Replay,
@@ -32,6 +35,7 @@ from hubbub.store import (
     history,
     members,
     messages,
+    push,
     receipts,
     search,
     uploads,
@@ -194,6 +198,66 @@ class SQLStore:
 
     async def unread(self, user: str) -> dict[str, int]:
         return await self.transaction(receipts.unread, user)
+
+    # Push
+    async def register_device(
+        self, user: str, provider: str, token: str, platform: str, app_id: str | None, now_ms: int
+    ) -> Device:
+        return await self.transaction(
+            push.register_device, user, provider, token, platform, app_id, now_ms
+        )
+
+    async def list_devices(self, user: str) -> list[Device]:
+        return await self.transaction(push.list_devices, user)
+
+    async def delete_device(self, user: str, device_id: str) -> None:
+        await self.transaction(push.delete_device, user, device_id)
+
+    async def set_notifications(
+        self, user: str, cid: str, level: str, until_ms: int | None
+    ) -> Notifications:
+        return await self.transaction(push.set_notifications, user, cid, level, until_ms)
+
+    async def get_notifications(self, user: str, cid: str) -> Notifications:
+        return await self.transaction(push.get_notifications, user, cid)
+
+    async def set_dnd(self, user: str, until_ms: int | None, now_ms: int) -> DoNotDisturb:
+        return await self.transaction(push.set_dnd, user, until_ms, now_ms)
+
+    async def get_dnd(self, user: str) -> DoNotDisturb:
+        return await self.transaction(push.get_dnd, user)
+
+    async def push_expand(self, window_ms: int, limit: int) -> int:
+        return await self.transaction(push.expand, window_ms, limit)
+
+    async def push_claim_due(
+        self, now_ms: int, lease: str, lease_ms: int, limit: int
+    ) -> list[push.Due]:
+        return await self.transaction(push.claim_due, now_ms, lease, lease_ms, limit)
+
+    async def push_settle_due(
+        self, lease: str, decisions: list[push.Decision], now_ms: int, window_ms: int
+    ) -> int:
+        return await self.transaction(push.settle_due, lease, decisions, now_ms, window_ms)
+
+    async def push_claim_sends(
+        self, now_ms: int, lease: str, lease_ms: int, limit: int
+    ) -> list[push.Outgoing]:
+        return await self.transaction(push.claim_sends, now_ms, lease, lease_ms, limit)
+
+    async def push_settle_sends(self, lease: str, settled: push.Settled, now_ms: int) -> None:
+        await self.transaction(push.settle_sends, lease, settled, now_ms)
+
+    async def push_claim_tickets(
+        self, now_ms: int, lease_ms: int, limit: int
+    ) -> list[tuple[str, str, int]]:
+        return await self.transaction(push.claim_tickets, now_ms, lease_ms, limit)
+
+    async def push_settle_tickets(self, done: list[str], gone: list[str]) -> None:
+        await self.transaction(push.settle_tickets, done, gone)
+
+    async def push_backlog(self) -> tuple[int, int | None]:
+        return await self.transaction(push.backlog)
 
 
 async def _ping(tx: Tx) -> None:

@@ -58,6 +58,15 @@ class Dialect:
             return ""
         return f" FOR {'NO KEY ' if no_key else ''}UPDATE{f' OF {of}' if of else ''}"
 
+    def skip_locked(self) -> str:
+        """Appended to a SELECT that claims rows no other writer holds (queues)."""
+        return " FOR UPDATE SKIP LOCKED" if self.locks_rows else ""
+
+    @property
+    def least(self) -> str:
+        """The scalar minimum of its arguments."""
+        return "MIN" if self.name == "sqlite" else "LEAST"
+
     def in_(self, column: str, values: Sequence[object]) -> tuple[str, list[object]]:
         """``column`` is one of ``values``: the SQL and the arguments it takes."""
         if self.name == "postgresql":

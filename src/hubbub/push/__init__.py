@@ -1,0 +1,1 @@
+"""Push providers: the port (``base``) and one module per provider (``expo``, ``webhook``)."""

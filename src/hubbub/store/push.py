@@ -1,0 +1,544 @@
+"""Push notifications: devices, settings, and the outbox a worker drains.
+
+The outbox has three steps, each a table, each moved on by one transaction:
+
+1. ``note_message``, in the send's own transaction: the message goes into
+   ``push_events`` when another member has a device (one index probe).
+2. ``expand``: each noted message becomes, per member with a device, one
+   ``push_outbox`` row per (recipient, conversation); messages that arrive
+   before the row is due join it (the collapse window).
+3. ``claim_due`` / ``settle_due``: a due row is decided on (the service's
+   rules, with presence) and becomes one ``push_sends`` row per device, whose
+   payload is final; ``claim_sends`` / ``settle_sends`` hand those to the
+   providers and retry, drop or remove devices by what they answered.
+
+Claims are leases (``lease_until`` and a ``lease`` token, taken with SKIP
+LOCKED on PostgreSQL), so with several processes each row is worked on by one
+of them, and a process that dies leaves its rows to the others once the lease
+ends. A member's ``push_seq`` records the messages already decided on: a
+push never covers a message twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hubbub.clock import iso_ms
+from hubbub.errors import NotFound
+from hubbub.ids import new_id
+from hubbub.models import Device, DoNotDisturb, Notifications
+from hubbub.store import receipts
+from hubbub.store.access import membership
+from hubbub.store.tx import Row, Tx
+
+MAX_DEVICES = 10
+"""Devices per user; registering one more forgets the one updated longest ago."""
+MESSAGES_PER_PUSH = 100
+"""Messages of one conversation one push reads (its count says "99+" beyond)."""
+DEVICE_COLUMNS = "id, provider, token, platform, app_id, created_at, updated_at"
+
+
+def _device(row: Row) -> Device:
+    did, provider, token, platform, app_id, created, updated = row
+    return Device(
+        id=str(did),
+        provider=provider,
+        token=token,
+        platform=platform,
+        app_id=app_id,
+        created_at=iso_ms(created),
+        updated_at=iso_ms(updated),
+    )
+
+
+# Devices and settings ----------------------------------------------------------
+
+
+async def _refresh_flag(tx: Tx, user: str) -> None:
+    """Set ``members.push`` of the user's memberships to whether they have a device."""
+    await tx.run(
+        "UPDATE members SET push = CASE WHEN EXISTS "
+        "(SELECT 1 FROM push_devices WHERE user_id = ?1) THEN 1 ELSE 0 END "
+        "WHERE user_id = ?1 AND push <> CASE WHEN EXISTS "
+        "(SELECT 1 FROM push_devices WHERE user_id = ?1) THEN 1 ELSE 0 END",
+        user,
+    )
+
+
+async def flag_members(tx: Tx, cid: str, user: str | None = None) -> None:
+    """New members (all of ``cid``'s, or ``user``) with a device get ``push = 1``."""
+    sql = (
+        "UPDATE members SET push = 1 WHERE conversation_id = ? AND push = 0 "
+        "AND EXISTS (SELECT 1 FROM push_devices d WHERE d.user_id = members.user_id)"
+    )
+    if user is None:
+        await tx.run(sql, cid)
+    else:
+        await tx.run(sql + " AND user_id = ?", cid, user)
+
+
+async def register_device(
+    tx: Tx, user: str, provider: str, token: str, platform: str, app_id: str | None, now_ms: int
+) -> Device:
+    """Add a device, or update it (the token is its identity); it moves to ``user``."""
+    previous = await tx.value("SELECT user_id FROM push_devices WHERE token = ?", token)
+    row = await tx.one(
+        "INSERT INTO push_devices (id, token, user_id, provider, platform, app_id, created_at, "
+        "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (token) DO UPDATE SET "
+        "user_id = excluded.user_id, provider = excluded.provider, "
+        "platform = excluded.platform, app_id = excluded.app_id, "
+        f"updated_at = excluded.updated_at RETURNING {DEVICE_COLUMNS}",
+        new_id("d"),
+        token,
+        user,
+        provider,
+        platform,
+        app_id,
+        now_ms,
+    )
+    assert row is not None
+    stale = await tx.all(
+        "SELECT id FROM push_devices WHERE user_id = ? ORDER BY updated_at DESC, id LIMIT -1 "
+        f"OFFSET {MAX_DEVICES}"
+        if tx.dialect.name == "sqlite"
+        else "SELECT id FROM push_devices WHERE user_id = ? ORDER BY updated_at DESC, id "
+        f"OFFSET {MAX_DEVICES}",
+        user,
+    )
+    if stale:
+        await remove_devices(tx, [r[0] for r in stale])
+    if previous is not None and previous != user:
+        await _refresh_flag(tx, previous)
+    await _refresh_flag(tx, user)
+    return _device(row)
+
+
+async def list_devices(tx: Tx, user: str) -> list[Device]:
+    rows = await tx.all(
+        f"SELECT {DEVICE_COLUMNS} FROM push_devices WHERE user_id = ? ORDER BY created_at, id",
+        user,
+    )
+    return [_device(r) for r in rows]
+
+
+async def delete_device(tx: Tx, user: str, device_id: str) -> None:
+    if not await tx.run("DELETE FROM push_devices WHERE id = ? AND user_id = ?", device_id, user):
+        raise NotFound("no such device")
+    await tx.run("DELETE FROM push_sends WHERE device_id = ?", device_id)
+    await _refresh_flag(tx, user)
+
+
+async def remove_devices(tx: Tx, device_ids: list[str]) -> int:
+    """Forget devices a provider refused for good (and their pending pushes)."""
+    if not device_ids:
+        return 0
+    among, ids = tx.dialect.in_("id", device_ids)
+    users = {r[0] for r in await tx.all(f"SELECT user_id FROM push_devices WHERE {among}", *ids)}
+    removed = await tx.run(f"DELETE FROM push_devices WHERE {among}", *ids)
+    among, ids = tx.dialect.in_("device_id", device_ids)
+    await tx.run(f"DELETE FROM push_sends WHERE {among}", *ids)
+    for user in sorted(users):
+        await _refresh_flag(tx, user)
+    return removed
+
+
+async def set_notifications(
+    tx: Tx, user: str, cid: str, level: str, until_ms: int | None
+) -> Notifications:
+    await membership(tx, user, cid)
+    await tx.run(
+        "UPDATE members SET notify = ?, notify_until = ? WHERE conversation_id = ? AND user_id = ?",
+        level,
+        until_ms,
+        cid,
+        user,
+    )
+    return await get_notifications(tx, user, cid)
+
+
+async def get_notifications(tx: Tx, user: str, cid: str) -> Notifications:
+    await membership(tx, user, cid)
+    row = await tx.one(
+        "SELECT notify, notify_until FROM members WHERE conversation_id = ? AND user_id = ?",
+        cid,
+        user,
+    )
+    assert row is not None
+    return Notifications(
+        conversation_id=cid, level=row[0], until=None if row[1] is None else iso_ms(row[1])
+    )
+
+
+async def set_dnd(tx: Tx, user: str, until_ms: int | None, now_ms: int) -> DoNotDisturb:
+    await tx.run(
+        "INSERT INTO users (id, updated_at, dnd_until) VALUES (?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET dnd_until = excluded.dnd_until",
+        user,
+        now_ms,
+        until_ms,
+    )
+    return DoNotDisturb(until=None if until_ms is None else iso_ms(until_ms))
+
+
+async def get_dnd(tx: Tx, user: str) -> DoNotDisturb:
+    until = await tx.value("SELECT dnd_until FROM users WHERE id = ?", user)
+    return DoNotDisturb(until=None if until is None else iso_ms(until))
+
+
+# The outbox ---------------------------------------------------------------------
+
+NOTE_SQLITE = (
+    "INSERT INTO push_events (conversation_id, seq, sender_id, created_at) "
+    "SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM members INDEXED BY members_push "
+    "WHERE conversation_id = ?1 AND push = 1 AND user_id <> ?3)"
+)
+NOTE_POSTGRESQL = (
+    "INSERT INTO push_events (conversation_id, seq, sender_id, created_at) "
+    "SELECT ?2, ?3, ?4, ?9 WHERE EXISTS (SELECT 1 FROM members "
+    "WHERE conversation_id = ?2 AND push = 1 AND user_id <> ?4)"
+)
+"""The same note, as a statement of the send's CTE (its arguments numbered as the message's)."""
+
+
+async def note_message(tx: Tx, cid: str, seq: int, sender: str, now_ms: int) -> None:
+    """In the send's transaction: note the message when another member has a device."""
+    await tx.run(NOTE_SQLITE, cid, seq, sender, now_ms)
+
+
+async def expand(tx: Tx, window_ms: int, limit: int) -> int:
+    """Turn noted messages into outbox rows, one per recipient and conversation.
+
+    A row is due ``window_ms`` after the oldest message it holds; later ones
+    until then raise its ``last_seq`` (one push for the burst).
+    """
+    noted = await tx.all(
+        "SELECT conversation_id, seq, sender_id, created_at FROM push_events "
+        f"ORDER BY created_at LIMIT ?{tx.dialect.skip_locked()}",
+        limit,
+    )
+    if not noted:
+        return 0
+    await tx.many(
+        "DELETE FROM push_events WHERE conversation_id = ? AND seq = ?",
+        [(cid, seq) for cid, seq, _s, _c in noted],
+    )
+    by_conversation: dict[str, list[tuple[int, str, int]]] = {}
+    for cid, seq, sender, created in noted:
+        by_conversation.setdefault(cid, []).append((seq, sender, created))
+    rows = []
+    for cid, notes in by_conversation.items():
+        recipients = await tx.all(
+            "SELECT user_id FROM members WHERE conversation_id = ? AND push = 1", cid
+        )
+        for (user,) in recipients:
+            theirs = [(seq, created) for seq, sender, created in notes if sender != user]
+            if theirs:
+                last = max(seq for seq, _ in theirs)
+                first = min(created for _, created in theirs)
+                rows.append((new_id("po"), user, cid, last, first, first + window_ms))
+    await tx.many(
+        "INSERT INTO push_outbox (id, user_id, conversation_id, last_seq, created_at, due_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, conversation_id) DO UPDATE SET "
+        f"last_seq = {tx.dialect.greatest}(push_outbox.last_seq, excluded.last_seq), "
+        f"created_at = {tx.dialect.least}(push_outbox.created_at, excluded.created_at)",
+        rows,
+    )
+    return len(noted)
+
+
+@dataclass(slots=True)
+class Noted:
+    """One message a due push may tell of."""
+
+    id: str
+    seq: int
+    sender_id: str
+    sender_name: str | None
+    kind: str
+    body: str
+    replies_to_recipient: bool
+
+
+@dataclass(slots=True)
+class Due:
+    """A due outbox row with what deciding on it needs (``claim_due``)."""
+
+    id: str
+    user_id: str
+    conversation_id: str
+    last_seq: int
+    created_at: int
+    rechecked: bool
+    member: bool = False
+    kind: str = "direct"
+    title: str | None = None
+    level: str = "all"
+    level_until: int | None = None
+    dnd_until: int | None = None
+    messages: list[Noted] = field(default_factory=list)
+    """Newest first: not the recipient's, not deleted, after what they read or were told of."""
+    more: bool = False
+    """More messages than ``messages`` holds."""
+    blocked: set[str] = field(default_factory=set)
+    """Users either side of a block with the recipient."""
+    devices: list[Device] = field(default_factory=list)
+    badge: int = 0
+
+
+async def _claim(
+    tx: Tx, table: str, columns: str, now_ms: int, lease: str, lease_ms: int, limit: int
+) -> list[Row]:
+    return await tx.all(
+        f"UPDATE {table} SET lease_until = ?1, lease = ?2 WHERE id IN "
+        f"(SELECT id FROM {table} WHERE due_at <= ?3 AND lease_until <= ?3 ORDER BY due_at "
+        f"LIMIT ?4{tx.dialect.skip_locked()}) RETURNING {columns}",
+        now_ms + lease_ms,
+        lease,
+        now_ms,
+        limit,
+    )
+
+
+async def claim_due(tx: Tx, now_ms: int, lease: str, lease_ms: int, limit: int) -> list[Due]:
+    """Lease due outbox rows and read what deciding on each needs."""
+    claimed = await _claim(
+        tx,
+        "push_outbox",
+        "id, user_id, conversation_id, last_seq, created_at, rechecked",
+        now_ms,
+        lease,
+        lease_ms,
+        limit,
+    )
+    found = []
+    for rid, user, cid, last_seq, created, rechecked in claimed:
+        due = Due(
+            id=rid,
+            user_id=user,
+            conversation_id=cid,
+            last_seq=last_seq,
+            created_at=created,
+            rechecked=bool(rechecked),
+        )
+        await _context(tx, due)
+        found.append(due)
+    return found
+
+
+async def _context(tx: Tx, due: Due) -> None:
+    user, cid = due.user_id, due.conversation_id
+    row = await tx.one(
+        "SELECT m.read_seq, m.push_seq, m.notify, m.notify_until, c.kind, c.title, u.dnd_until "
+        "FROM members m JOIN conversations c ON c.id = m.conversation_id "
+        "LEFT JOIN users u ON u.id = m.user_id WHERE m.conversation_id = ? AND m.user_id = ?",
+        cid,
+        user,
+    )
+    if row is None:
+        return  # no longer a member
+    read_seq, push_seq, level, level_until, kind, title, dnd_until = row
+    due.member, due.kind, due.title = True, kind, title
+    due.level, due.level_until, due.dnd_until = level, level_until, dnd_until
+    rows = await tx.all(
+        "SELECT m.id, m.seq, m.sender_id, u.name, m.kind, m.body, r.sender_id FROM messages m "
+        "LEFT JOIN users u ON u.id = m.sender_id LEFT JOIN messages r ON r.id = m.reply_to "
+        "WHERE m.conversation_id = ? AND m.seq > ? AND m.seq <= ? AND m.sender_id <> ? "
+        "AND m.deleted_at IS NULL ORDER BY m.seq DESC LIMIT ?",
+        cid,
+        max(read_seq, push_seq),
+        due.last_seq,
+        user,
+        MESSAGES_PER_PUSH + 1,
+    )
+    due.more = len(rows) > MESSAGES_PER_PUSH
+    due.messages = [
+        Noted(
+            id=mid,
+            seq=seq,
+            sender_id=sender,
+            sender_name=name,
+            kind=mkind,
+            body=body,
+            replies_to_recipient=replied == user,
+        )
+        for mid, seq, sender, name, mkind, body, replied in rows[:MESSAGES_PER_PUSH]
+    ]
+    if not due.messages:
+        return
+    due.blocked = {
+        r[0]
+        for r in await tx.all(
+            "SELECT blocked FROM blocks WHERE blocker = ?1 "
+            "UNION SELECT blocker FROM blocks WHERE blocked = ?1",
+            user,
+        )
+    }
+    due.devices = await list_devices(tx, user)
+    due.badge = sum((await receipts.unread(tx, user)).values())
+
+
+@dataclass(slots=True)
+class Decision:
+    """What became of a due row: ``payloads`` per device id (none: no push)."""
+
+    due: Due
+    recheck_at: int | None = None
+    """Look again then (the recipient seemed online) instead of deciding now."""
+    payloads: dict[str, str] = field(default_factory=dict)
+
+
+async def settle_due(
+    tx: Tx, lease: str, decisions: list[Decision], now_ms: int, window_ms: int
+) -> int:
+    """Write what was decided on leased rows; the pushes queued."""
+    queued = 0
+    for decision in decisions:
+        due = decision.due
+        if decision.recheck_at is not None:
+            await tx.run(
+                "UPDATE push_outbox SET due_at = ?, rechecked = 1, lease_until = 0, lease = NULL "
+                "WHERE id = ? AND lease = ?",
+                decision.recheck_at,
+                due.id,
+                lease,
+            )
+            continue
+        last_seq = await tx.value(
+            "UPDATE push_outbox SET lease = NULL, lease_until = 0 WHERE id = ? AND lease = ? "
+            "RETURNING last_seq",
+            due.id,
+            lease,
+        )
+        if last_seq is None:
+            continue  # the lease ran out and another process took the row
+        await tx.run(
+            f"UPDATE members SET push_seq = {tx.dialect.greatest}(push_seq, ?) "
+            "WHERE conversation_id = ? AND user_id = ?",
+            due.last_seq,
+            due.conversation_id,
+            due.user_id,
+        )
+        if last_seq == due.last_seq:
+            await tx.run("DELETE FROM push_outbox WHERE id = ?", due.id)
+        else:  # newer messages came meanwhile: they are due one window from now
+            await tx.run(
+                "UPDATE push_outbox SET due_at = ?, created_at = ?, rechecked = 0 WHERE id = ?",
+                now_ms + window_ms,
+                now_ms,
+                due.id,
+            )
+        await tx.many(
+            "INSERT INTO push_sends (id, device_id, payload, created_at, due_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (new_id("p"), device, payload, due.created_at, now_ms)
+                for device, payload in decision.payloads.items()
+            ],
+        )
+        queued += len(decision.payloads)
+    return queued
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A leased push for one device (``claim_sends``)."""
+
+    id: str
+    device: Device
+    user_id: str
+    payload: str
+    created_at: int
+    attempts: int
+
+
+async def claim_sends(tx: Tx, now_ms: int, lease: str, lease_ms: int, limit: int) -> list[Outgoing]:
+    claimed = await _claim(
+        tx,
+        "push_sends",
+        "id, device_id, payload, created_at, attempts",
+        now_ms,
+        lease,
+        lease_ms,
+        limit,
+    )
+    if not claimed:
+        return []
+    among, ids = tx.dialect.in_("id", list({r[1] for r in claimed}))
+    devices = {
+        r[0]: (_device(r[:7]), r[7])
+        for r in await tx.all(
+            f"SELECT {DEVICE_COLUMNS}, user_id FROM push_devices WHERE {among}", *ids
+        )
+    }
+    found, orphans = [], []
+    for sid, did, payload, created, attempts in claimed:
+        if did not in devices:
+            orphans.append((sid,))
+            continue
+        device, user = devices[did]
+        found.append(Outgoing(sid, device, user, payload, created, attempts))
+    await tx.many("DELETE FROM push_sends WHERE id = ?", orphans)
+    return found
+
+
+@dataclass(slots=True)
+class Settled:
+    """What became of the pushes handed to providers (``settle_sends``)."""
+
+    done: list[str] = field(default_factory=list)
+    """Sent, failed for good or too old: forgotten."""
+    retry: dict[str, int] = field(default_factory=dict)
+    """Push id -> when to try again."""
+    gone: list[str] = field(default_factory=list)
+    """Device ids the provider said no longer exist."""
+    tickets: list[tuple[str, str, int]] = field(default_factory=list)
+    """(ticket, device id, when to check its receipt)."""
+
+
+async def settle_sends(tx: Tx, lease: str, settled: Settled, now_ms: int) -> None:
+    await tx.many(
+        "DELETE FROM push_sends WHERE id = ? AND lease = ?", [(s, lease) for s in settled.done]
+    )
+    await tx.many(
+        "UPDATE push_sends SET due_at = ?, attempts = attempts + 1, lease_until = 0, "
+        "lease = NULL WHERE id = ? AND lease = ?",
+        [(at, s, lease) for s, at in settled.retry.items()],
+    )
+    await tx.many(
+        "INSERT INTO push_tickets (id, device_id, sent_at, check_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (id) DO NOTHING",
+        [(ticket, device, now_ms, at) for ticket, device, at in settled.tickets],
+    )
+    await remove_devices(tx, settled.gone)
+
+
+async def claim_tickets(
+    tx: Tx, now_ms: int, lease_ms: int, limit: int
+) -> list[tuple[str, str, int]]:
+    """Lease tickets whose receipts are due: (ticket, device id, sent at)."""
+    rows = await tx.all(
+        "UPDATE push_tickets SET check_at = ?1 WHERE id IN (SELECT id FROM push_tickets "
+        f"WHERE check_at <= ?2 ORDER BY check_at LIMIT ?3{tx.dialect.skip_locked()}) "
+        "RETURNING id, device_id, sent_at",
+        now_ms + lease_ms,
+        now_ms,
+        limit,
+    )
+    return [(t, d, s) for t, d, s in rows]
+
+
+async def settle_tickets(tx: Tx, done: list[str], gone: list[str]) -> None:
+    await tx.many("DELETE FROM push_tickets WHERE id = ?", [(t,) for t in done])
+    await remove_devices(tx, gone)
+
+
+async def backlog(tx: Tx) -> tuple[int, int | None]:
+    """Rows waiting in the outbox's three steps, and the oldest message's time."""
+    count, oldest = 0, None
+    for table in ("push_events", "push_outbox", "push_sends"):
+        row = await tx.one(f"SELECT COUNT(*), MIN(created_at) FROM {table}")
+        assert row is not None
+        count += int(row[0])
+        if row[1] is not None:
+            oldest = int(row[1]) if oldest is None else min(oldest, int(row[1]))
+    return count, oldest
