@@ -14,8 +14,9 @@ import pytest
 from hubbub.clock import ManualClock
 from hubbub.config import Settings
 from hubbub.limits.settings import Quotas
+from hubbub.push.settings import PushSettings
 from hubbub.server import Hubbub
-from tests.support import SECRET, ServerProcess, close_opened, free_port
+from tests.support import NO_PUSH_SERVICE, SECRET, ServerProcess, close_opened, free_port
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -91,6 +92,7 @@ async def serve_in_process(tmp_path: Path, **settings: Any) -> AsyncIterator[InP
         "heartbeat_timeout": 10,
         "log_level": "warning",
         "quotas": Quotas.off(),
+        "push": PushSettings(expo_url=NO_PUSH_SERVICE),
         **settings,
     }
     app = Hubbub(Settings(**values), clock)

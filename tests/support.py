@@ -31,6 +31,8 @@ UNLIMITED = {
     "HUBBUB_CONNECT_RATE_PER_IP": "0",
 }
 """Limits off: the tests connect from one address and send fast, unless a test sets one."""
+NO_PUSH_SERVICE = "http://127.0.0.1:9/--/api/v2/push/send"
+"""Where pushes go unless a test sets a stand-in: a port nothing listens on, never Expo."""
 
 
 def free_port() -> int:
@@ -52,6 +54,7 @@ class ServerProcess:
             "HUBBUB_PORT": str(self.port),
             "HUBBUB_LOG_LEVEL": "warning",
             **UNLIMITED,
+            "HUBBUB_EXPO_PUSH_URL": NO_PUSH_SERVICE,
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -19,7 +19,9 @@ from hubbub.auth import mint_token
 from hubbub.clock import ManualClock
 from hubbub.config import Settings
 from hubbub.limits.settings import Quotas
+from hubbub.push.settings import PushSettings
 from hubbub.server import Hubbub
+from tests.support import NO_PUSH_SERVICE
 
 SECRET = "api-tests-secret-" + "s" * 32
 API_KEY = "api-tests-key-" + "k" * 20
@@ -37,6 +39,7 @@ async def running(tmp_path: Path, **settings: Any) -> AsyncIterator[Hubbub]:
         "api_key": API_KEY,
         "log_level": "warning",
         "quotas": Quotas.off(),
+        "push": PushSettings(expo_url=NO_PUSH_SERVICE),
         **settings,
     }
     hubbub = Hubbub(Settings(**values), ManualClock(start=time.time()))

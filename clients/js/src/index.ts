@@ -5,7 +5,19 @@ export { HubbubError } from "./errors.js";
 export * from "./events.js";
 export type { OutboxEntry, OutgoingMessage } from "./outbox.js";
 export { RestClient } from "./rest.js";
-export type { CreateConversation, HistoryPage, HistoryQuery, Room, SearchQuery, SearchResult, UploadInput } from "./rest.js";
+export type {
+  CreateConversation,
+  HistoryPage,
+  HistoryQuery,
+  NotificationSetting,
+  NotifyLevel,
+  PushDevice,
+  RegisterDevice,
+  Room,
+  SearchQuery,
+  SearchResult,
+  UploadInput,
+} from "./rest.js";
 export { JsonSlot, localStorageAdapter, MemoryStorage } from "./storage.js";
 export type { KeyValueStorage, MaybePromise } from "./storage.js";
 export { decodeJwt } from "./token.js";

@@ -46,6 +46,34 @@ export interface Room {
   joined: boolean;
 }
 
+/** A device that receives push notifications (docs/push.md). */
+export interface PushDevice {
+  id: string;
+  provider: "expo" | "webhook";
+  token: string;
+  platform: "ios" | "android" | "web";
+  app_id: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface RegisterDevice {
+  provider: "expo" | "webhook";
+  /** Expo: `ExponentPushToken[...]`; webhook: whatever your backend forwards (an FCM or APNs token). */
+  token: string;
+  platform: "ios" | "android" | "web";
+  app_id?: string;
+}
+
+export type NotifyLevel = "all" | "mentions" | "none";
+
+/** What the user is pushed of one conversation: `level` until `until` (then `all`). */
+export interface NotificationSetting {
+  conversation_id: string;
+  level: NotifyLevel;
+  until: string | null;
+}
+
 /** A file to upload: a `Blob`/`File` (browsers, Node 18+), or React Native's `{uri, name, type}`. */
 export type UploadInput = Blob | { uri: string; name: string; type: string };
 
@@ -289,6 +317,47 @@ export class RestClient {
   async block(userId: string, blocked = true): Promise<void> {
     await this.call(blocked ? "POST" : "DELETE", `/api/v1/blocks/${enc(userId)}`);
   }
+
+  /** Register this device for pushes; call it at every start (idempotent per token). */
+  async registerDevice(device: RegisterDevice): Promise<PushDevice> {
+    return (await this.call<{ device: PushDevice }>("POST", "/api/v1/push/devices", { body: device })).device;
+  }
+
+  async devices(): Promise<PushDevice[]> {
+    return (await this.call<{ devices: PushDevice[] }>("GET", "/api/v1/push/devices")).devices;
+  }
+
+  /** Forget a device (on sign-out). */
+  async deleteDevice(id: string): Promise<void> {
+    await this.call("DELETE", `/api/v1/push/devices/${enc(id)}`);
+  }
+
+  async notifications(conversationId: string): Promise<NotificationSetting> {
+    const path = `/api/v1/conversations/${enc(conversationId)}/notifications`;
+    return (await this.call<{ notifications: NotificationSetting }>("GET", path)).notifications;
+  }
+
+  /** Push `all` messages, only `mentions` (and replies), or `none`; `until` (a Date or RFC 3339) ends it. */
+  async setNotifications(conversationId: string, level: NotifyLevel, until?: Date | string): Promise<NotificationSetting> {
+    const path = `/api/v1/conversations/${enc(conversationId)}/notifications`;
+    const body = { level, until: until === undefined ? null : instant(until) };
+    return (await this.call<{ notifications: NotificationSetting }>("PUT", path, { body })).notifications;
+  }
+
+  async doNotDisturb(): Promise<{ until: string | null }> {
+    return (await this.call<{ do_not_disturb: { until: string | null } }>("GET", "/api/v1/push/do-not-disturb")).do_not_disturb;
+  }
+
+  /** No pushes at all until then; `null` ends do-not-disturb. */
+  async setDoNotDisturb(until: Date | string | null): Promise<{ until: string | null }> {
+    const body = { until: until === null ? null : instant(until) };
+    return (await this.call<{ do_not_disturb: { until: string | null } }>("PUT", "/api/v1/push/do-not-disturb", { body }))
+      .do_not_disturb;
+  }
+}
+
+function instant(value: Date | string): string {
+  return typeof value === "string" ? value : value.toISOString();
 }
 
 function enc(part: string): string {

@@ -116,3 +116,28 @@ test("the conversation list comes in pages, and listConversations follows them a
     all.slice(0, 4).map((c) => c.id),
   );
 });
+
+test("push devices, notification levels and do-not-disturb", async () => {
+  const pat = client(server, "pat");
+  await resumed(pat);
+  const conv = (await pat.openDirect("quinn")).id;
+  const token = "ExponentPushToken[sdk-test-device]";
+  const device = await pat.rest.registerDevice({ provider: "expo", token, platform: "android" });
+  assert.equal(device.token, token);
+  const again = await pat.rest.registerDevice({ provider: "expo", token, platform: "android" });
+  assert.equal(again.id, device.id);
+  assert.deepEqual((await pat.rest.devices()).map((d) => d.id), [device.id]);
+  const until = new Date(Date.now() + 3600_000);
+  const muted = await pat.rest.setNotifications(conv, "none", until);
+  assert.equal(muted.level, "none");
+  assert.equal(Date.parse(muted.until), Math.floor(until.getTime()));
+  assert.deepEqual(await pat.rest.notifications(conv), muted);
+  assert.equal((await pat.rest.setNotifications(conv, "mentions")).until, null);
+  const dnd = await pat.rest.setDoNotDisturb(until);
+  assert.equal(Date.parse(dnd.until), until.getTime());
+  assert.deepEqual(await pat.rest.doNotDisturb(), dnd);
+  assert.deepEqual(await pat.rest.setDoNotDisturb(null), { until: null });
+  await assert.rejects(pat.rest.registerDevice({ provider: "expo", token: "nope", platform: "ios" }), (e) => e instanceof HubbubError && e.code === "invalid");
+  await pat.rest.deleteDevice(device.id);
+  assert.deepEqual(await pat.rest.devices(), []);
+});

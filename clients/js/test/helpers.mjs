@@ -64,6 +64,8 @@ export class Server {
         HUBBUB_SEND_RATE: "0",
         HUBBUB_MAX_CONNECTIONS_PER_USER: "0",
         HUBBUB_CONNECT_RATE_PER_IP: "0",
+        // Pushes go nowhere: a port where nothing listens, never Expo's service.
+        HUBBUB_EXPO_PUSH_URL: "http://127.0.0.1:9/--/api/v2/push/send",
         ...this.env,
       },
       stdio: ["ignore", log, log],
