@@ -98,6 +98,10 @@ def test_the_notice_of_one_message_and_of_a_burst() -> None:
     assert notify.notice(one, one.messages, preview=False).body == "New message"
     photo = due(noted(1, body="", kind="image"))
     assert notify.notice(photo, photo.messages, preview=True).body == "sent a photo"
+    system = due(noted(1, "system", sender_name=None), kind="group", title="Team")
+    assert notify.notice(system, system.messages, preview=True).title == "Team"
+    system.title = None
+    assert notify.notice(system, system.messages, preview=True).title == notify.SYSTEM_TITLE
     long = due(noted(1, body="x" * 500))
     assert len(notify.notice(long, long.messages, preview=True).body) == notify.SNIPPET
 

@@ -13,12 +13,15 @@ import random
 import re
 
 from hubbub.push.base import Notice
+from hubbub.service.chat import SYSTEM_SENDER
 from hubbub.store.push import Due, Noted
 
 SNIPPET = 180
 """Characters of a message's text a preview shows."""
 GENERIC = "New message"
 ATTACHMENT = {"image": "sent a photo", "file": "sent a file"}
+SYSTEM_TITLE = "Notice"
+"""The title of a system message (the server API's) outside a titled conversation."""
 
 
 def mentions(body: str, user: str) -> bool:
@@ -58,7 +61,12 @@ def snippet(message: Noted) -> str:
 def notice(due: Due, told: list[Noted], preview: bool) -> Notice:
     newest = told[0]
     sender = newest.sender_name or newest.sender_id
-    title = sender if due.kind == "direct" or not due.title else f"{sender} in {due.title}"
+    if newest.sender_id == SYSTEM_SENDER:  # the app's backend: the conversation speaks
+        title = due.title or SYSTEM_TITLE
+    elif due.kind == "direct" or not due.title:
+        title = sender
+    else:
+        title = f"{sender} in {due.title}"
     count = len(told)
     many = f"{count}{'+' if due.more and count == len(due.messages) else ''} new messages"
     if preview:

@@ -236,6 +236,7 @@ async def expand(tx: Tx, window_ms: int, limit: int) -> int:
                 last = max(seq for seq, _ in theirs)
                 first = min(created for _, created in theirs)
                 rows.append((new_id("po"), user, cid, last, first, first + window_ms))
+    rows.sort(key=lambda r: (r[1], r[2]))  # one order of row locks for every process
     await tx.many(
         "INSERT INTO push_outbox (id, user_id, conversation_id, last_seq, created_at, due_at) "
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, conversation_id) DO UPDATE SET "
