@@ -412,3 +412,18 @@ def test_bad_device_registrations_are_refused(push_server: ServerProcess, body: 
     r = httpx.post(push_server.url + "/api/v1/push/devices", headers=auth("ann"), json=body)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "invalid"
+
+
+def test_expo_batches_hold_one_app_each(push_server: ServerProcess, expo: Stub) -> None:
+    cid = open_direct(push_server, "ann", "bob")
+    for app in ("com.example.one", "com.example.two"):
+        r = httpx.post(
+            push_server.url + "/api/v1/push/devices",
+            headers=auth("bob"),
+            json={"provider": "expo", "token": expo_token(app), "platform": "ios", "app_id": app},
+        )
+        assert r.status_code == 200, r.text
+    send(push_server, "ann", cid, "to both phones")
+    expo.wait_for(2)
+    sends = [r for r in expo.requests if r["path"] == pushstub.SEND_PATH]
+    assert sorted(len(r["body"]) for r in sends) == [1, 1]

@@ -20,7 +20,7 @@ import msgspec
 
 from hubbub.push.base import SENT, Outcome, Push, Receipt, retry_after, transient
 
-BATCH = 20
+BATCH = 50
 """Requests under way at once."""
 TIMEOUT = 10.0
 MAX_TOKEN = 4096

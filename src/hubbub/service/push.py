@@ -44,8 +44,9 @@ EXPAND_BATCH = 500
 """Noted messages one pass expands."""
 DUE_BATCH = 200
 """Outbox rows one pass decides on."""
-SEND_BATCH = 500
-"""Pushes one pass hands to the providers."""
+SEND_BATCH = 100
+"""Pushes one pass hands to the providers: one Expo request, or two rounds of webhook
+requests, so that a pass ends well within its lease even when every request times out."""
 RECEIPTS_EVERY = 5.0
 """Seconds between looks for Expo receipts that are due."""
 RECEIPT_KEPT_MS = 24 * 3600 * 1000
@@ -230,14 +231,16 @@ class PushWorker:
         if not claimed:
             return 0
         settled = Settled()
-        by_provider: dict[str, list[Outgoing]] = {}
+        # Batches of one provider and one app: Expo refuses a request whose
+        # tokens belong to several projects.
+        batches: dict[tuple[str, str | None], list[Outgoing]] = {}
         for out in claimed:
             if now - out.created_at > self.max_age_ms or out.device.provider not in self.providers:
                 settled.done.append(out.id)
                 self.counts["dropped"].inc()
             else:
-                by_provider.setdefault(out.device.provider, []).append(out)
-        for name, outgoing in by_provider.items():
+                batches.setdefault((out.device.provider, out.device.app_id), []).append(out)
+        for (name, _app), outgoing in batches.items():
             provider = self.providers[name]
             for start in range(0, len(outgoing), provider.batch):
                 await self._hand(provider, outgoing[start : start + provider.batch], settled)
