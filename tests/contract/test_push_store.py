@@ -191,6 +191,10 @@ async def test_sends_are_claimed_settled_retried_and_dropped_with_their_device(
     assert sorted(o.payload for o in out) == ['{"n":1}', '{"n":2}']
     assert {o.user_id for o in out} == {"bob"} and all(o.attempts == 0 for o in out)
     assert await push.push_claim_sends(NOW, "s2", LEASE, 100) == []
+    ids = sorted(o.id for o in out)
+    assert await push.push_renew_sends("s2", ids, NOW + 2 * LEASE) == []  # not its lease
+    assert sorted(await push.push_renew_sends("s1", ids, NOW + 2 * LEASE)) == ids
+    assert await push.push_claim_sends(NOW + LEASE, "s2", LEASE, 100) == []  # renewed
     by_device = {o.device.id: o for o in out}
     settled = Settled(
         retry={by_device[phone.id].id: NOW + 500},

@@ -25,7 +25,7 @@ from hubbub.ids import new_id
 from hubbub.models import Device, DoNotDisturb, Notifications
 from hubbub.presence.base import Presence
 from hubbub.push import expo, webhook
-from hubbub.push.base import Notice, Provider, Push
+from hubbub.push.base import Notice, Outcome, Provider, Push
 from hubbub.push.settings import PushSettings
 from hubbub.service import notify
 from hubbub.store.base import PushStore
@@ -230,26 +230,46 @@ class PushWorker:
         claimed = await self.store.push_claim_sends(now, lease, self.lease_ms, SEND_BATCH)
         if not claimed:
             return 0
-        settled = Settled()
+        stale = Settled()
         # Batches of one provider and one app: Expo refuses a request whose
         # tokens belong to several projects.
         batches: dict[tuple[str, str | None], list[Outgoing]] = {}
         for out in claimed:
             if now - out.created_at > self.max_age_ms or out.device.provider not in self.providers:
-                settled.done.append(out.id)
+                stale.done.append(out.id)
                 self.counts["dropped"].inc()
             else:
                 batches.setdefault((out.device.provider, out.device.app_id), []).append(out)
+        if stale.done:
+            await self.store.push_settle_sends(lease, stale, now)
         for (name, _app), outgoing in batches.items():
             provider = self.providers[name]
             for start in range(0, len(outgoing), provider.batch):
-                await self._hand(provider, outgoing[start : start + provider.batch], settled)
-        await self.store.push_settle_sends(lease, settled, now_ms(self.clock))
+                await self._hand(provider, lease, outgoing[start : start + provider.batch])
         return len(claimed)
 
-    async def _hand(self, provider: Provider, batch: list[Outgoing], settled: Settled) -> None:
+    async def _hand(self, provider: Provider, lease: str, batch: list[Outgoing]) -> None:
+        """Hand one batch over and record what became of it, within one renewed lease.
+
+        The lease is extended first (rows another process took once ours ran
+        out are left to it), the call may take half of it at most, and its
+        outcome is written at once: no other process can take these rows
+        between their renewal and their settling.
+        """
+        settled = Settled()
+        now = now_ms(self.clock)
+        held = set(
+            await self.store.push_renew_sends(lease, [o.id for o in batch], now + self.lease_ms)
+        )
+        batch = [o for o in batch if o.id in held]
+        if not batch:
+            return
         pushes = [Push(o.id, o.user_id, o.device, _notice.decode(o.payload)) for o in batch]
-        outcomes = await provider.send(pushes)
+        try:
+            outcomes = await asyncio.wait_for(provider.send(pushes), self.settings.lease / 2)
+        except TimeoutError:
+            outcomes = [Outcome("retry", f"{provider.name} took longer than half the lease")]
+            outcomes *= len(batch)
         now = now_ms(self.clock)
         for out, outcome in zip(batch, outcomes, strict=True):
             if outcome.result == "sent":
@@ -286,6 +306,7 @@ class PushWorker:
                     outcome.result,
                     outcome.detail,
                 )
+        await self.store.push_settle_sends(lease, settled, now_ms(self.clock))
 
     async def _receipts(self) -> int:
         expo_provider = self.providers.get("expo")

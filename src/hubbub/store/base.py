@@ -184,6 +184,9 @@ class PushStore(Protocol):
     async def push_claim_sends(
         self, now_ms: int, lease: str, lease_ms: int, limit: int
     ) -> list[Outgoing]: ...
+    async def push_renew_sends(self, lease: str, ids: list[str], until_ms: int) -> list[str]:
+        """Extend the lease of these pushes to ``until_ms``; the ids still held under it."""
+
     async def push_settle_sends(self, lease: str, settled: Settled, now_ms: int) -> None: ...
     async def push_claim_tickets(
         self, now_ms: int, lease_ms: int, limit: int

@@ -482,6 +482,20 @@ async def claim_sends(tx: Tx, now_ms: int, lease: str, lease_ms: int, limit: int
     return found
 
 
+async def renew_sends(tx: Tx, lease: str, ids: list[str], until_ms: int) -> list[str]:
+    """Extend the lease of these pushes; the ones still held under it."""
+    if not ids:
+        return []
+    among, args = tx.dialect.in_("id", ids)
+    rows = await tx.all(
+        f"UPDATE push_sends SET lease_until = ? WHERE lease = ? AND {among} RETURNING id",
+        until_ms,
+        lease,
+        *args,
+    )
+    return [r[0] for r in rows]
+
+
 @dataclass(slots=True)
 class Settled:
     """What became of the pushes handed to providers (``settle_sends``)."""

@@ -245,6 +245,9 @@ class SQLStore:
     ) -> list[push.Outgoing]:
         return await self.transaction(push.claim_sends, now_ms, lease, lease_ms, limit)
 
+    async def push_renew_sends(self, lease: str, ids: list[str], until_ms: int) -> list[str]:
+        return await self.transaction(push.renew_sends, lease, ids, until_ms)
+
     async def push_settle_sends(self, lease: str, settled: push.Settled, now_ms: int) -> None:
         await self.transaction(push.settle_sends, lease, settled, now_ms)
 
