@@ -1,6 +1,7 @@
 """Sustained sends with acks (SQLite, PostgreSQL) and cross-process latency (3 processes).
 
     .venv/bin/python bench/persistence.py [--duration 10] [--senders 4] [--window 64]
+        [--devices off|on|compare] [--rounds 2]
 
 1. Acked throughput: one hubbub process on SQLite, then on PostgreSQL; SENDERS
    connections, each in its own conversation, keep WINDOW sends in flight and
@@ -9,6 +10,16 @@
    group of 30 members spread over them (10 each), one sender on process 0 at
    50 msg/s; prints send-to-receive p50/p99 for receivers on the sender's
    process and on the other two.
+
+--devices on: in phase 1 every recipient (the senders' peers, who never
+connect) registers an Expo device first, so each send also notes its message
+for push in its own transaction and the process's push worker drains the
+outbox meanwhile, to a local Expo stand-in (bench/push.py's, in its own
+process; HUBBUB_EXPO_PUSH_URL points at it, nothing leaves the machine).
+--devices compare: phase 1 only, without and with devices alternated (ROUNDS
+of each, a fresh process and database per run) on SQLite and on PostgreSQL;
+prints acked/s of each, the ratio with / without and the added microseconds
+per send (1e6 / with - 1e6 / without).
 
 Needs the machine's PostgreSQL and Redis (HUBBUB_TEST_POSTGRES_URL,
 HUBBUB_TEST_REDIS_URL as for the tests). Clients are Python (websockets); at
@@ -117,11 +128,25 @@ async def connect(node: Node, user: str) -> Any:
     return ws
 
 
-async def acked_rate(node: Node, senders: int, window: int, duration: float) -> float:
+def register_device(node: Node, user: str) -> None:
+    r = httpx.post(
+        node.url + "/api/v1/push/devices",
+        headers={"Authorization": f"Bearer {token(user)}"},
+        json={"provider": "expo", "token": f"ExponentPushToken[bench-{user}]", "platform": "ios"},
+        timeout=30,
+    )
+    r.raise_for_status()
+
+
+async def acked_rate(
+    node: Node, senders: int, window: int, duration: float, devices: bool = False
+) -> float:
     clients = []
     for i in range(senders):
         user = f"s{i}"
         cid = conversation(node, user, [f"peer{i}"])
+        if devices:
+            register_device(node, f"peer{i}")
         clients.append((await connect(node, user), cid))
     acks = 0
     stop = time.monotonic() + duration
@@ -221,31 +246,94 @@ async def drop_database(name: str) -> None:
     await admin.close()
 
 
+async def acked_run(
+    db: str, work: Path, args: argparse.Namespace, devices: bool, stub: Any = None
+) -> float:
+    """Phase 1 on a fresh process (and database); with devices, pushes go to ``stub``."""
+    env = {"HUBBUB_EXPO_PUSH_URL": stub.send_url} if stub is not None else {}
+    name = None
+    if db == "pg":
+        name, env["HUBBUB_DATABASE_URL"] = await fresh_database()
+    try:
+        node = Node(work / f"{db}-{uuid.uuid4().hex[:8]}", **env)
+        try:
+            return await acked_rate(node, args.senders, args.window, args.duration, devices)
+        finally:
+            node.stop()
+    finally:
+        if name is not None:
+            await drop_database(name)
+
+
+async def compare_devices(work: Path, args: argparse.Namespace) -> None:
+    from push import ExpoStub  # bench/push.py, the local Expo stand-in
+
+    stub = ExpoStub()
+    found: dict[tuple[str, bool], list[float]] = {}
+    try:
+        for db in ("sqlite", "pg"):
+            for _ in range(args.rounds):
+                for devices in (False, True):
+                    rate = await acked_run(db, work, args, devices, stub)
+                    found.setdefault((db, devices), []).append(rate)
+                    print(
+                        f"  {db:6} {'with' if devices else 'without':7} devices "
+                        f"{rate:10,.0f} msg/s",
+                        flush=True,
+                    )
+        pushes = stub.stats()["pushes"]
+    finally:
+        stub.close()
+    print(
+        f"acked sends, {args.senders} senders x window {args.window}, without and with a "
+        f"device per recipient ({args.rounds} rounds each, alternated; {pushes:,} pushes "
+        "reached the stand-in):"
+    )
+    for db, label in (("sqlite", "SQLite"), ("pg", "PostgreSQL")):
+        off, on = found[(db, False)], found[(db, True)]
+        paired = [b / a for a, b in zip(off, on, strict=True)]
+        a, b = statistics.median(off), statistics.median(on)
+        print(
+            f"  {label:10}  without {a:8,.0f} msg/s  with {b:8,.0f} msg/s  "
+            f"ratio {b / a:.3f} (paired {', '.join(f'{x:.3f}' for x in paired)})  "
+            f"added {1e6 / b - 1e6 / a:+.1f} µs per send"
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument(
+        "--devices",
+        choices=("off", "on", "compare"),
+        default="off",
+        help="phase 1 with a push device per recipient (on), or without and with (compare)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="--devices compare: runs of each")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hubbub-bench-"))
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    if args.devices == "compare":
+        await compare_devices(work, args)
+        return
 
-    node = Node(work / "sqlite")
+    stub = None
+    if args.devices == "on":
+        from push import ExpoStub  # bench/push.py, the local Expo stand-in
+
+        stub = ExpoStub()
     try:
-        sqlite = await acked_rate(node, args.senders, args.window, args.duration)
+        devices = stub is not None
+        sqlite = await acked_run("sqlite", work, args, devices, stub)
+        pg = await acked_run("pg", work, args, devices, stub)
     finally:
-        node.stop()
-    name, url = await fresh_database()
-    try:
-        node = Node(work / "pg", HUBBUB_DATABASE_URL=url)
-        try:
-            pg = await acked_rate(node, args.senders, args.window, args.duration)
-        finally:
-            node.stop()
-    finally:
-        await drop_database(name)
-    print(f"acked sends, {args.senders} senders x window {args.window}:")
+        if stub is not None:
+            stub.close()
+    extra = ", a push device per recipient" if stub is not None else ""
+    print(f"acked sends, {args.senders} senders x window {args.window}{extra}:")
     print(f"  SQLite      {sqlite:10,.0f} msg/s")
     print(f"  PostgreSQL  {pg:10,.0f} msg/s")
 
