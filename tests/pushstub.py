@@ -39,6 +39,10 @@ class Stub:
         """Tokens answered as no longer registered."""
         self.gone_in_receipts: set[str] = set()
         """Tokens whose tickets are ok but whose receipts say DeviceNotRegistered."""
+        self.throttled_in_receipts: set[str] = set()
+        """Tokens whose next receipt says MessageRateExceeded (once each)."""
+        self.projects: dict[str, str] = {}
+        """Token -> Expo project; a request mixing projects is refused as Expo does."""
         self.tickets: dict[str, str] = {}  # ticket id -> token
         self.port = 0
 
@@ -123,23 +127,35 @@ def expo() -> Iterator[Stub]:
             code = "TOO_MANY_REQUESTS" if status == 429 else "INTERNAL_SERVER_ERROR"
             return status, headers, {"errors": [{"code": code, "message": "scripted"}]}
         if handler.path == RECEIPTS_PATH:
-            data = {}
+            data: dict[str, Any] = {}
             for tid in body["ids"]:
                 token = stub.tickets.get(tid)
                 if token is None:
                     continue
-                data[tid] = (
-                    {
-                        "status": "error",
-                        "message": "not registered",
-                        "details": {"error": "DeviceNotRegistered"},
-                    }
-                    if token in stub.gone_in_receipts
-                    else {"status": "ok"}
-                )
+                if token in stub.gone_in_receipts:
+                    error = "DeviceNotRegistered"
+                elif token in stub.throttled_in_receipts:
+                    stub.throttled_in_receipts.discard(token)
+                    error = "MessageRateExceeded"
+                else:
+                    data[tid] = {"status": "ok"}
+                    continue
+                data[tid] = {"status": "error", "message": error, "details": {"error": error}}
             return 200, {}, {"data": data}
         if handler.path != SEND_PATH or not isinstance(body, list) or len(body) > 100:
             return 400, {}, {"errors": [{"code": "VALIDATION_ERROR", "message": "bad request"}]}
+        projects: dict[str, list[str]] = {}
+        for message in body:
+            project = stub.projects.get(message["to"], "@test/default")
+            projects.setdefault(project, []).append(message["to"])
+        if len(projects) > 1:
+            mixed = {
+                "code": "PUSH_TOO_MANY_EXPERIENCE_IDS",
+                "message": "All push notification messages in the same request must be for "
+                "the same project; separate your push notifications by project.",
+                "details": projects,
+            }
+            return 400, {}, {"errors": [mixed]}
         tickets = []
         for message in body:
             if message["to"] in stub.gone:

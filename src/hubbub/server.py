@@ -104,24 +104,6 @@ class Hubbub:
             else MemoryLimiter(self.clock)
         )
         self.quota = Quota(self.limiter, settings.quotas)
-        self.chat = ChatService(
-            self.store,
-            self.fanout,
-            self.clock,
-            settings.limits,
-            presence=self.presence,
-            quota=self.quota,
-        )
-        self.conversations = ConversationService(
-            self.store, self.fanout, self.clock, settings.limits
-        )
-        self.uploads = UploadService(
-            self.store,
-            self.clock,
-            settings.data_dir / "uploads",
-            settings.upload_max_bytes,
-            settings.upload_types,
-        )
         push_providers = providers(settings.push)
         self.push = PushService(self.store, self.clock, tuple(push_providers))
         self.push_worker = PushWorker(
@@ -132,6 +114,25 @@ class Hubbub:
             push_providers,
             grace=settings.presence_grace,
             metrics=metrics,
+        )
+        self.chat = ChatService(
+            self.store,
+            self.fanout,
+            self.clock,
+            settings.limits,
+            presence=self.presence,
+            quota=self.quota,
+            stored=self.push_worker.wake,
+        )
+        self.conversations = ConversationService(
+            self.store, self.fanout, self.clock, settings.limits
+        )
+        self.uploads = UploadService(
+            self.store,
+            self.clock,
+            settings.data_dir / "uploads",
+            settings.upload_max_bytes,
+            settings.upload_types,
         )
         self.verifier = TokenVerifier(settings, self.clock)
         self.gateway = Gateway(
@@ -229,8 +230,8 @@ class Hubbub:
             self.push_worker.start()
 
     async def stop(self) -> None:
-        self.presence.close()
         await self.push_worker.stop()
+        self.presence.close()
         await self.gateway.stop()
         await self.limiter.stop()
         await self.presence.cluster.stop()

@@ -39,6 +39,7 @@ async def test_refused_registrations(rest: httpx.AsyncClient) -> None:
         {**EXPO, "token": "x" * 4097},
         {**EXPO, "app_id": ""},
         {**EXPO, "platform": "symbian"},
+        {**EXPO, "token": "ExponentPushToken[abc]\n"},
     ):
         assert error(await rest.post(DEVICES, headers=bearer("ann"), json=body)) == (
             422,
@@ -64,6 +65,7 @@ async def test_notification_levels(rest: httpx.AsyncClient) -> None:
     assert ok(await rest.get(url, headers=bearer("ann")))["notifications"]["level"] == "all"
     for body in (
         {"level": "none", "until": later(hours=-1)},  # in the past
+        {"level": "none", "until": "9999-12-31T23:59:59-23:59"},  # after the year 9999
         {"level": "all", "until": later(hours=1)},  # all has no end
         {"level": "none", "until": "2030-01-01T00:00:00"},  # no time zone
         {"level": "loud"},
@@ -85,3 +87,10 @@ async def test_do_not_disturb(rest: httpx.AsyncClient) -> None:
         "do_not_disturb": {"until": None}
     }
     assert error(await rest.put(DND, headers=bearer("ann"), json={})) == (422, "invalid")
+    for until in (
+        later(hours=-1),  # in the past
+        "0001-01-01T00:00:00+23:59",  # before the year 1
+        "9999-12-31T23:59:59-23:59",  # after the year 9999
+    ):
+        r = await rest.put(DND, headers=bearer("ann"), json={"until": until})
+        assert error(r) == (422, "invalid"), until

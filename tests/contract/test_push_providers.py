@@ -19,6 +19,8 @@ from tests import pushstub
 from tests.pushstub import Stub
 from tests.support import free_port
 
+EXPIRES = 2_000_000_000
+
 
 @dataclass
 class Rig:
@@ -46,7 +48,7 @@ class Rig:
             collapse_id="c_1",
             data={"conversation_id": "c_1", "message_id": f"m{n}", "seq": n},
         )
-        return Push(f"p{n}", "bob", self.device(n), notice)
+        return Push(f"p{n}", "bob", self.device(n), notice, EXPIRES)
 
 
 @contextmanager
@@ -99,6 +101,9 @@ async def test_a_refusal_for_good_fails(rig: Rig) -> None:
     rig.stub.fail(1, 400)
     (outcome,) = await rig.provider.send([rig.push(1)])
     assert outcome.result == "failed"
+    rig.stub.fail(1, 408)  # a timeout on the provider's side is worth another try
+    (outcome,) = await rig.provider.send([rig.push(1)])
+    assert outcome.result == "retry"
 
 
 async def test_an_unreachable_provider_is_retried() -> None:
@@ -123,6 +128,28 @@ async def test_receipts_tell_what_became_of_tickets(rig: Rig) -> None:
         tickets[0]: "sent",
         tickets[1]: "gone",
     }
+    throttled = rig.push(3)
+    rig.stub.throttled_in_receipts.add(throttled.device.token)
+    (outcome,) = await rig.provider.send([throttled])
+    assert outcome.ticket is not None
+    (receipt,) = await rig.provider.receipts([outcome.ticket])
+    assert receipt.outcome.result == "retry"  # Apple or Google asked to slow down
+
+
+async def test_expo_splits_a_batch_of_several_projects() -> None:
+    with pushstub.expo() as stub:
+        provider = expo.ExpoProvider(stub.url + pushstub.SEND_PATH)
+        rig = Rig(provider, stub, "expo")
+        pushes = [rig.push(n) for n in range(4)]
+        stub.projects = {pushes[1].device.token: "@other/app", pushes[3].device.token: "@other/app"}
+        outcomes = await provider.send(pushes)
+        await provider.close()
+    assert [o.result for o in outcomes] == ["sent"] * 4
+    statuses = [r["status"] for r in stub.requests]
+    assert statuses == [400, 200, 200]
+    assert sorted(len(r["body"]) for r in stub.requests[1:]) == [2, 2]
+    assert [m["data"]["push_id"] for m in stub.delivered] != []
+    assert sorted(m["data"]["push_id"] for m in stub.delivered) == ["p0", "p1", "p2", "p3"]
 
 
 async def test_expo_batches_carry_the_access_token_and_collapse_id() -> None:
@@ -137,6 +164,7 @@ async def test_expo_batches_carry_the_access_token_and_collapse_id() -> None:
     assert len(request["body"]) == expo.BATCH
     assert request["body"][0]["data"]["collapse_id"] == "c_1"
     assert request["body"][0]["data"]["push_id"] == "p0"
+    assert request["body"][0]["expiration"] == EXPIRES
 
 
 def test_expo_tokens() -> None:
@@ -145,3 +173,4 @@ def test_expo_tokens() -> None:
     assert not expo.valid_token("ExponentPushToken[]")
     assert not expo.valid_token("ExponentPushToken[a b]")
     assert not expo.valid_token("fcm-token")
+    assert not expo.valid_token("ExponentPushToken[abc]\n")

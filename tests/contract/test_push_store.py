@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
@@ -11,14 +12,19 @@ import pytest
 
 from hubbub.errors import Forbidden, NotFound
 from hubbub.models import SendItem
+from hubbub.store import push as push_sql
 from hubbub.store.base import PushStore, Store
-from hubbub.store.push import MAX_DEVICES, Decision, Due, Settled
+from hubbub.store.postgres import PostgresStore
+from hubbub.store.push import MAX_DEVICES, Decision, Due, Settled, Ticket
 from hubbub.store.sql import SQLStore
+from hubbub.store.tx import Tx
+from tests.services import fresh_postgres
 
 NOW = 1_700_000_000_000
 WINDOW = 1000
 LEASE = 30_000
 TOKEN = "ExponentPushToken[{}]"
+EXPO = ["expo"]
 
 
 def push_store(store: Store) -> PushStore:
@@ -76,25 +82,25 @@ async def test_only_messages_with_a_device_elsewhere_are_noted(store: Store) -> 
     push = push_store(store)
     direct, _ = await store.get_or_create_direct("ann", "bob", NOW)
     await send(store, "ann", direct.id, "nobody has a device")
-    assert await push.push_expand(WINDOW, 100) == 0
+    assert await push.push_expand(NOW, WINDOW, 100) == 0
     await push.register_device("ann", "expo", TOKEN.format("ann"), "ios", None, NOW)
     await send(store, "ann", direct.id, "only the sender has one")
-    assert await push.push_expand(WINDOW, 100) == 0
+    assert await push.push_expand(NOW, WINDOW, 100) == 0
     await push.register_device("bob", "expo", TOKEN.format("bob"), "ios", None, NOW)
     await send(store, "ann", direct.id, "now bob has one")
-    assert await push.push_expand(WINDOW, 100) == 1
+    assert await push.push_expand(NOW, WINDOW, 100) == 1
     # A member who joins later with a device already counts.
     group = await store.create_group("ann", "g", [], NOW)
     await store.add_members("ann", group.id, ["bob"], 100, NOW)
     await send(store, "ann", group.id, "to the group")
-    assert await push.push_expand(WINDOW, 100) == 1
+    assert await push.push_expand(NOW, WINDOW, 100) == 1
     await push.delete_device("bob", (await push.list_devices("bob"))[0].id)
     await send(store, "ann", group.id, "bob's device is gone")
-    assert await push.push_expand(WINDOW, 100) == 0
+    assert await push.push_expand(NOW, WINDOW, 100) == 0
 
 
 async def _due(push: PushStore, lease: str = "l1", at: int = NOW + WINDOW) -> list[Due]:
-    await push.push_expand(WINDOW, 100)
+    await push.push_expand(NOW, WINDOW, 100)
     return await push.push_claim_due(at, lease, LEASE, 100)
 
 
@@ -106,7 +112,7 @@ async def test_a_burst_becomes_one_due_row_with_its_context(store: Store) -> Non
     await send(store, "bob", group.id, "bob's own")  # and so bob has read what came before
     seqs = [await send(store, "ann", group.id, f"m{n}") for n in range(3)]
     await send(store, "cat", group.id, "from cat")
-    await push.push_expand(WINDOW, 100)
+    await push.push_expand(NOW, WINDOW, 100)
     assert await push.push_claim_due(NOW + WINDOW - 1, "early", LEASE, 100) == []
     (due,) = await push.push_claim_due(NOW + WINDOW, "l1", LEASE, 100)
     assert due.user_id == "bob" and due.conversation_id == group.id
@@ -169,7 +175,7 @@ async def test_messages_decided_on_are_never_told_again(store: Store) -> None:
     (due,) = await _due(push)
     # A message arriving while the row is leased stays for the next push.
     await send(store, "ann", direct.id, "two")
-    await push.push_expand(WINDOW, 100)
+    await push.push_expand(NOW, WINDOW, 100)
     await push.push_settle_due("l1", [Decision(due)], NOW + WINDOW, WINDOW)
     (later,) = await push.push_claim_due(NOW + 2 * WINDOW, "l2", LEASE, 100)
     assert [m.body for m in later.messages] == ["two"]
@@ -187,32 +193,42 @@ async def test_sends_are_claimed_settled_retried_and_dropped_with_their_device(
     payloads = {phone.id: '{"n":1}', tablet.id: '{"n":2}'}
     assert await push.push_settle_due("l1", [Decision(due, payloads=payloads)], NOW, WINDOW) == 2
     assert (await push.push_backlog())[0] == 2
-    out = await push.push_claim_sends(NOW, "s1", LEASE, 100)
+    out = await push.push_claim_sends(NOW, "s1", LEASE, 100, EXPO)
     assert sorted(o.payload for o in out) == ['{"n":1}', '{"n":2}']
     assert {o.user_id for o in out} == {"bob"} and all(o.attempts == 0 for o in out)
-    assert await push.push_claim_sends(NOW, "s2", LEASE, 100) == []
+    assert await push.push_claim_sends(NOW, "s2", LEASE, 100, EXPO) == []
     ids = sorted(o.id for o in out)
     assert await push.push_renew_sends("s2", ids, NOW + 2 * LEASE) == []  # not its lease
     assert sorted(await push.push_renew_sends("s1", ids, NOW + 2 * LEASE)) == ids
-    assert await push.push_claim_sends(NOW + LEASE, "s2", LEASE, 100) == []  # renewed
+    assert await push.push_claim_sends(NOW + LEASE, "s2", LEASE, 100, EXPO) == []  # renewed
     by_device = {o.device.id: o for o in out}
     settled = Settled(
         retry={by_device[phone.id].id: NOW + 500},
         gone=[tablet.id],
         done=[by_device[tablet.id].id],
-        tickets=[("ticket-1", phone.id, NOW + 900)],
+        tickets=[(Ticket("ticket-1", "p-1", phone.id, "{}", NOW, 0, NOW), NOW + 900)],
     )
     await push.push_settle_sends("s1", settled, NOW)
     assert [d.id for d in await push.list_devices("bob")] == [phone.id]
-    assert await push.push_claim_sends(NOW + 499, "s3", LEASE, 100) == []
-    (retry,) = await push.push_claim_sends(NOW + 500, "s3", LEASE, 100)
+    assert await push.push_claim_sends(NOW + 499, "s3", LEASE, 100, EXPO) == []
+    (retry,) = await push.push_claim_sends(NOW + 500, "s3", LEASE, 100, EXPO)
     assert retry.attempts == 1
     await push.push_settle_sends("s3", Settled(done=[retry.id]), NOW)
     assert await push.push_backlog() == (0, None)
     assert await push.push_claim_tickets(NOW + 899, LEASE, 10) == []
-    assert await push.push_claim_tickets(NOW + 900, LEASE, 10) == [("ticket-1", phone.id, NOW)]
+    (ticket,) = await push.push_claim_tickets(NOW + 900, LEASE, 10)
+    assert ticket == Ticket("ticket-1", "p-1", phone.id, "{}", NOW, 0, NOW)
     assert await push.push_claim_tickets(NOW + 900, LEASE, 10) == []  # leased
-    await push.push_settle_tickets(["ticket-1"], [phone.id])
+    # A receipt asking to slow down sends the push again, under its own id.
+    await push.push_settle_tickets([], [], {"ticket-1": NOW + 2000})
+    (again,) = await push.push_claim_sends(NOW + 2000, "s4", LEASE, 100, EXPO)
+    assert (again.id, again.payload, again.attempts) == ("p-1", "{}", 1)
+    assert await push.push_claim_tickets(NOW + 10 * LEASE, LEASE, 10) == []
+    await push.push_settle_sends(
+        "s4", Settled(done=[again.id], tickets=[(ticket, NOW + 3000)]), NOW + 2000
+    )
+    (ticket,) = await push.push_claim_tickets(NOW + 3000, LEASE, 10)
+    await push.push_settle_tickets([ticket.id], [phone.id], {})
     assert await push.list_devices("bob") == []
     assert await push.push_claim_tickets(NOW + 10 * LEASE, LEASE, 10) == []
 
@@ -223,7 +239,7 @@ async def test_concurrent_claims_take_disjoint_rows(store: Store) -> None:
     for n in range(20):
         direct, _ = await store.get_or_create_direct(f"u{n}", "bob", NOW)
         await send(store, f"u{n}", direct.id, "hi")
-    await push.push_expand(WINDOW, 100)
+    await push.push_expand(NOW, WINDOW, 100)
     claims = await asyncio.gather(
         *(push.push_claim_due(NOW + WINDOW, f"l{n}", LEASE, 3) for n in range(8))
     )
@@ -239,3 +255,85 @@ def test_every_push_port_method_has_a_contract_test() -> None:
         if not name.startswith("_") and f".{name}(" not in source
     ]
     assert untested == []
+
+
+async def test_pushes_are_claimed_only_for_providers_this_process_has(store: Store) -> None:
+    push = push_store(store)
+    direct, _ = await store.get_or_create_direct("ann", "bob", NOW)
+    phone = await push.register_device("bob", "webhook", "fcm-1", "android", None, NOW)
+    await send(store, "ann", direct.id, "hello")
+    (due,) = await _due(push)
+    await push.push_settle_due("l1", [Decision(due, payloads={phone.id: "{}"})], NOW, WINDOW)
+    assert await push.push_claim_sends(NOW, "s1", LEASE, 100, EXPO) == []
+    (out,) = await push.push_claim_sends(NOW, "s1", LEASE, 100, ["expo", "webhook"])
+    assert out.device.id == phone.id
+    # Too old and held by no one: dropped.
+    assert await push.push_expire_sends(NOW + 1, NOW) == 0  # still leased
+    assert await push.push_expire_sends(NOW, NOW + LEASE) == 0  # not older than that
+    assert await push.push_expire_sends(NOW + 1, NOW + LEASE) == 1
+    assert await push.push_backlog() == (0, None)
+
+
+async def test_a_device_changing_hands_takes_none_of_its_old_users_pushes(store: Store) -> None:
+    push = push_store(store)
+    direct, _ = await store.get_or_create_direct("ann", "bob", NOW)
+    phone = await push.register_device("bob", "expo", TOKEN.format("p"), "ios", None, NOW)
+    await send(store, "ann", direct.id, "for bob only")
+    (due,) = await _due(push)
+    await push.push_settle_due("l1", [Decision(due, payloads={phone.id: "{}"})], NOW, WINDOW)
+    moved = await push.register_device("cat", "expo", TOKEN.format("p"), "ios", None, NOW + 1)
+    assert moved.id == phone.id
+    assert await push.push_claim_sends(NOW + 1, "s1", LEASE, 100, EXPO) == []
+
+
+async def test_muted_members_and_a_first_device_get_no_old_messages(store: Store) -> None:
+    push = push_store(store)
+    group = await store.create_group("ann", "g", ["bob", "cat"], NOW)
+    await send(store, "ann", group.id, "before any device")
+    await push.register_device("bob", "expo", TOKEN.format("b"), "ios", None, NOW)
+    await push.register_device("cat", "expo", TOKEN.format("c"), "ios", None, NOW)
+    await push.set_notifications("cat", group.id, "none", None)
+    await send(store, "ann", group.id, "after")
+    (due,) = await _due(push)  # cat muted: no row; bob's tells only of "after"
+    assert due.user_id == "bob"
+    assert [m.body for m in due.messages] == ["after"]
+
+
+@pytest.fixture
+async def postgres_store() -> AsyncIterator[PostgresStore]:
+    async with fresh_postgres() as url:
+        store = PostgresStore(url, pool_size=4)
+        await store.open()
+        yield store
+        await store.close()
+
+
+async def test_joining_while_registering_a_first_device_still_flags(
+    postgres_store: PostgresStore,
+) -> None:
+    """A first device registered in a transaction still open while its user joins.
+
+    On PostgreSQL neither transaction sees the other's row: without the lock
+    on the user the join would leave the membership unflagged and its pushes
+    lost. (SQLite has one writer: its transactions never overlap.)
+    """
+    store = postgres_store
+    push = push_store(store)
+    room = await store.create_group("ann", "lobby", [], NOW, kind="room")
+    gate = asyncio.Event()
+
+    async def register_and_hold(tx: Tx) -> None:
+        await push_sql.register_device(tx, "dan", "expo", TOKEN.format("dan"), "ios", None, NOW)
+        await gate.wait()  # registered, not committed
+
+    registering = asyncio.create_task(store.transaction(register_and_hold))
+    await asyncio.sleep(0.2)
+    joining = asyncio.create_task(store.join_room("dan", room.id, 100, NOW))
+    await asyncio.sleep(0.3)  # unlocked, the join would commit now, unflagged
+    gate.set()
+    await registering
+    await joining
+    await send(store, "ann", room.id, "welcome")
+    await push.push_expand(NOW, WINDOW, 100)
+    due = await push.push_claim_due(NOW + WINDOW, "l1", LEASE, 100)
+    assert [d.user_id for d in due] == ["dan"]

@@ -304,9 +304,10 @@ def test_a_receipt_saying_not_registered_removes_the_device(
     cid = open_direct(fresh_server, "ann", "bob")
     token = expo_token("bob")
     register(fresh_server, "bob", token)
+    expo.throttled_in_receipts.add(token)
+    send(fresh_server, "ann", cid, "accepted, slowed down, then not delivered")
+    expo.wait_for(2)  # the receipt asked to slow down: sent again
     expo.gone_in_receipts.add(token)
-    send(fresh_server, "ann", cid, "accepted, then not delivered")
-    expo.wait_for(1)
     deadline = time.monotonic() + 15
     devices: list[Any] = [None]
     while devices and time.monotonic() < deadline:

@@ -305,7 +305,7 @@ class SlowFailures:
 async def test_a_process_killed_with_pushes_pending_leaves_them_to_the_others(
     start_cluster: Start, expos: list[Stub], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cluster = start_cluster(HUBBUB_PUSH_LEASE="1")
+    cluster = start_cluster(HUBBUB_PUSH_LEASE="2")  # a request may take 2/3 s: the stub 0.4
     nodes = cluster.nodes
     users = [f"k{i}" for i in range(4)]
     owner = {register(nodes[i % 3], user): user for i, user in enumerate(users)}

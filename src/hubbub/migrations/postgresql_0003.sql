@@ -50,6 +50,7 @@ CREATE TABLE push_outbox (
     UNIQUE (user_id, conversation_id)
 );
 CREATE INDEX push_outbox_due ON push_outbox (due_at);
+CREATE INDEX push_outbox_age ON push_outbox (created_at);
 
 -- Pushes composed for one device each, sent by its provider's module.
 CREATE TABLE push_sends (
@@ -63,13 +64,19 @@ CREATE TABLE push_sends (
     lease       TEXT
 );
 CREATE INDEX push_sends_due ON push_sends (due_at);
+CREATE INDEX push_sends_age ON push_sends (created_at);
 CREATE INDEX push_sends_by_device ON push_sends (device_id);
 
--- Expo's tickets, whose receipts are checked later.
+-- Expo's tickets, whose receipts are checked later; a receipt asking to slow
+-- down sends the push again (its payload is kept until then).
 CREATE TABLE push_tickets (
-    id         TEXT PRIMARY KEY,
-    device_id  TEXT NOT NULL,
-    sent_at    BIGINT NOT NULL,
-    check_at   BIGINT NOT NULL
+    id          TEXT PRIMARY KEY,
+    push_id     TEXT NOT NULL,
+    device_id   TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    sent_at     BIGINT NOT NULL,
+    check_at    BIGINT NOT NULL
 );
 CREATE INDEX push_tickets_due ON push_tickets (check_at);

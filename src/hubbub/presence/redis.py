@@ -93,12 +93,14 @@ class RedisPresence:
                 for user in users:
                     pipe.smembers(self._key("presence", user))
                 found = await pipe.execute()
+            return {
+                user
+                for user, serving in zip(users, found, strict=True)
+                if await self._live(serving)
+            }
         except (RedisError, OSError) as exc:
             log.warning("presence lookup failed: %s", exc)
             return set()  # unknown reads as offline until Redis is back
-        return {
-            user for user, serving in zip(users, found, strict=True) if await self._live(serving)
-        }
 
     async def _live(self, pids: set[bytes]) -> set[str]:
         names = [_text(p) for p in pids]

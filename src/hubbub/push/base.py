@@ -37,6 +37,8 @@ class Push:
     user_id: str
     device: Device
     notice: Notice
+    expires_at: int
+    """Seconds since the epoch after which it should not be shown (its message's age)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +74,21 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
 
+REQUEST_DEADLINE = 20.0
+"""Seconds one request to a provider may take in all (httpx's timeouts are per phase)."""
+
+
 def transient(status: int) -> bool:
-    """An HTTP status worth retrying: throttled or the provider's own trouble."""
-    return status == 429 or status >= 500
+    """An HTTP status worth retrying: a timeout, throttling or the provider's own trouble."""
+    return status in (408, 429) or status >= 500
 
 
 def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds; an HTTP date is ignored)."""
+    """Seconds from a Retry-After header (delta-seconds, at most a day; an HTTP date is ignored)."""
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if 0 <= seconds <= 86_400 else None
+    return min(seconds, 86_400.0) if seconds >= 0 else None

@@ -9,22 +9,32 @@ gone. 429 and 5xx answers, and ``MessageRateExceeded``, are retried.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import httpx
 import msgspec
 
-from hubbub.push.base import SENT, Outcome, Push, Receipt, retry_after, transient
+from hubbub.push.base import (
+    REQUEST_DEADLINE,
+    SENT,
+    Outcome,
+    Push,
+    Receipt,
+    retry_after,
+    transient,
+)
 
 SEND_URL = "https://exp.host/--/api/v2/push/send"
 BATCH = 100
 """Messages per request: Expo's limit."""
-RECEIPTS_BATCH = 1000
-"""Receipt ids per request: Expo's limit."""
-TOKEN = re.compile(r"^Expo(nent)?PushToken\[[^\[\]\s]{1,200}\]$")
+RECEIPTS_BATCH = 300
+"""Receipt ids per request (Expo takes up to 1,000; its own SDKs ask for 300)."""
+TOKEN = re.compile(r"Expo(nent)?PushToken\[[^\[\]\s]{1,200}\]")
 GONE = "DeviceNotRegistered"
 RETRIED = "MessageRateExceeded"
+MIXED_PROJECTS = "PUSH_TOO_MANY_EXPERIENCE_IDS"
 TIMEOUT = 10.0
 
 
@@ -33,7 +43,7 @@ def receipts_url(send_url: str) -> str:
 
 
 def valid_token(token: str) -> bool:
-    return TOKEN.match(token) is not None
+    return TOKEN.fullmatch(token) is not None
 
 
 def message(push: Push) -> dict[str, Any]:
@@ -45,6 +55,7 @@ def message(push: Push) -> dict[str, Any]:
         "badge": notice.badge,
         "sound": "default",
         "priority": "high",
+        "expiration": push.expires_at,
         "data": {**notice.data, "collapse_id": notice.collapse_id, "push_id": push.id},
     }
 
@@ -75,21 +86,29 @@ class ExpoProvider:
         access_token: str | None = None,
         receipts: str | None = None,
         timeout: float = TIMEOUT,
+        deadline: float = REQUEST_DEADLINE,
     ) -> None:
         headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
         self.url = url
         self.receipts_url = receipts or receipts_url(url)
-        self._http = httpx.AsyncClient(headers=headers, timeout=timeout)
+        self.deadline = deadline
+        self._http = httpx.AsyncClient(headers=headers, timeout=min(timeout, deadline))
 
-    async def send(self, pushes: list[Push]) -> list[Outcome]:
+    async def _post(self, url: str, body: Any) -> httpx.Response:
+        return await asyncio.wait_for(self._http.post(url, json=body), self.deadline)
+
+    async def send(self, pushes: list[Push], split: bool = True) -> list[Outcome]:
         try:
-            response = await self._http.post(self.url, json=[message(p) for p in pushes])
-        except httpx.HTTPError as exc:
+            response = await self._post(self.url, [message(p) for p in pushes])
+        except (httpx.HTTPError, TimeoutError) as exc:
             return [Outcome("retry", f"Expo unreachable: {exc!r}")] * len(pushes)
         if response.status_code != 200:
             detail = f"Expo answered {response.status_code}"
+            projects = _projects(response) if split else None
+            if projects is not None:
+                return await self._by_project(pushes, projects)
             if transient(response.status_code):
                 after = retry_after(response.headers.get("retry-after"))
                 return [Outcome("retry", detail, after)] * len(pushes)
@@ -103,23 +122,61 @@ class ExpoProvider:
             return [Outcome("retry", "Expo answered without one ticket per message")] * len(pushes)
         return [_ticket(t) for t in tickets]
 
+    async def _by_project(self, pushes: list[Push], projects: dict[str, str]) -> list[Outcome]:
+        """Send again, one request per project, what Expo refused for mixing projects."""
+        groups: dict[str, list[int]] = {}
+        for i, push in enumerate(pushes):
+            groups.setdefault(projects.get(push.device.token, ""), []).append(i)
+        outcomes: list[Outcome] = [Outcome("retry", "not sent")] * len(pushes)
+        # At once, so that the whole takes one request's time at most.
+        answers = await asyncio.gather(
+            *(self.send([pushes[i] for i in indices], split=False) for indices in groups.values())
+        )
+        for indices, sent in zip(groups.values(), answers, strict=True):
+            for i, outcome in zip(indices, sent, strict=True):
+                outcomes[i] = outcome
+        return outcomes
+
     async def receipts(self, tickets: list[str]) -> list[Receipt]:
         found: list[Receipt] = []
         for start in range(0, len(tickets), RECEIPTS_BATCH):
             ids = tickets[start : start + RECEIPTS_BATCH]
+            asked = set(ids)
             try:
-                response = await self._http.post(self.receipts_url, json={"ids": ids})
+                response = await self._post(self.receipts_url, {"ids": ids})
                 data = msgspec.json.decode(response.content).get("data")
-            except (httpx.HTTPError, msgspec.DecodeError, AttributeError):
+            except (httpx.HTTPError, TimeoutError, msgspec.DecodeError, AttributeError):
                 continue  # asked again at the next check
             if response.status_code != 200 or not isinstance(data, dict):
                 continue
             found.extend(
                 Receipt(tid, SENT if r.get("status") == "ok" else _ticket(r))
                 for tid, r in data.items()
-                if tid in ids and isinstance(r, dict)
+                if tid in asked and isinstance(r, dict)
             )
         return found
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+def _projects(response: httpx.Response) -> dict[str, str] | None:
+    """Token -> project, when Expo refused a request for holding several projects' tokens.
+
+    Its error ``PUSH_TOO_MANY_EXPERIENCE_IDS`` names, per project, the tokens of it.
+    """
+    try:
+        errors = msgspec.json.decode(response.content).get("errors")
+        error = errors[0]
+    except (msgspec.DecodeError, AttributeError, TypeError, IndexError, KeyError):
+        return None
+    details = error.get("details") if isinstance(error, dict) else None
+    if error.get("code") != MIXED_PROJECTS or not isinstance(details, dict):
+        return None
+    return {
+        token: project
+        for project, tokens in details.items()
+        if isinstance(tokens, list)
+        for token in tokens
+        if isinstance(token, str)
+    }

@@ -3,8 +3,9 @@
 The body is JSON (``body``). ``Hubbub-Signature`` is ``v1=`` and the hex
 HMAC-SHA256, keyed with the webhook secret, of ``<Hubbub-Timestamp>.<body>``;
 ``Hubbub-Push-Id`` is the same on every retry of a push, so the receiver can
-drop a repeat. 2xx: sent; 410: the device is gone; 429, 5xx and network
-errors are retried (after Retry-After when given); any other status fails.
+drop a repeat. 2xx: sent; 410: the device is gone; 408, 429, 5xx and network
+errors are retried (after Retry-After when given); any other status fails
+(redirects are not followed).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import Any
 import httpx
 import msgspec
 
-from hubbub.push.base import SENT, Outcome, Push, Receipt, retry_after, transient
+from hubbub.push.base import (
+    REQUEST_DEADLINE,
+    SENT,
+    Outcome,
+    Push,
+    Receipt,
+    retry_after,
+    transient,
+)
 
 BATCH = 50
 """Requests under way at once."""
@@ -56,6 +65,7 @@ def body(push: Push, sent_at: int) -> dict[str, Any]:
         },
         "data": notice.data,
         "sent_at": sent_at,
+        "expires_at": push.expires_at,
     }
 
 
@@ -63,10 +73,13 @@ class WebhookProvider:
     name = "webhook"
     batch = BATCH
 
-    def __init__(self, url: str, secret: str, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self, url: str, secret: str, timeout: float = TIMEOUT, deadline: float = REQUEST_DEADLINE
+    ) -> None:
         self.url = url
         self.secret = secret
-        self._http = httpx.AsyncClient(timeout=timeout)
+        self.deadline = deadline
+        self._http = httpx.AsyncClient(timeout=min(timeout, deadline))
 
     async def send(self, pushes: list[Push]) -> list[Outcome]:
         return list(await asyncio.gather(*(self._one(p) for p in pushes)))
@@ -81,8 +94,10 @@ class WebhookProvider:
             "Hubbub-Signature": sign(self.secret, timestamp, payload),
         }
         try:
-            response = await self._http.post(self.url, content=payload, headers=headers)
-        except httpx.HTTPError as exc:
+            response = await asyncio.wait_for(
+                self._http.post(self.url, content=payload, headers=headers), self.deadline
+            )
+        except (httpx.HTTPError, TimeoutError) as exc:
             return Outcome("retry", f"webhook unreachable: {exc!r}")
         status = response.status_code
         if 200 <= status < 300:

@@ -6,6 +6,7 @@ here; the store persists; ``Fanout`` hands committed events to the broker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hubbub.auth import Identity
@@ -49,8 +50,11 @@ class ChatService:
         limits: Limits,
         presence: PresenceService,
         quota: Quota | None = None,
+        stored: Callable[[], None] = lambda: None,
     ) -> None:
+        """``stored`` is called after messages were stored (the push worker's wake-up)."""
         self.store = store
+        self.stored = stored
         self.quota = quota
         self.fanout = fanout
         self.clock = clock
@@ -135,6 +139,7 @@ class ChatService:
                 cid: await self.fanout.members(cid) for cid in {i.conversation_id for i in valid}
             }
         stored = list(await self.store.append_messages(user, valid, now_ms(self.clock), as_server))
+        self.stored()
         if self.fanout.shared:  # several processes: members as of after the commit (see Fanout)
             created = {a[0].conversation_id for a in stored if isinstance(a, tuple) and a[1]}
             known = {cid: await self.fanout.members(cid) for cid in created}

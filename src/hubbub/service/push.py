@@ -25,11 +25,11 @@ from hubbub.ids import new_id
 from hubbub.models import Device, DoNotDisturb, Notifications
 from hubbub.presence.base import Presence
 from hubbub.push import expo, webhook
-from hubbub.push.base import Notice, Outcome, Provider, Push
+from hubbub.push.base import REQUEST_DEADLINE, Notice, Provider, Push
 from hubbub.push.settings import PushSettings
 from hubbub.service import notify
 from hubbub.store.base import PushStore
-from hubbub.store.push import Decision, Outgoing, Settled
+from hubbub.store.push import Decision, Outgoing, Settled, Ticket
 from hubbub.tasks import log_failure
 
 if TYPE_CHECKING:
@@ -40,10 +40,12 @@ log = logging.getLogger("hubbub.push")
 PROVIDERS = ("expo", "webhook")
 PLATFORMS = ("ios", "android", "web")
 MAX_APP_ID = 200
+LATEST_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the latest time an ``until`` may name."""
 EXPAND_BATCH = 500
 """Noted messages one pass expands."""
-DUE_BATCH = 200
-"""Outbox rows one pass decides on."""
+DUE_BATCH = 100
+"""Outbox rows one pass decides on (on SQLite, sends wait while it reads them)."""
 SEND_BATCH = 100
 """Pushes one pass hands to the providers: one Expo request, or two rounds of webhook
 requests, so that a pass ends well within its lease even when every request times out."""
@@ -51,6 +53,12 @@ RECEIPTS_EVERY = 5.0
 """Seconds between looks for Expo receipts that are due."""
 RECEIPT_KEPT_MS = 24 * 3600 * 1000
 """Expo keeps a receipt for a day: a ticket older than that is given up on."""
+RECEIPTS_BATCH = 1000
+"""Tickets one look for receipts takes."""
+WAKE_INTERVAL = 0.05
+"""Seconds between idle passes at most, however often sends wake the worker."""
+STOP_WAIT = 5.0
+"""Seconds a stopping process waits for the pass under way (pushes being handed over)."""
 
 _encoder = msgspec.json.Encoder()
 _notice = msgspec.json.Decoder(Notice)
@@ -58,13 +66,20 @@ _notice = msgspec.json.Decoder(Notice)
 
 def providers(settings: PushSettings) -> dict[str, Provider]:
     """The providers the settings configure: Expo always, the webhook when its URL is set."""
+    # A request may take a fraction of the lease: it ends while its pushes are held.
+    deadline = min(REQUEST_DEADLINE, settings.lease / 3)
     found: dict[str, Provider] = {
         "expo": expo.ExpoProvider(
-            settings.expo_url, settings.expo_access_token, settings.expo_receipts_url
+            settings.expo_url,
+            settings.expo_access_token,
+            settings.expo_receipts_url,
+            deadline=deadline,
         )
     }
     if settings.webhook_url and settings.webhook_secret:
-        found["webhook"] = webhook.WebhookProvider(settings.webhook_url, settings.webhook_secret)
+        found["webhook"] = webhook.WebhookProvider(
+            settings.webhook_url, settings.webhook_secret, deadline=deadline
+        )
     return found
 
 
@@ -87,8 +102,10 @@ class PushService:
             raise Invalid(f"platform must be one of {', '.join(PLATFORMS)}")
         if provider == "expo" and not expo.valid_token(token):
             raise Invalid("an expo token looks like ExponentPushToken[...]")
-        if not token.strip() or len(token) > webhook.MAX_TOKEN:
-            raise Invalid(f"token must be 1 to {webhook.MAX_TOKEN} characters")
+        if not token or len(token) > webhook.MAX_TOKEN or token != token.strip():
+            raise Invalid(
+                f"token must be 1 to {webhook.MAX_TOKEN} characters, without spaces around it"
+            )
         if app_id is not None and not 1 <= len(app_id) <= MAX_APP_ID:
             raise Invalid(f"app_id must be 1 to {MAX_APP_ID} characters")
         return await self.store.register_device(
@@ -104,24 +121,29 @@ class PushService:
     async def set_notifications(
         self, user: str, cid: str, level: str, until: datetime | None
     ) -> Notifications:
-        until_ms = None
-        if until is not None:
-            until_ms = int(until.timestamp() * 1000)
-            if level == "all":
-                raise Invalid("until goes with mentions or none (all has no end)")
-            if until_ms <= now_ms(self.clock):
-                raise Invalid("until must be in the future")
-        return await self.store.set_notifications(user, cid, level, until_ms)
+        if until is not None and level == "all":
+            raise Invalid("until goes with mentions or none (all has no end)")
+        return await self.store.set_notifications(user, cid, level, self._until(until))
 
     async def notifications(self, user: str, cid: str) -> Notifications:
         return await self.store.get_notifications(user, cid)
 
     async def set_dnd(self, user: str, until: datetime | None) -> DoNotDisturb:
-        until_ms = None if until is None else int(until.timestamp() * 1000)
-        return await self.store.set_dnd(user, until_ms, now_ms(self.clock))
+        return await self.store.set_dnd(user, self._until(until), now_ms(self.clock))
 
     async def dnd(self, user: str) -> DoNotDisturb:
         return await self.store.get_dnd(user)
+
+    def _until(self, until: datetime | None) -> int | None:
+        """``until`` in milliseconds: in the future, and no later than the year 9999."""
+        if until is None:
+            return None
+        until_ms = int(until.timestamp() * 1000)
+        if until_ms <= now_ms(self.clock):
+            raise Invalid("until must be in the future")
+        if until_ms > LATEST_MS:
+            raise Invalid("until must be no later than 9999-12-31T23:59:59Z")
+        return until_ms
 
 
 class PushWorker:
@@ -155,24 +177,32 @@ class PushWorker:
         self._receipts_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
+        """Let the pass under way finish (pushes being handed over are settled), then stop."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         for provider in self.providers.values():
             await provider.close()
 
     def wake(self) -> None:
-        """Look at the outbox now rather than at the next poll."""
+        """Something was noted for push: look at the outbox soon, not at the next poll."""
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
+            started = self.clock.monotonic()
             try:
                 busy = await self.step()
             except Exception as exc:  # the database is away: try again at the next poll
@@ -184,15 +214,22 @@ class PushWorker:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll)
+            # Woken by every send: at most one idle pass per WAKE_INTERVAL.
+            rest = WAKE_INTERVAL - (self.clock.monotonic() - started)
+            if rest > 0 and not self._stopping:
+                await asyncio.sleep(rest)
 
     async def step(self) -> int:
         """One pass over every step of the outbox; the rows it moved."""
-        moved = await self.store.push_expand(self.window_ms, EXPAND_BATCH)
+        now = now_ms(self.clock)
+        moved = await self.store.push_expand(now, self.window_ms, EXPAND_BATCH)
         moved += await self._decide()
         moved += await self._send()
         if self.clock.monotonic() >= self._receipts_at:
             self._receipts_at = self.clock.monotonic() + RECEIPTS_EVERY
             moved += await self._receipts()
+            expired = await self.store.push_expire_sends(now - self.max_age_ms, now)
+            self.counts["dropped"].inc(expired)
             self.backlog, self.oldest_ms = await self.store.push_backlog()
         return moved
 
@@ -214,12 +251,9 @@ class PushWorker:
                 messages = []  # online: the messages reached them live
             payloads = {}
             if messages:
+                # One payload for every device: whichever process sends it.
                 payload = _encoder.encode(notify.notice(d, messages, self.settings.preview))
-                payloads = {
-                    device.id: payload.decode()
-                    for device in d.devices
-                    if device.provider in self.providers
-                }
+                payloads = {device.id: payload.decode() for device in d.devices}
             decisions.append(Decision(d, payloads=payloads))
         queued = await self.store.push_settle_due(lease, decisions, now, self.window_ms)
         self.counts["queued"].inc(queued)
@@ -227,7 +261,9 @@ class PushWorker:
 
     async def _send(self) -> int:
         now, lease = now_ms(self.clock), new_id("l")
-        claimed = await self.store.push_claim_sends(now, lease, self.lease_ms, SEND_BATCH)
+        claimed = await self.store.push_claim_sends(
+            now, lease, self.lease_ms, SEND_BATCH, sorted(self.providers)
+        )
         if not claimed:
             return 0
         stale = Settled()
@@ -235,7 +271,7 @@ class PushWorker:
         # tokens belong to several projects.
         batches: dict[tuple[str, str | None], list[Outgoing]] = {}
         for out in claimed:
-            if now - out.created_at > self.max_age_ms or out.device.provider not in self.providers:
+            if now - out.created_at > self.max_age_ms:
                 stale.done.append(out.id)
                 self.counts["dropped"].inc()
             else:
@@ -252,11 +288,10 @@ class PushWorker:
         """Hand one batch over and record what became of it, within one renewed lease.
 
         The lease is extended first (rows another process took once ours ran
-        out are left to it), the call may take half of it at most, and its
-        outcome is written at once: no other process can take these rows
-        between their renewal and their settling.
+        out are left to it), each request may take ``REQUEST_DEADLINE`` (well
+        under a lease), and the outcome is written at once: no other process
+        takes these rows between their renewal and their settling.
         """
-        settled = Settled()
         now = now_ms(self.clock)
         held = set(
             await self.store.push_renew_sends(lease, [o.id for o in batch], now + self.lease_ms)
@@ -264,28 +299,37 @@ class PushWorker:
         batch = [o for o in batch if o.id in held]
         if not batch:
             return
-        pushes = [Push(o.id, o.user_id, o.device, _notice.decode(o.payload)) for o in batch]
-        try:
-            outcomes = await asyncio.wait_for(provider.send(pushes), self.settings.lease / 2)
-        except TimeoutError:
-            outcomes = [Outcome("retry", f"{provider.name} took longer than half the lease")]
-            outcomes *= len(batch)
+        pushes = [
+            Push(
+                o.id,
+                o.user_id,
+                o.device,
+                _notice.decode(o.payload),
+                (o.created_at + self.max_age_ms) // 1000,
+            )
+            for o in batch
+        ]
+        outcomes = await provider.send(pushes)
         now = now_ms(self.clock)
+        settled = Settled()
         for out, outcome in zip(batch, outcomes, strict=True):
             if outcome.result == "sent":
                 settled.done.append(out.id)
                 self.counts["sent"].inc()
                 if outcome.ticket is not None:
                     check = now + int(self.settings.expo_receipt_delay * 1000)
-                    settled.tickets.append((outcome.ticket, out.device.id, check))
+                    ticket = Ticket(
+                        outcome.ticket,
+                        out.id,
+                        out.device.id,
+                        out.payload,
+                        out.created_at,
+                        out.attempts,
+                        now,
+                    )
+                    settled.tickets.append((ticket, check))
             elif outcome.result == "retry":
-                delay = notify.backoff(
-                    out.attempts,
-                    outcome.retry_after,
-                    self.settings.retry_base,
-                    self.settings.retry_max,
-                )
-                at = now + int(delay * 1000)
+                at = self._retry_at(now, out.attempts, outcome.retry_after)
                 if at - out.created_at > self.max_age_ms:
                     settled.done.append(out.id)
                     self.counts["dropped"].inc()
@@ -308,30 +352,47 @@ class PushWorker:
                 )
         await self.store.push_settle_sends(lease, settled, now_ms(self.clock))
 
+    def _retry_at(self, now: int, attempts: int, after: float | None) -> int:
+        s = self.settings
+        return now + int(notify.backoff(attempts, after, s.retry_base, s.retry_max) * 1000)
+
     async def _receipts(self) -> int:
         expo_provider = self.providers.get("expo")
         if expo_provider is None:
             return 0
         now = now_ms(self.clock)
-        tickets = await self.store.push_claim_tickets(now, self.lease_ms, 1000)
+        tickets = await self.store.push_claim_tickets(now, self.lease_ms, RECEIPTS_BATCH)
         if not tickets:
             return 0
         receipts = {
-            r.ticket: r.outcome for r in await expo_provider.receipts([t for t, _, _ in tickets])
+            r.ticket: r.outcome for r in await expo_provider.receipts([t.id for t in tickets])
         }
-        done, gone = [], []
-        for ticket, device, sent_at in tickets:
-            outcome = receipts.get(ticket)
-            if outcome is None:
-                if now - sent_at > RECEIPT_KEPT_MS:
-                    done.append(ticket)
-                continue
-            done.append(ticket)
-            if outcome.result == "gone":
-                gone.append(device)
-                self.counts["gone"].inc()
-            elif outcome.result != "sent":
-                self.counts["failed"].inc()
-                log.warning("push receipt %s for device %s: %s", ticket, device, outcome.detail)
-        await self.store.push_settle_tickets(done, gone)
+        done, gone, retry = [], [], {}
+        for ticket in tickets:
+            outcome = receipts.get(ticket.id)
+            if outcome is None:  # not known yet; Expo keeps receipts for a day
+                if now - ticket.sent_at > RECEIPT_KEPT_MS:
+                    done.append(ticket.id)
+            elif outcome.result == "retry":  # Apple or Google asked to slow down
+                at = self._retry_at(now, ticket.attempts, outcome.retry_after)
+                if at - ticket.created_at > self.max_age_ms:
+                    done.append(ticket.id)
+                    self.counts["dropped"].inc()
+                else:
+                    retry[ticket.id] = at
+                    self.counts["retried"].inc()
+            else:
+                done.append(ticket.id)
+                if outcome.result == "gone":
+                    gone.append(ticket.device_id)
+                    self.counts["gone"].inc()
+                elif outcome.result == "failed":
+                    self.counts["failed"].inc()
+                    log.warning(
+                        "push receipt %s for device %s: %s",
+                        ticket.id,
+                        ticket.device_id,
+                        outcome.detail,
+                    )
+        await self.store.push_settle_tickets(done, gone, retry)
         return len(tickets)

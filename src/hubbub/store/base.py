@@ -34,7 +34,7 @@ from hubbub.models import (
     Upload,
     Version,
 )
-from hubbub.store.push import Decision, Due, Outgoing, Settled
+from hubbub.store.push import Decision, Due, Outgoing, Settled, Ticket
 
 Appended = tuple[Message, bool] | HubbubError
 """Per item: ``(message, created)``, or the error that refused that item."""
@@ -170,7 +170,7 @@ class PushStore(Protocol):
     async def set_dnd(self, user: str, until_ms: int | None, now_ms: int) -> DoNotDisturb: ...
     async def get_dnd(self, user: str) -> DoNotDisturb: ...
 
-    async def push_expand(self, window_ms: int, limit: int) -> int:
+    async def push_expand(self, now_ms: int, window_ms: int, limit: int) -> int:
         """Noted messages into outbox rows; how many notes were taken."""
 
     async def push_claim_due(
@@ -182,15 +182,22 @@ class PushStore(Protocol):
         """Record the decisions on leased rows; the pushes queued."""
 
     async def push_claim_sends(
-        self, now_ms: int, lease: str, lease_ms: int, limit: int
-    ) -> list[Outgoing]: ...
+        self, now_ms: int, lease: str, lease_ms: int, limit: int, providers: list[str]
+    ) -> list[Outgoing]:
+        """Lease due pushes to devices of these providers."""
+
+    async def push_expire_sends(self, before_ms: int, now_ms: int) -> int:
+        """Drop unheld pushes of messages older than ``before_ms``; how many."""
+
     async def push_renew_sends(self, lease: str, ids: list[str], until_ms: int) -> list[str]:
         """Extend the lease of these pushes to ``until_ms``; the ids still held under it."""
 
     async def push_settle_sends(self, lease: str, settled: Settled, now_ms: int) -> None: ...
-    async def push_claim_tickets(
-        self, now_ms: int, lease_ms: int, limit: int
-    ) -> list[tuple[str, str, int]]: ...
-    async def push_settle_tickets(self, done: list[str], gone: list[str]) -> None: ...
+    async def push_claim_tickets(self, now_ms: int, lease_ms: int, limit: int) -> list[Ticket]: ...
+    async def push_settle_tickets(
+        self, done: list[str], gone: list[str], retry: dict[str, int]
+    ) -> None:
+        """Forget ``done`` tickets, remove ``gone`` devices, send ``retry`` ones again then."""
+
     async def push_backlog(self) -> tuple[int, int | None]:
         """Rows waiting in the outbox, and the oldest one's message time."""

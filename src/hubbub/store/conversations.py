@@ -75,7 +75,7 @@ async def _insert(
         "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)",
         [(cid, owner, owner_role, now_ms)] + [(cid, u, "member", now_ms) for u in others],
     )
-    await push.flag_members(tx, cid)
+    await push.flag_members(tx, cid, [owner, *others], new=True)
     return cid
 
 

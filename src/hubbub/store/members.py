@@ -44,7 +44,7 @@ async def _join(
         role,
         now_ms,
     )
-    await push.flag_members(tx, cid, user)
+    await push.flag_members(tx, cid, [user])
     data = {"user_id": user, "role": role, "by": by}
     return await add_event(tx, cid, "member.joined", now_ms, data=data)
 

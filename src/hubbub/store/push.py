@@ -21,6 +21,7 @@ push never covers a message twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hubbub.clock import iso_ms
@@ -34,7 +35,7 @@ from hubbub.store.tx import Row, Tx
 MAX_DEVICES = 10
 """Devices per user; registering one more forgets the one updated longest ago."""
 MESSAGES_PER_PUSH = 100
-"""Messages of one conversation one push reads (its count says "99+" beyond)."""
+"""Messages of one conversation one push reads (its count says "100+" beyond)."""
 DEVICE_COLUMNS = "id, provider, token, platform, app_id, created_at, updated_at"
 
 
@@ -54,27 +55,62 @@ def _device(row: Row) -> Device:
 # Devices and settings ----------------------------------------------------------
 
 
+USER_LOCKS = 7_160_316
+"""The first key of the advisory locks that serialise a user's device changes (PostgreSQL)."""
+
+
+async def _lock_users(tx: Tx, users: Iterable[str]) -> None:
+    """Serialise changes to these users' devices and to their memberships' push flags.
+
+    On PostgreSQL (read committed) a device registered while its user joins a
+    conversation could otherwise leave the new membership unflagged (neither
+    statement sees the other's uncommitted row), and its pushes lost. Locks
+    are taken in one order. SQLite has one writer and needs none.
+    """
+    wanted = sorted(set(users))
+    if tx.dialect.locks_rows and wanted:
+        await tx.all(
+            f"SELECT pg_advisory_xact_lock({USER_LOCKS}, hashtext(u)) "
+            "FROM (SELECT u FROM unnest(?::text[]) AS u ORDER BY u) AS ordered",
+            wanted,
+        )
+
+
 async def _refresh_flag(tx: Tx, user: str) -> None:
-    """Set ``members.push`` of the user's memberships to whether they have a device."""
+    """Set ``members.push`` of the user's memberships to whether they have a device.
+
+    A membership flagged now starts at the conversation's newest message: a
+    first device brings pushes of what comes next, not of everything unread.
+    """
     await tx.run(
-        "UPDATE members SET push = CASE WHEN EXISTS "
-        "(SELECT 1 FROM push_devices WHERE user_id = ?1) THEN 1 ELSE 0 END "
-        "WHERE user_id = ?1 AND push <> CASE WHEN EXISTS "
-        "(SELECT 1 FROM push_devices WHERE user_id = ?1) THEN 1 ELSE 0 END",
+        f"UPDATE members SET push = 1, push_seq = {tx.dialect.greatest}(push_seq, "
+        "(SELECT last_seq FROM conversations c WHERE c.id = members.conversation_id)) "
+        "WHERE user_id = ?1 AND push = 0 "
+        "AND EXISTS (SELECT 1 FROM push_devices WHERE user_id = ?1)",
+        user,
+    )
+    await tx.run(
+        "UPDATE members SET push = 0 WHERE user_id = ?1 AND push = 1 "
+        "AND NOT EXISTS (SELECT 1 FROM push_devices WHERE user_id = ?1)",
         user,
     )
 
 
-async def flag_members(tx: Tx, cid: str, user: str | None = None) -> None:
-    """New members (all of ``cid``'s, or ``user``) with a device get ``push = 1``."""
+async def flag_members(tx: Tx, cid: str, users: list[str], *, new: bool = False) -> None:
+    """Members of ``cid`` just added with a device get ``push = 1``.
+
+    ``new``: ``cid`` was just created and ``users`` are all its members.
+    """
+    await _lock_users(tx, users)
     sql = (
         "UPDATE members SET push = 1 WHERE conversation_id = ? AND push = 0 "
         "AND EXISTS (SELECT 1 FROM push_devices d WHERE d.user_id = members.user_id)"
     )
-    if user is None:
+    if new:
         await tx.run(sql, cid)
     else:
-        await tx.run(sql + " AND user_id = ?", cid, user)
+        among, ids = tx.dialect.in_("user_id", users)
+        await tx.run(f"{sql} AND {among}", cid, *ids)
 
 
 async def register_device(
@@ -82,6 +118,7 @@ async def register_device(
 ) -> Device:
     """Add a device, or update it (the token is its identity); it moves to ``user``."""
     previous = await tx.value("SELECT user_id FROM push_devices WHERE token = ?", token)
+    await _lock_users(tx, [user] if previous is None else [user, previous])
     row = await tx.one(
         "INSERT INTO push_devices (id, token, user_id, provider, platform, app_id, created_at, "
         "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (token) DO UPDATE SET "
@@ -97,20 +134,22 @@ async def register_device(
         now_ms,
     )
     assert row is not None
+    device = _device(row)
+    if previous is not None and previous != user:
+        # The phone changed hands: what was composed for its old user stays theirs.
+        await tx.run("DELETE FROM push_sends WHERE device_id = ?", device.id)
+        await _refresh_flag(tx, previous)
+    offset = "LIMIT -1 OFFSET" if tx.dialect.name == "sqlite" else "OFFSET"
     stale = await tx.all(
-        "SELECT id FROM push_devices WHERE user_id = ? ORDER BY updated_at DESC, id LIMIT -1 "
-        f"OFFSET {MAX_DEVICES}"
-        if tx.dialect.name == "sqlite"
-        else "SELECT id FROM push_devices WHERE user_id = ? ORDER BY updated_at DESC, id "
-        f"OFFSET {MAX_DEVICES}",
+        "SELECT id FROM push_devices WHERE user_id = ? AND id <> ? "
+        f"ORDER BY updated_at DESC, id {offset} {MAX_DEVICES - 1}",
         user,
+        device.id,
     )
     if stale:
         await remove_devices(tx, [r[0] for r in stale])
-    if previous is not None and previous != user:
-        await _refresh_flag(tx, previous)
     await _refresh_flag(tx, user)
-    return _device(row)
+    return device
 
 
 async def list_devices(tx: Tx, user: str) -> list[Device]:
@@ -122,6 +161,7 @@ async def list_devices(tx: Tx, user: str) -> list[Device]:
 
 
 async def delete_device(tx: Tx, user: str, device_id: str) -> None:
+    await _lock_users(tx, [user])
     if not await tx.run("DELETE FROM push_devices WHERE id = ? AND user_id = ?", device_id, user):
         raise NotFound("no such device")
     await tx.run("DELETE FROM push_sends WHERE device_id = ?", device_id)
@@ -134,6 +174,7 @@ async def remove_devices(tx: Tx, device_ids: list[str]) -> int:
         return 0
     among, ids = tx.dialect.in_("id", device_ids)
     users = {r[0] for r in await tx.all(f"SELECT user_id FROM push_devices WHERE {among}", *ids)}
+    await _lock_users(tx, users)
     removed = await tx.run(f"DELETE FROM push_devices WHERE {among}", *ids)
     among, ids = tx.dialect.in_("device_id", device_ids)
     await tx.run(f"DELETE FROM push_sends WHERE {among}", *ids)
@@ -205,11 +246,12 @@ async def note_message(tx: Tx, cid: str, seq: int, sender: str, now_ms: int) -> 
     await tx.run(NOTE_SQLITE, cid, seq, sender, now_ms)
 
 
-async def expand(tx: Tx, window_ms: int, limit: int) -> int:
+async def expand(tx: Tx, now_ms: int, window_ms: int, limit: int) -> int:
     """Turn noted messages into outbox rows, one per recipient and conversation.
 
     A row is due ``window_ms`` after the oldest message it holds; later ones
-    until then raise its ``last_seq`` (one push for the burst).
+    until then raise its ``last_seq`` (one push for the burst). Members who
+    muted the conversation get no row at all.
     """
     noted = await tx.all(
         "SELECT conversation_id, seq, sender_id, created_at FROM push_events "
@@ -227,8 +269,19 @@ async def expand(tx: Tx, window_ms: int, limit: int) -> int:
         by_conversation.setdefault(cid, []).append((seq, sender, created))
     rows = []
     for cid, notes in by_conversation.items():
+        muted = "notify = 'none' AND (notify_until IS NULL OR notify_until > ?)"
+        # Those who muted it get no row: the messages are decided on (never pushed).
+        await tx.run(
+            f"UPDATE members SET push_seq = {tx.dialect.greatest}(push_seq, ?) "
+            f"WHERE conversation_id = ? AND push = 1 AND {muted}",
+            max(seq for seq, _, _ in notes),
+            cid,
+            now_ms,
+        )
         recipients = await tx.all(
-            "SELECT user_id FROM members WHERE conversation_id = ? AND push = 1", cid
+            f"SELECT user_id FROM members WHERE conversation_id = ? AND push = 1 AND NOT ({muted})",
+            cid,
+            now_ms,
         )
         for (user,) in recipients:
             theirs = [(seq, created) for seq, sender, created in notes if sender != user]
@@ -287,15 +340,26 @@ class Due:
 
 
 async def _claim(
-    tx: Tx, table: str, columns: str, now_ms: int, lease: str, lease_ms: int, limit: int
+    tx: Tx,
+    table: str,
+    columns: str,
+    now_ms: int,
+    lease: str,
+    lease_ms: int,
+    limit: int,
+    where: str = "",
+    *args: object,
 ) -> list[Row]:
+    """Lease up to ``limit`` due rows no one holds (``where``: more conditions, with ``args``)."""
     return await tx.all(
-        f"UPDATE {table} SET lease_until = ?1, lease = ?2 WHERE id IN "
-        f"(SELECT id FROM {table} WHERE due_at <= ?3 AND lease_until <= ?3 ORDER BY due_at "
-        f"LIMIT ?4{tx.dialect.skip_locked()}) RETURNING {columns}",
+        f"UPDATE {table} SET lease_until = ?, lease = ? WHERE id IN "
+        f"(SELECT id FROM {table} WHERE due_at <= ? AND lease_until <= ?{where} ORDER BY due_at "
+        f"LIMIT ?{tx.dialect.skip_locked()}) RETURNING {columns}",
         now_ms + lease_ms,
         lease,
         now_ms,
+        now_ms,
+        *args,
         limit,
     )
 
@@ -312,6 +376,7 @@ async def claim_due(tx: Tx, now_ms: int, lease: str, lease_ms: int, limit: int) 
         limit,
     )
     found = []
+    people: dict[str, tuple[set[str], list[Device], int]] = {}
     for rid, user, cid, last_seq, created, rechecked in claimed:
         due = Due(
             id=rid,
@@ -322,8 +387,24 @@ async def claim_due(tx: Tx, now_ms: int, lease: str, lease_ms: int, limit: int) 
             rechecked=bool(rechecked),
         )
         await _context(tx, due)
+        if due.messages:  # who they block, their devices and unread: once per user
+            if user not in people:
+                people[user] = await _person(tx, user)
+            due.blocked, due.devices, due.badge = people[user]
         found.append(due)
     return found
+
+
+async def _person(tx: Tx, user: str) -> tuple[set[str], list[Device], int]:
+    blocked = {
+        r[0]
+        for r in await tx.all(
+            "SELECT blocked FROM blocks WHERE blocker = ?1 "
+            "UNION SELECT blocker FROM blocks WHERE blocked = ?1",
+            user,
+        )
+    }
+    return blocked, await list_devices(tx, user), sum((await receipts.unread(tx, user)).values())
 
 
 async def _context(tx: Tx, due: Due) -> None:
@@ -364,18 +445,6 @@ async def _context(tx: Tx, due: Due) -> None:
         )
         for mid, seq, sender, name, mkind, body, replied in rows[:MESSAGES_PER_PUSH]
     ]
-    if not due.messages:
-        return
-    due.blocked = {
-        r[0]
-        for r in await tx.all(
-            "SELECT blocked FROM blocks WHERE blocker = ?1 "
-            "UNION SELECT blocker FROM blocks WHERE blocked = ?1",
-            user,
-        )
-    }
-    due.devices = await list_devices(tx, user)
-    due.badge = sum((await receipts.unread(tx, user)).values())
 
 
 @dataclass(slots=True)
@@ -391,53 +460,62 @@ class Decision:
 async def settle_due(
     tx: Tx, lease: str, decisions: list[Decision], now_ms: int, window_ms: int
 ) -> int:
-    """Write what was decided on leased rows; the pushes queued."""
-    queued = 0
-    for decision in decisions:
-        due = decision.due
-        if decision.recheck_at is not None:
-            await tx.run(
-                "UPDATE push_outbox SET due_at = ?, rechecked = 1, lease_until = 0, lease = NULL "
-                "WHERE id = ? AND lease = ?",
-                decision.recheck_at,
-                due.id,
-                lease,
-            )
-            continue
-        last_seq = await tx.value(
-            "UPDATE push_outbox SET lease = NULL, lease_until = 0 WHERE id = ? AND lease = ? "
-            "RETURNING last_seq",
-            due.id,
+    """Write what was decided on leased rows; the pushes queued.
+
+    Rows and members are locked in (user, conversation) order, the order
+    ``expand`` writes in, so two processes never wait on each other in a cycle.
+    """
+    decisions = sorted(decisions, key=lambda d: (d.due.user_id, d.due.conversation_id))
+    await tx.many(
+        "UPDATE push_outbox SET due_at = ?, rechecked = 1, lease_until = 0, lease = NULL "
+        "WHERE id = ? AND lease = ?",
+        [(d.recheck_at, d.due.id, lease) for d in decisions if d.recheck_at is not None],
+    )
+    decided = [d for d in decisions if d.recheck_at is None]
+    if not decided:
+        return 0
+    among, ids = tx.dialect.in_("id", [d.due.id for d in decided])
+    held = {
+        rid: last_seq
+        for rid, last_seq in await tx.all(
+            f"SELECT id, last_seq FROM push_outbox WHERE lease = ? AND {among} "
+            f"ORDER BY user_id, conversation_id{tx.dialect.lock()}",
             lease,
+            *ids,
         )
-        if last_seq is None:
-            continue  # the lease ran out and another process took the row
-        await tx.run(
-            f"UPDATE members SET push_seq = {tx.dialect.greatest}(push_seq, ?) "
-            "WHERE conversation_id = ? AND user_id = ?",
-            due.last_seq,
-            due.conversation_id,
-            due.user_id,
-        )
-        if last_seq == due.last_seq:
-            await tx.run("DELETE FROM push_outbox WHERE id = ?", due.id)
-        else:  # newer messages came meanwhile: they are due one window from now
-            await tx.run(
-                "UPDATE push_outbox SET due_at = ?, created_at = ?, rechecked = 0 WHERE id = ?",
-                now_ms + window_ms,
-                now_ms,
-                due.id,
-            )
-        await tx.many(
-            "INSERT INTO push_sends (id, device_id, payload, created_at, due_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [
-                (new_id("p"), device, payload, due.created_at, now_ms)
-                for device, payload in decision.payloads.items()
-            ],
-        )
-        queued += len(decision.payloads)
-    return queued
+    }
+    # Rows whose lease ran out were taken by another process: theirs now.
+    decided = [d for d in decided if d.due.id in held]
+    await tx.many(
+        f"UPDATE members SET push_seq = {tx.dialect.greatest}(push_seq, ?) "
+        "WHERE conversation_id = ? AND user_id = ?",
+        [(d.due.last_seq, d.due.conversation_id, d.due.user_id) for d in decided],
+    )
+    done = [d.due.id for d in decided if held[d.due.id] == d.due.last_seq]
+    if done:
+        among, ids = tx.dialect.in_("id", done)
+        await tx.run(f"DELETE FROM push_outbox WHERE {among}", *ids)
+    # Newer messages came meanwhile: they are due one window from now.
+    await tx.many(
+        "UPDATE push_outbox SET due_at = ?, created_at = ?, rechecked = 0, lease_until = 0, "
+        "lease = NULL WHERE id = ?",
+        [
+            (now_ms + window_ms, now_ms, d.due.id)
+            for d in decided
+            if held[d.due.id] != d.due.last_seq
+        ],
+    )
+    sends = [
+        (new_id("p"), device, payload, d.due.created_at, now_ms)
+        for d in decided
+        for device, payload in d.payloads.items()
+    ]
+    await tx.many(
+        "INSERT INTO push_sends (id, device_id, payload, created_at, due_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        sends,
+    )
+    return len(sends)
 
 
 @dataclass(slots=True)
@@ -452,7 +530,11 @@ class Outgoing:
     attempts: int
 
 
-async def claim_sends(tx: Tx, now_ms: int, lease: str, lease_ms: int, limit: int) -> list[Outgoing]:
+async def claim_sends(
+    tx: Tx, now_ms: int, lease: str, lease_ms: int, limit: int, providers: list[str]
+) -> list[Outgoing]:
+    """Lease due pushes to devices of these providers (those this process can reach)."""
+    among, names = tx.dialect.in_("provider", providers)
     claimed = await _claim(
         tx,
         "push_sends",
@@ -461,6 +543,8 @@ async def claim_sends(tx: Tx, now_ms: int, lease: str, lease_ms: int, limit: int
         lease,
         lease_ms,
         limit,
+        f" AND device_id IN (SELECT id FROM push_devices WHERE {among})",
+        *names,
     )
     if not claimed:
         return []
@@ -497,6 +581,20 @@ async def renew_sends(tx: Tx, lease: str, ids: list[str], until_ms: int) -> list
 
 
 @dataclass(slots=True)
+class Ticket:
+    """A push Expo accepted, whose receipt is still to be read."""
+
+    id: str
+    """Expo's ticket id."""
+    push_id: str
+    device_id: str
+    payload: str
+    created_at: int
+    attempts: int
+    sent_at: int
+
+
+@dataclass(slots=True)
 class Settled:
     """What became of the pushes handed to providers (``settle_sends``)."""
 
@@ -506,8 +604,8 @@ class Settled:
     """Push id -> when to try again."""
     gone: list[str] = field(default_factory=list)
     """Device ids the provider said no longer exist."""
-    tickets: list[tuple[str, str, int]] = field(default_factory=list)
-    """(ticket, device id, when to check its receipt)."""
+    tickets: list[tuple[Ticket, int]] = field(default_factory=list)
+    """Tickets, and when to check their receipts."""
 
 
 async def settle_sends(tx: Tx, lease: str, settled: Settled, now_ms: int) -> None:
@@ -520,40 +618,61 @@ async def settle_sends(tx: Tx, lease: str, settled: Settled, now_ms: int) -> Non
         [(at, s, lease) for s, at in settled.retry.items()],
     )
     await tx.many(
-        "INSERT INTO push_tickets (id, device_id, sent_at, check_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (id) DO NOTHING",
-        [(ticket, device, now_ms, at) for ticket, device, at in settled.tickets],
+        "INSERT INTO push_tickets (id, push_id, device_id, payload, created_at, attempts, "
+        "sent_at, check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        [
+            (t.id, t.push_id, t.device_id, t.payload, t.created_at, t.attempts, t.sent_at, at)
+            for t, at in settled.tickets
+        ],
     )
     await remove_devices(tx, settled.gone)
 
 
-async def claim_tickets(
-    tx: Tx, now_ms: int, lease_ms: int, limit: int
-) -> list[tuple[str, str, int]]:
-    """Lease tickets whose receipts are due: (ticket, device id, sent at)."""
+async def expire_sends(tx: Tx, before_ms: int, now_ms: int) -> int:
+    """Drop pushes of messages older than ``before_ms`` that nobody holds; how many."""
+    return await tx.run(
+        "DELETE FROM push_sends WHERE created_at < ? AND lease_until <= ?", before_ms, now_ms
+    )
+
+
+async def claim_tickets(tx: Tx, now_ms: int, lease_ms: int, limit: int) -> list[Ticket]:
+    """Lease tickets whose receipts are due."""
     rows = await tx.all(
         "UPDATE push_tickets SET check_at = ?1 WHERE id IN (SELECT id FROM push_tickets "
         f"WHERE check_at <= ?2 ORDER BY check_at LIMIT ?3{tx.dialect.skip_locked()}) "
-        "RETURNING id, device_id, sent_at",
+        "RETURNING id, push_id, device_id, payload, created_at, attempts, sent_at",
         now_ms + lease_ms,
         now_ms,
         limit,
     )
-    return [(t, d, s) for t, d, s in rows]
+    return [Ticket(*r) for r in rows]
 
 
-async def settle_tickets(tx: Tx, done: list[str], gone: list[str]) -> None:
-    await tx.many("DELETE FROM push_tickets WHERE id = ?", [(t,) for t in done])
+async def settle_tickets(tx: Tx, done: list[str], gone: list[str], retry: dict[str, int]) -> None:
+    """Forget read tickets, remove gone devices, send again those Expo asked to slow down."""
+    await tx.many(
+        "INSERT INTO push_sends (id, device_id, payload, created_at, due_at, attempts) "
+        "SELECT push_id, device_id, payload, created_at, ?, attempts + 1 FROM push_tickets "
+        "WHERE id = ? ON CONFLICT (id) DO NOTHING",
+        [(at, t) for t, at in retry.items()],
+    )
+    await tx.many("DELETE FROM push_tickets WHERE id = ?", [(t,) for t in [*done, *retry]])
     await remove_devices(tx, gone)
 
 
+COUNT_UP_TO = 100_000
+"""The backlog is counted up to this (a larger one reads as this)."""
+
+
 async def backlog(tx: Tx) -> tuple[int, int | None]:
-    """Rows waiting in the outbox's three steps, and the oldest message's time."""
+    """Rows waiting in the outbox's three steps (each counted up to COUNT_UP_TO), and
+    the oldest message's time."""
     count, oldest = 0, None
     for table in ("push_events", "push_outbox", "push_sends"):
-        row = await tx.one(f"SELECT COUNT(*), MIN(created_at) FROM {table}")
-        assert row is not None
-        count += int(row[0])
-        if row[1] is not None:
-            oldest = int(row[1]) if oldest is None else min(oldest, int(row[1]))
+        count += int(
+            await tx.value(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT {COUNT_UP_TO}) t")
+        )
+        first = await tx.value(f"SELECT MIN(created_at) FROM {table}")
+        if first is not None:
+            oldest = int(first) if oldest is None else min(oldest, int(first))
     return count, oldest

@@ -227,8 +227,8 @@ class SQLStore:
     async def get_dnd(self, user: str) -> DoNotDisturb:
         return await self.transaction(push.get_dnd, user)
 
-    async def push_expand(self, window_ms: int, limit: int) -> int:
-        return await self.transaction(push.expand, window_ms, limit)
+    async def push_expand(self, now_ms: int, window_ms: int, limit: int) -> int:
+        return await self.transaction(push.expand, now_ms, window_ms, limit)
 
     async def push_claim_due(
         self, now_ms: int, lease: str, lease_ms: int, limit: int
@@ -241,9 +241,12 @@ class SQLStore:
         return await self.transaction(push.settle_due, lease, decisions, now_ms, window_ms)
 
     async def push_claim_sends(
-        self, now_ms: int, lease: str, lease_ms: int, limit: int
+        self, now_ms: int, lease: str, lease_ms: int, limit: int, providers: list[str]
     ) -> list[push.Outgoing]:
-        return await self.transaction(push.claim_sends, now_ms, lease, lease_ms, limit)
+        return await self.transaction(push.claim_sends, now_ms, lease, lease_ms, limit, providers)
+
+    async def push_expire_sends(self, before_ms: int, now_ms: int) -> int:
+        return await self.transaction(push.expire_sends, before_ms, now_ms)
 
     async def push_renew_sends(self, lease: str, ids: list[str], until_ms: int) -> list[str]:
         return await self.transaction(push.renew_sends, lease, ids, until_ms)
@@ -251,13 +254,13 @@ class SQLStore:
     async def push_settle_sends(self, lease: str, settled: push.Settled, now_ms: int) -> None:
         await self.transaction(push.settle_sends, lease, settled, now_ms)
 
-    async def push_claim_tickets(
-        self, now_ms: int, lease_ms: int, limit: int
-    ) -> list[tuple[str, str, int]]:
+    async def push_claim_tickets(self, now_ms: int, lease_ms: int, limit: int) -> list[push.Ticket]:
         return await self.transaction(push.claim_tickets, now_ms, lease_ms, limit)
 
-    async def push_settle_tickets(self, done: list[str], gone: list[str]) -> None:
-        await self.transaction(push.settle_tickets, done, gone)
+    async def push_settle_tickets(
+        self, done: list[str], gone: list[str], retry: dict[str, int]
+    ) -> None:
+        await self.transaction(push.settle_tickets, done, gone, retry)
 
     async def push_backlog(self) -> tuple[int, int | None]:
         return await self.transaction(push.backlog)
