@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
@@ -337,3 +338,46 @@ async def test_joining_while_registering_a_first_device_still_flags(
     await push.push_expand(NOW, WINDOW, 100)
     due = await push.push_claim_due(NOW + WINDOW, "l1", LEASE, 100)
     assert [d.user_id for d in due] == ["dan"]
+
+
+async def _counts(tx: Tx) -> list[tuple[str, int, int]]:
+    rows = await tx.all(
+        "SELECT c.id, c.push_members, "
+        "(SELECT COUNT(*) FROM members m WHERE m.conversation_id = c.id AND m.push = 1) "
+        "FROM conversations c ORDER BY c.id"
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def test_push_members_counts_the_flagged_members_through_any_change(store: Store) -> None:
+    """Joins, removals, leaves, devices registered, moved and removed, in a seeded order."""
+    push = push_store(store)
+    rng = random.Random(5)
+    users = [f"p{n}" for n in range(6)]
+    groups = [(await store.create_group("p0", f"g{n}", users[1 : 2 + n], NOW)).id for n in range(3)]
+    devices: dict[str, str] = {}
+    most = 0
+    for step in range(80):
+        user, cid = rng.choice(users), rng.choice(groups)
+        action = rng.randrange(5)
+        try:
+            if action == 0:
+                token = TOKEN.format(rng.randrange(8))  # tokens move between users
+                devices[token] = (
+                    await push.register_device(user, "expo", token, "ios", None, NOW)
+                ).id
+            elif action == 1 and devices:
+                token = rng.choice(sorted(devices))
+                await push.push_settle_sends("x", Settled(gone=[devices.pop(token)]), NOW)
+            elif action == 2:
+                await store.add_members("p0", cid, [user], 100, NOW)
+            elif action == 3:
+                await store.remove_member(user, cid, user, NOW)
+            else:  # refused unless a member
+                await store.append_messages(user, [SendItem(cid, "hi", f"m{step}")], NOW)
+        except (Forbidden, NotFound):
+            pass  # not a member, the owner leaving: fine, the counts must hold all the same
+        counts = await cast(SQLStore, store).transaction(_counts)
+        assert all(kept == counted for _, kept, counted in counts), (step, counts)
+        most = max(most, *(kept for _, kept, _ in counts))
+    assert most >= 2  # the sequence did flag members

@@ -51,9 +51,21 @@ def script(dialect: str, revision: str) -> list[str]:
         if line.lstrip().startswith("--"):
             continue
         current += line
-        if sqlite3.complete_statement(current):  # knows BEGIN ... END of triggers
+        if _complete(dialect, current):
             statements.append(current.strip())
             current = ""
     if current.strip():
         statements.append(current.strip())
     return statements
+
+
+def _complete(dialect: str, text: str) -> bool:
+    """Whether ``text`` ends a statement of the script.
+
+    SQLite's own test knows the BEGIN ... END of its triggers. PostgreSQL's
+    scripts end each statement with a line ending in ``;``, outside a
+    function body quoted in ``$$``.
+    """
+    if dialect == "sqlite":
+        return sqlite3.complete_statement(text)
+    return text.rstrip().endswith(";") and text.count("$$") % 2 == 0

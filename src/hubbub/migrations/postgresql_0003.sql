@@ -13,15 +13,38 @@ CREATE TABLE push_devices (
 );
 CREATE INDEX push_devices_by_user ON push_devices (user_id, updated_at);
 
--- push = 1: the member has a device, so a send notes the message for push
--- (found through members_push without reading every member); push_seq: the
+-- push = 1: the member has a device (members_push finds them); push_seq: the
 -- messages up to it have been decided on (pushed or not). notify: all,
--- mentions or none, until notify_until (then all again).
+-- mentions or none, until notify_until (then all again). A conversation's
+-- push_members counts its members with push = 1 (kept by triggers): a send
+-- reads it with its first statement and notes the message for push if any
+-- other member has a device.
 ALTER TABLE members ADD COLUMN push INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE members ADD COLUMN push_seq BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE members ADD COLUMN notify TEXT NOT NULL DEFAULT 'all';
 ALTER TABLE members ADD COLUMN notify_until BIGINT;
 CREATE INDEX members_push ON members (conversation_id) WHERE push = 1;
+
+ALTER TABLE conversations ADD COLUMN push_members INTEGER NOT NULL DEFAULT 0;
+CREATE FUNCTION members_push_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.push = 1 THEN
+            UPDATE conversations SET push_members = push_members + 1 WHERE id = NEW.conversation_id;
+        END IF;
+    ELSIF TG_OP = 'DELETE' THEN
+        IF OLD.push = 1 THEN
+            UPDATE conversations SET push_members = push_members - 1 WHERE id = OLD.conversation_id;
+        END IF;
+    ELSIF NEW.push <> OLD.push THEN
+        UPDATE conversations SET push_members = push_members + NEW.push - OLD.push
+        WHERE id = NEW.conversation_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER members_push_count AFTER INSERT OR DELETE OR UPDATE OF push ON members
+FOR EACH ROW EXECUTE FUNCTION members_push_count();
 ALTER TABLE users ADD COLUMN dnd_until BIGINT;
 
 -- Stored messages some other member may be told of, written by the send's

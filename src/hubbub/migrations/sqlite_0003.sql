@@ -13,15 +13,30 @@ CREATE TABLE push_devices (
 );
 CREATE INDEX push_devices_by_user ON push_devices (user_id, updated_at);
 
--- push = 1: the member has a device, so a send notes the message for push
--- (found through members_push without reading every member); push_seq: the
+-- push = 1: the member has a device (members_push finds them); push_seq: the
 -- messages up to it have been decided on (pushed or not). notify: all,
--- mentions or none, until notify_until (then all again).
+-- mentions or none, until notify_until (then all again). A conversation's
+-- push_members counts its members with push = 1 (kept by triggers): a send
+-- reads it with its first statement and notes the message for push if any
+-- other member has a device.
 ALTER TABLE members ADD COLUMN push INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE members ADD COLUMN push_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE members ADD COLUMN notify TEXT NOT NULL DEFAULT 'all';
 ALTER TABLE members ADD COLUMN notify_until INTEGER;
 CREATE INDEX members_push ON members (conversation_id) WHERE push = 1;
+
+ALTER TABLE conversations ADD COLUMN push_members INTEGER NOT NULL DEFAULT 0;
+CREATE TRIGGER members_push_insert AFTER INSERT ON members WHEN new.push = 1 BEGIN
+    UPDATE conversations SET push_members = push_members + 1 WHERE id = new.conversation_id;
+END;
+CREATE TRIGGER members_push_delete AFTER DELETE ON members WHEN old.push = 1 BEGIN
+    UPDATE conversations SET push_members = push_members - 1 WHERE id = old.conversation_id;
+END;
+CREATE TRIGGER members_push_update AFTER UPDATE OF push ON members
+WHEN old.push <> new.push BEGIN
+    UPDATE conversations SET push_members = push_members + new.push - old.push
+    WHERE id = new.conversation_id;
+END;
 ALTER TABLE users ADD COLUMN dnd_until INTEGER;
 
 -- Stored messages some other member may be told of, written by the send's

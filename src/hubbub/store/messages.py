@@ -14,14 +14,16 @@ from hubbub.store.events import add_event
 from hubbub.store.tx import Tx
 
 HEAD = (
-    "SELECT c.kind, m.role, u.name FROM conversations c "
+    "SELECT c.kind, m.role, u.name, c.push_members - COALESCE(m.push, 0) FROM conversations c "
     "LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?1 "
     "LEFT JOIN users u ON u.id = ?1 WHERE c.id = ?2"
 )
-"""What a send needs to know first: the conversation's kind, the sender's role and name."""
+"""What a send needs to know first: the conversation's kind, the sender's role and name, and
+how many other members have a device (the message is noted for push if any)."""
 RETRY = "SELECT id FROM messages WHERE sender_id = ? AND conversation_id = ? AND client_msg_id = ?"
 HEAD_AND_RETRY = (
-    "SELECT c.kind, m.role, u.name, r.id FROM conversations c "
+    "SELECT c.kind, m.role, u.name, c.push_members - COALESCE(m.push, 0), r.id "
+    "FROM conversations c "
     "LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?1 "
     "LEFT JOIN users u ON u.id = ?1 "
     "LEFT JOIN messages r ON r.sender_id = ?1 AND r.conversation_id = c.id "
@@ -96,14 +98,14 @@ async def _append_one(
     else:
         # One writer: the check for a retry joins the same statement.
         head = await tx.one(HEAD_AND_RETRY, sender, cid, item.client_msg_id)
-        retry = None if head is None else head[3]
+        retry = None if head is None else head[4]
     if head is None:
         return NotFound("no such conversation")
     if retry is not None:
         original = await load(tx, retry)
         assert original is not None
         return original, False
-    kind, role, name = head[:3]
+    kind, role, name, pushed = head[:4]
     # Every check comes before anything is written, so a refused item leaves
     # nothing to roll back (on SQLite the worker's savepoint would, too).
     try:
@@ -136,7 +138,7 @@ async def _append_one(
         # One round trip for both rows.
         await tx.run(
             "WITH e AS (INSERT INTO events (conversation_id, seq, type, message_id, created_at) "
-            f"VALUES (?2, ?3, 'message.new', ?1, ?9)), p AS ({push.NOTE_POSTGRESQL}) "
+            f"VALUES (?2, ?3, 'message.new', ?1, ?9)){push.NOTE_POSTGRESQL if pushed else ''} "
             f"{insert_message}",
             *message_args,
             item.reply_to,
@@ -152,7 +154,8 @@ async def _append_one(
             now_ms,
         )
         await tx.run(insert_message, *message_args, item.reply_to, now_ms)
-        await push.note_message(tx, cid, seq, sender, now_ms)
+        if pushed:
+            await push.note_message(tx, cid, seq, sender, now_ms)
     if attachments:
         await tx.many(
             "INSERT INTO message_attachments (message_id, upload_id, position) VALUES (?, ?, ?)",

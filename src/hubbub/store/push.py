@@ -3,7 +3,8 @@
 The outbox has three steps, each a table, each moved on by one transaction:
 
 1. ``note_message``, in the send's own transaction: the message goes into
-   ``push_events`` when another member has a device (one index probe).
+   ``push_events`` when another member has a device (the conversation's
+   ``push_members``, read with the send's first statement: no extra query).
 2. ``expand``: each noted message becomes, per member with a device, one
    ``push_outbox`` row per (recipient, conversation); messages that arrive
    before the row is due join it (the collapse window).
@@ -228,22 +229,21 @@ async def get_dnd(tx: Tx, user: str) -> DoNotDisturb:
 
 # The outbox ---------------------------------------------------------------------
 
-NOTE_SQLITE = (
-    "INSERT INTO push_events (conversation_id, seq, sender_id, created_at) "
-    "SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM members INDEXED BY members_push "
-    "WHERE conversation_id = ?1 AND push = 1 AND user_id <> ?3)"
-)
+NOTE = "INSERT INTO push_events (conversation_id, seq, sender_id, created_at) VALUES (?, ?, ?, ?)"
 NOTE_POSTGRESQL = (
-    "INSERT INTO push_events (conversation_id, seq, sender_id, created_at) "
-    "SELECT ?2, ?3, ?4, ?9 WHERE EXISTS (SELECT 1 FROM members "
-    "WHERE conversation_id = ?2 AND push = 1 AND user_id <> ?4)"
+    ", p AS (INSERT INTO push_events (conversation_id, seq, sender_id, created_at) "
+    "VALUES (?2, ?3, ?4, ?9))"
 )
 """The same note, as a statement of the send's CTE (its arguments numbered as the message's)."""
 
 
 async def note_message(tx: Tx, cid: str, seq: int, sender: str, now_ms: int) -> None:
-    """In the send's transaction: note the message when another member has a device."""
-    await tx.run(NOTE_SQLITE, cid, seq, sender, now_ms)
+    """In the send's transaction, when another member has a device: note the message.
+
+    The send knows that from ``conversations.push_members``, which the
+    schema's triggers keep equal to the members with ``push = 1``.
+    """
+    await tx.run(NOTE, cid, seq, sender, now_ms)
 
 
 async def expand(tx: Tx, now_ms: int, window_ms: int, limit: int) -> int:

@@ -23,6 +23,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER members_push_count ON members")
+        op.execute("DROP FUNCTION members_push_count()")
+    else:
+        for trigger in ("insert", "delete", "update"):
+            op.execute(f"DROP TRIGGER members_push_{trigger}")
+    op.execute("ALTER TABLE conversations DROP COLUMN push_members")
     for table in TABLES:
         op.execute(f"DROP TABLE {table}")
     op.execute("DROP INDEX members_push")
