@@ -87,10 +87,10 @@ async def test_do_not_disturb(rest: httpx.AsyncClient) -> None:
         "do_not_disturb": {"until": None}
     }
     assert error(await rest.put(DND, headers=bearer("ann"), json={})) == (422, "invalid")
-    for until in (
+    for refused in (
         later(hours=-1),  # in the past
         "0001-01-01T00:00:00+23:59",  # before the year 1
         "9999-12-31T23:59:59-23:59",  # after the year 9999
     ):
-        r = await rest.put(DND, headers=bearer("ann"), json={"until": until})
-        assert error(r) == (422, "invalid"), until
+        r = await rest.put(DND, headers=bearer("ann"), json={"until": refused})
+        assert error(r) == (422, "invalid"), refused
