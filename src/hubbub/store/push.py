@@ -254,16 +254,13 @@ async def expand(tx: Tx, now_ms: int, window_ms: int, limit: int) -> int:
     muted the conversation get no row at all.
     """
     noted = await tx.all(
-        "SELECT conversation_id, seq, sender_id, created_at FROM push_events "
-        f"ORDER BY created_at LIMIT ?{tx.dialect.skip_locked()}",
+        "DELETE FROM push_events WHERE (conversation_id, seq) IN (SELECT conversation_id, seq "
+        f"FROM push_events ORDER BY created_at LIMIT ?{tx.dialect.skip_locked()}) "
+        "RETURNING conversation_id, seq, sender_id, created_at",
         limit,
     )
     if not noted:
         return 0
-    await tx.many(
-        "DELETE FROM push_events WHERE conversation_id = ? AND seq = ?",
-        [(cid, seq) for cid, seq, _s, _c in noted],
-    )
     by_conversation: dict[str, list[tuple[int, str, int]]] = {}
     for cid, seq, sender, created in noted:
         by_conversation.setdefault(cid, []).append((seq, sender, created))
