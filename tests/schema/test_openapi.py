@@ -110,7 +110,8 @@ def ok(response: httpx.Response, *statuses: int) -> dict[str, Any]:
 
 
 def seed(server: ServerProcess) -> Seeded:
-    """Conversations of every kind, the caller's and others' messages, an edit, a file."""
+    """Conversations of every kind, the caller's and others' messages, an edit, a file,
+    push devices."""
     with httpx.Client(base_url=server.url, timeout=10) as http:
 
         def create(user: str, **body: Any) -> str:
@@ -139,6 +140,18 @@ def seed(server: ServerProcess) -> Seeded:
         reply = send("bob", group, "welcome", reply_to=mine)
         elsewhere = send("bob", theirs, "my group")
         hidden = send("carol", closed, "not for alice")
+
+        def device(user: str) -> str:
+            body = {
+                "provider": "expo",
+                "token": f"ExponentPushToken[{new_id()}]",
+                "platform": "ios",
+            }
+            return str(
+                ok(http.post("/api/v1/push/devices", headers=auth(user), json=body))["device"]["id"]
+            )
+
+        devices = [device(CALLER), device("bob")]
         r = http.put(f"/api/v1/messages/{mine}/reactions/%F0%9F%91%8D", headers=auth("bob"))
         ok(r)
     return Seeded(
@@ -147,6 +160,7 @@ def seed(server: ServerProcess) -> Seeded:
             "conversation_id": [group, room, direct, theirs, closed, other_room],
             "message_id": [mine, edited, attached, reply, elsewhere, hidden],
             "upload_id": [upload_id],
+            "device_id": devices,
             "user_id": ["bob", "carol", CALLER],
         },
         {"Authorization": f"Bearer {token(CALLER, ttl=3600)}"},
