@@ -140,6 +140,8 @@ class Settings:
     presence_grace: float = 5.0
     presence_ttl: float = 15.0
     sqlite_synchronous: str = "NORMAL"
+    read_budget: float = 5.0
+    """Seconds one read (history, search, the conversation list) may take; then 413."""
     api_key: str | None = None
     upload_max_bytes: int = 10 * 1024 * 1024
     upload_types: tuple[str, ...] = UPLOAD_TYPES
@@ -257,6 +259,7 @@ class Settings:
             presence_grace=number("PRESENCE_GRACE", 5.0),
             presence_ttl=number("PRESENCE_TTL", 15.0),
             sqlite_synchronous=synchronous,
+            read_budget=number("READ_BUDGET", 5.0),
             api_key=get("API_KEY"),
             upload_max_bytes=number("UPLOAD_MAX_BYTES", 10 * 1024 * 1024, int),
             upload_types=tuple(

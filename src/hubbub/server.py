@@ -68,9 +68,11 @@ class Hubbub:
         self.clock = clock or SystemClock()
         self.metrics = metrics = Metrics()
         store = (
-            PostgresStore(settings.database_url)
+            PostgresStore(settings.database_url, read_budget=settings.read_budget)
             if settings.postgres
-            else SQLiteStore(settings.sqlite_path, settings.sqlite_synchronous)
+            else SQLiteStore(
+                settings.sqlite_path, settings.sqlite_synchronous, read_budget=settings.read_budget
+            )
         )
         store.observe_commits(
             metrics.store_commit.labels("postgresql" if settings.postgres else "sqlite").observe

@@ -19,8 +19,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import asyncpg
 
 from hubbub import migrations
-from hubbub.errors import Unavailable
-from hubbub.store.sql import SQLStore
+from hubbub.errors import TooLarge, Unavailable
+from hubbub.store.sql import READ_BUDGET, SQLStore
 from hubbub.store.tx import POSTGRESQL, Dialect, Row, Tx
 
 P = ParamSpec("P")
@@ -100,12 +100,23 @@ class PostgresTx:
 
 
 class PostgresStore(SQLStore):
-    def __init__(self, url: str, pool_size: int = 10, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 10,
+        timeout: float = 30.0,
+        read_pool_size: int = 4,
+        read_budget: float = READ_BUDGET,
+    ) -> None:
         self.url = url
         self.pool_size = pool_size
         self.timeout = timeout
         """Seconds a statement may run, and a transaction wait for a connection."""
+        self.read_pool_size = read_pool_size
+        self.read_budget = read_budget
         self._pool: asyncpg.Pool | None = None
+        self._readers: asyncpg.Pool | None = None
+        """Reads have connections of their own: however many run, writers get theirs."""
         self._observe: Callable[[float], None] | None = None
 
     def observe_commits(self, observe: Callable[[float], None]) -> None:
@@ -122,12 +133,47 @@ class PostgresStore(SQLStore):
         self._pool = await asyncpg.create_pool(
             self.url, min_size=0, max_size=self.pool_size, command_timeout=self.timeout
         )
+        self._readers = await asyncpg.create_pool(
+            self.url, min_size=0, max_size=self.read_pool_size, command_timeout=self.timeout
+        )
         await self.ping()
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._readers, self._pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._readers = None
+
+    async def read(
+        self,
+        fn: Callable[Concatenate[Tx, P], Coroutine[Any, Any, T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """A read-only transaction on the readers' pool, within ``read_budget``.
+
+        Past the budget the read is cancelled (asyncpg cancels its statement
+        on the server, and the connection serves again) and the caller gets
+        ``too_large``. A wait for a connection is not counted: it ends as
+        ``unavailable``, like a statement the database's own timeouts ended.
+        """
+        if self._readers is None:
+            raise Unavailable("the database is not open")
+        try:
+            async with self._readers.acquire(timeout=self.timeout) as conn:
+                try:
+                    return await asyncio.wait_for(
+                        _read_on(conn, fn, *args, **kwargs), self.read_budget
+                    )
+                except TimeoutError:
+                    raise TooLarge(
+                        f"this read took longer than {self.read_budget:g} s: ask for less "
+                        "(a narrower search)"
+                    ) from None
+        except TIMED_OUT as exc:
+            raise Unavailable(f"the database timed out; retry ({exc})") from None
+        except UNUSABLE as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from None
 
     async def transaction(
         self,
@@ -171,3 +217,21 @@ class PostgresStore(SQLStore):
             except UNUSABLE as exc:
                 raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _read_on(
+    conn: asyncpg.Connection,
+    fn: Callable[Concatenate[Tx, P], Coroutine[Any, Any, T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    # Errors become Unavailable here, so that the only TimeoutError leaving is
+    # the read budget's (asyncio.wait_for's).
+    try:
+        async with conn.transaction(readonly=True):
+            return await fn(PostgresTx(conn), *args, **kwargs)
+    except TIMED_OUT as exc:  # rolled back; the connection is sound
+        raise Unavailable(f"the database timed out; retry ({exc})") from None
+    except UNUSABLE as exc:
+        conn.terminate()  # whatever state it is in, not handed out again
+        raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from None

@@ -46,6 +46,8 @@ from hubbub.store.tx import Tx
 
 P = ParamSpec("P")
 T = TypeVar("T")
+READ_BUDGET = 5.0
+"""Seconds one read may take (HUBBUB_READ_BUDGET); past it the caller gets ``too_large``."""
 
 
 class SQLStore:
@@ -58,6 +60,19 @@ class SQLStore:
         """Run ``fn(tx, *args, **kwargs)`` as one transaction; return its result."""
         raise NotImplementedError
 
+    async def read(
+        self,
+        fn: Callable[Concatenate[Tx, P], Coroutine[Any, Any, T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn``, which only reads, as one transaction off the path that commits writes.
+
+        Its time is bounded (``read_budget``): past it, ``TooLarge``. By default
+        the same as ``transaction``.
+        """
+        return await self.transaction(fn, *args, **kwargs)
+
     async def ping(self) -> None:
         await self.transaction(_ping)
 
@@ -69,10 +84,10 @@ class SQLStore:
         await self.transaction(users.set_last_seen, user_id, now_ms)
 
     async def last_seen(self, user_ids: list[str]) -> dict[str, int | None]:
-        return await self.transaction(users.last_seen, user_ids)
+        return await self.read(users.last_seen, user_ids)
 
     async def contacts(self, user: str) -> list[str]:
-        return await self.transaction(users.contacts, user)
+        return await self.read(users.contacts, user)
 
     # Conversations and membership
     async def get_or_create_direct(
@@ -88,15 +103,15 @@ class SQLStore:
         )
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        return await self.transaction(conversations.load, conversation_id)
+        return await self.read(conversations.load, conversation_id)
 
     async def member_ids(self, conversation_id: str) -> list[str]:
-        return await self.transaction(conversations.member_ids, conversation_id)
+        return await self.read(conversations.member_ids, conversation_id)
 
     async def list_conversations(
         self, user: str, limit: int | None = None, after: tuple[int, str] | None = None
     ) -> list[ConversationSummary]:
-        return await self.transaction(conversations.list_conversations, user, limit, after)
+        return await self.read(conversations.list_conversations, user, limit, after)
 
     async def rename(self, user: str, cid: str, title: str, now_ms: int) -> list[StreamEvent]:
         return await self.transaction(members.rename, user, cid, title, now_ms)
@@ -117,7 +132,7 @@ class SQLStore:
         return await self.transaction(members.set_role, user, cid, target, role, now_ms)
 
     async def list_rooms(self, user: str, limit: int, offset: int) -> list[RoomSummary]:
-        return await self.transaction(conversations.list_rooms, user, limit, offset)
+        return await self.read(conversations.list_rooms, user, limit, offset)
 
     async def join_room(self, user: str, cid: str, limit: int, now_ms: int) -> list[StreamEvent]:
         return await self.transaction(members.join_room, user, cid, limit, now_ms)
@@ -133,10 +148,10 @@ class SQLStore:
         return await self.transaction(blocks.unblock, blocker, blocked)
 
     async def blocked_by(self, user: str) -> list[str]:
-        return await self.transaction(blocks.blocked_by, user)
+        return await self.read(blocks.blocked_by, user)
 
     async def blockers_of(self, user: str) -> list[str]:
-        return await self.transaction(blocks.blockers_of, user)
+        return await self.read(blocks.blockers_of, user)
 
     # Messages and the stream
     async def append_messages(
@@ -152,7 +167,7 @@ class SQLStore:
     async def search(
         self, user: str, text: str, cid: str | None, limit: int, offset: int
     ) -> SearchPage:
-        return await self.transaction(search.search, user, text, cid, limit, offset)
+        return await self.read(search.search, user, text, cid, limit, offset)
 
     async def create_upload(
         self, upload_id: str, owner: str, name: str, ctype: str, size: int, now_ms: int
@@ -160,7 +175,7 @@ class SQLStore:
         return await self.transaction(uploads.create, upload_id, owner, name, ctype, size, now_ms)
 
     async def get_upload(self, user: str, upload_id: str) -> Upload:
-        return await self.transaction(uploads.get, user, upload_id)
+        return await self.read(uploads.get, user, upload_id)
 
     async def edit_message(self, user: str, mid: str, body: str, now_ms: int) -> StreamEvent:
         return await self.transaction(messages.edit, user, mid, body, now_ms)
@@ -169,10 +184,10 @@ class SQLStore:
         return await self.transaction(messages.delete, user, mid, now_ms)
 
     async def get_message(self, user: str, mid: str) -> Message:
-        return await self.transaction(messages.get, user, mid)
+        return await self.read(messages.get, user, mid)
 
     async def message_versions(self, user: str, mid: str) -> list[Version]:
-        return await self.transaction(messages.versions, user, mid)
+        return await self.read(messages.versions, user, mid)
 
     async def list_messages(
         self,
@@ -183,21 +198,19 @@ class SQLStore:
         after: int | None,
         limit: int,
     ) -> Page:
-        return await self.transaction(
-            history.list_messages, user, conversation_id, before, after, limit
-        )
+        return await self.read(history.list_messages, user, conversation_id, before, after, limit)
 
     async def replay(self, user: str, cursors: dict[str, int], limit: int) -> list[Replay]:
-        return await self.transaction(history.replay, user, cursors, limit)
+        return await self.read(history.replay, user, cursors, limit)
 
     async def events_after(self, cid: str, after: int, limit: int) -> list[StreamEvent]:
-        return await self.transaction(history.events_after, cid, after, limit)
+        return await self.read(history.events_after, cid, after, limit)
 
     async def mark(self, user: str, cid: str, kind: str, seq: int) -> Receipt | None:
         return await self.transaction(receipts.mark, user, cid, kind, seq)
 
     async def unread(self, user: str) -> dict[str, int]:
-        return await self.transaction(receipts.unread, user)
+        return await self.read(receipts.unread, user)
 
     # Push
     async def register_device(
@@ -208,7 +221,7 @@ class SQLStore:
         )
 
     async def list_devices(self, user: str) -> list[Device]:
-        return await self.transaction(push.list_devices, user)
+        return await self.read(push.list_devices, user)
 
     async def delete_device(self, user: str, device_id: str) -> None:
         await self.transaction(push.delete_device, user, device_id)
@@ -219,13 +232,13 @@ class SQLStore:
         return await self.transaction(push.set_notifications, user, cid, level, until_ms)
 
     async def get_notifications(self, user: str, cid: str) -> Notifications:
-        return await self.transaction(push.get_notifications, user, cid)
+        return await self.read(push.get_notifications, user, cid)
 
     async def set_dnd(self, user: str, until_ms: int | None, now_ms: int) -> DoNotDisturb:
         return await self.transaction(push.set_dnd, user, until_ms, now_ms)
 
     async def get_dnd(self, user: str) -> DoNotDisturb:
-        return await self.transaction(push.get_dnd, user)
+        return await self.read(push.get_dnd, user)
 
     async def push_expand(self, now_ms: int, window_ms: int, limit: int) -> int:
         return await self.transaction(push.expand, now_ms, window_ms, limit)
@@ -263,7 +276,7 @@ class SQLStore:
         await self.transaction(push.settle_tickets, done, gone, retry)
 
     async def push_backlog(self) -> tuple[int, int | None]:
-        return await self.transaction(push.backlog)
+        return await self.read(push.backlog)
 
 
 async def _ping(tx: Tx) -> None:

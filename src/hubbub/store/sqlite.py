@@ -19,7 +19,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from hubbub import migrations
 from hubbub.errors import Unavailable
-from hubbub.store.sql import SQLStore
+from hubbub.store.sql import READ_BUDGET, SQLStore
+from hubbub.store.sqlite_readers import SQLiteReaders
 from hubbub.store.sqlite_worker import SQLiteWorker
 from hubbub.store.tx import SQLITE, Dialect, Row, Tx
 
@@ -78,9 +79,16 @@ def _job(
 
 
 class SQLiteStore(SQLStore):
-    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 5.0,
+        read_budget: float = READ_BUDGET,
+    ) -> None:
         self.path = path
         self._worker = SQLiteWorker(path, synchronous, busy_timeout)
+        self._readers = SQLiteReaders(path, _job, budget=read_budget)
 
     def observe_commits(self, observe: Callable[[float], None]) -> None:
         """Report each group commit's seconds (called on the writer thread)."""
@@ -94,13 +102,24 @@ class SQLiteStore(SQLStore):
     ) -> T:
         return await self._worker.call(_job, fn, args, kwargs)
 
+    async def read(
+        self,
+        fn: Callable[Concatenate[Tx, P], Coroutine[Any, Any, T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """On a reader thread (``sqlite_readers.py``): never in the writer's way."""
+        return await self._readers.call(fn, args, kwargs)
+
     async def open(self, migrate: bool = True) -> None:
         if migrate:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(migrations.upgrade, f"sqlite:///{self.path}")
-        await self._worker.start()
+        await self._worker.start()  # creates the file, in WAL mode, before any reader
+        self._readers.start()
 
     async def close(self) -> None:
+        await self._readers.stop()
         await self._worker.stop()
 
     async def ping(self) -> None:
