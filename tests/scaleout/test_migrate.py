@@ -15,7 +15,7 @@ from alembic import command
 from hubbub.migrations import config
 from tests.services import fresh_postgres_sync
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def migrate(env: dict[str, str]) -> str:
@@ -51,14 +51,29 @@ def test_upgrade_from_0001_keeps_data(tmp_path: Path) -> None:
             "INSERT INTO members (conversation_id, user_id, role, joined_at, hidden) "
             "VALUES ('c1', 'ann', 'owner', 0, 1)"
         )
+        for seq in (1, 2, 3):
+            db.execute(
+                "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
+                f"client_msg_id, created_at) VALUES ('m{seq}', 'c1', {seq}, 'bob', 'text', "
+                f"'kept', 'k{seq}', 0)"
+            )
+        db.execute(
+            "INSERT INTO conversations (id, kind, title, created_by, created_at, last_seq, "
+            "last_activity_at) VALUES ('c2', 'group', 'u', 'ann', 0, 1, 0)"
+        )
         db.execute(
             "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
-            "client_msg_id, created_at) VALUES ('m1', 'c1', 1, 'ann', 'text', 'kept', 'k1', 0)"
+            "client_msg_id, created_at) VALUES ('m4', 'c2', 1, 'bob', 'text', 'kept', 'k4', 0)"
         )
     assert "up to date" in migrate({"HUBBUB_DATA_DIR": str(tmp_path)})
     with sqlite3.connect(tmp_path / "hubbub.db") as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
-        assert db.execute("SELECT body FROM messages").fetchall() == [("kept",)]
+        assert db.execute("SELECT DISTINCT body FROM messages").fetchall() == [("kept",)]
+        # Unread counts read the ordinals and counts written by the upgrade.
+        ordinals = db.execute("SELECT id, ordinal FROM messages ORDER BY id").fetchall()
+        assert ordinals == [("m1", 1), ("m2", 2), ("m3", 3), ("m4", 1)]
+        counts = db.execute("SELECT id, message_count FROM conversations ORDER BY id").fetchall()
+        assert counts == [("c1", 3), ("c2", 1)]
         assert db.execute("SELECT hidden FROM members").fetchall() == [(1,)]
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT 1 FROM members INDEXED BY members_hidden "

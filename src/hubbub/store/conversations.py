@@ -133,16 +133,22 @@ async def list_conversations(
     if limit is not None:
         page = " LIMIT ?"
         args.append(limit)
+    # The page is chosen first; unread counts and last messages are read for
+    # its conversations only.
     found = await tx.all(
-        f"SELECT {records.CONVERSATION_COLUMNS}, me.read_seq, {records.unread('me')}, "
-        f"{records.MESSAGE_COLUMNS} FROM members me "
-        "JOIN conversations c ON c.id = me.conversation_id "
-        "LEFT JOIN messages m ON m.conversation_id = me.conversation_id AND m.seq = "
-        "(SELECT MAX(x.seq) FROM messages x WHERE x.conversation_id = me.conversation_id) "
+        f"SELECT {records.CONVERSATION_COLUMNS}, me.read_seq, {records.unread('me', 'c')}, "
+        f"{records.MESSAGE_COLUMNS} FROM (SELECT p.conversation_id AS cid FROM members p "
+        "JOIN conversations c ON c.id = p.conversation_id "
+        f"WHERE p.user_id = ? AND p.hidden = 0{where} "
+        f"ORDER BY c.last_activity_at DESC, c.id{page}) AS chosen "
+        "JOIN members me ON me.conversation_id = chosen.cid AND me.user_id = ? "
+        "JOIN conversations c ON c.id = chosen.cid "
+        "LEFT JOIN messages m ON m.conversation_id = chosen.cid AND m.seq = "
+        "(SELECT MAX(x.seq) FROM messages x WHERE x.conversation_id = chosen.cid) "
         "LEFT JOIN users u ON u.id = m.sender_id "
-        f"WHERE me.user_id = ? AND me.hidden = 0{where} "
-        f"ORDER BY c.last_activity_at DESC, c.id{page}",
+        "ORDER BY c.last_activity_at DESC, c.id",
         *args,
+        user,
     )
     ids = [row[0] for row in found]
     people: defaultdict[str, list[Member]] = defaultdict(list)

@@ -123,15 +123,17 @@ async def _append_one(
     except HubbubError as exc:
         return exc
     mid = new_id("m")
-    seq = await tx.value(
-        "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ? "
-        "WHERE id = ? RETURNING last_seq",
+    counted = await tx.one(
+        "UPDATE conversations SET last_seq = last_seq + 1, message_count = message_count + 1, "
+        "last_activity_at = ? WHERE id = ? RETURNING last_seq, message_count",
         now_ms,
         cid,
     )
+    assert counted is not None
+    seq, ordinal = counted
     insert_message = (
         "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, client_msg_id, "
-        "reply_to, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "reply_to, created_at, ordinal) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     )
     message_args = (mid, cid, seq, sender, item.kind, item.body, item.client_msg_id)
     if tx.dialect.name == "postgresql":
@@ -143,6 +145,7 @@ async def _append_one(
             *message_args,
             item.reply_to,
             now_ms,
+            ordinal,
         )
     else:
         await tx.run(
@@ -153,7 +156,7 @@ async def _append_one(
             mid,
             now_ms,
         )
-        await tx.run(insert_message, *message_args, item.reply_to, now_ms)
+        await tx.run(insert_message, *message_args, item.reply_to, now_ms, ordinal)
         if pushed:
             await push.note_message(tx, cid, seq, sender, now_ms)
     if attachments:

@@ -43,8 +43,8 @@ async def mark(tx: Tx, user: str, cid: str, kind: str, seq: int) -> Receipt | No
 async def unread(tx: Tx, user: str) -> dict[str, int]:
     """Per visible conversation (hidden ones are left out, as in the list)."""
     found = await tx.all(
-        f"SELECT m.conversation_id, {records.unread('m')} FROM members m "
-        "WHERE m.user_id = ? AND m.hidden = 0",
+        f"SELECT m.conversation_id, {records.unread('m', 'c')} FROM members m "
+        "JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ? AND m.hidden = 0",
         user,
     )
     return {cid: count for cid, count in found}

@@ -1,0 +1,12 @@
+-- Unread counts without counting messages (store/records.py, unread):
+-- a message's ordinal is its place among its conversation's messages (1, 2,
+-- ...), and message_count the conversation's messages so far, both written
+-- by the send. A member's unread count is then message_count less the
+-- ordinal of the last message up to its read pointer, less the deleted
+-- messages after it (found through messages_deleted): index lookups, however
+-- long the conversation.
+ALTER TABLE messages ADD COLUMN ordinal INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conversations ADD COLUMN message_count INTEGER NOT NULL DEFAULT 0;
+UPDATE messages SET ordinal = r.n FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY conversation_id ORDER BY seq) AS n FROM messages) AS r WHERE r.id = messages.id;
+UPDATE conversations SET message_count = (SELECT COUNT(*) FROM messages WHERE messages.conversation_id = conversations.id);
+CREATE INDEX messages_deleted ON messages (conversation_id, seq) WHERE deleted_at IS NOT NULL;
