@@ -16,8 +16,10 @@ from hubbub.errors import HubbubError
 from hubbub.models import SendItem
 from hubbub.store import records
 from hubbub.store.base import Store
+from hubbub.store.postgres import PostgresStore
 from hubbub.store.sql import SQLStore
 from hubbub.store.tx import Tx
+from tests.services import fresh_postgres
 
 NOW = 1_700_000_000_000
 USERS = [f"r{n}" for n in range(5)]
@@ -72,3 +74,32 @@ async def test_unread_counts_match_a_recount_through_random_operations(store: St
             wanted = {cid: n for (u, cid), n in expected.items() if u == member}
             assert kept == wanted, (step, member, kept, wanted)
     assert any(n for n in expected.values())  # the sequence left something unread
+
+
+async def _old_release_send(tx: Tx, cid: str, seq: int) -> None:
+    """What a send of the release before ordinals wrote (still serving in a rolling upgrade)."""
+    await tx.run("UPDATE conversations SET last_seq = ? WHERE id = ?", seq, cid)
+    await tx.run(
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, client_msg_id, "
+        "created_at) VALUES (?, ?, ?, 'r1', 'text', 'old', ?, 0)",
+        f"old{seq}",
+        cid,
+        seq,
+        f"old{seq}",
+    )
+
+
+async def test_messages_of_an_older_release_are_counted_on_postgres() -> None:
+    async with fresh_postgres() as url:
+        store = PostgresStore(url, pool_size=2)
+        await store.open()
+        try:
+            group = await store.create_group("r0", "g", ["r1"], NOW)
+            await store.append_messages("r1", [SendItem(group.id, "new", "n1")], NOW)
+            await store.transaction(_old_release_send, group.id, 2)
+            await store.append_messages("r1", [SendItem(group.id, "new", "n3")], NOW)
+            assert await store.unread("r0") == {group.id: 3}
+            await store.mark("r0", group.id, "read", 2)
+            assert await store.unread("r0") == {group.id: 1}
+        finally:
+            await store.close()

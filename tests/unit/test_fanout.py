@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
@@ -148,3 +149,40 @@ async def test_events_outside_the_stream_have_seq_zero_and_need_recipients(rig: 
         Delivery("", 0, ("a", "b"), b'{"type":"presence"}'),
         Delivery("c_1", 0, ("c",), b'{"type":"receipt"}'),
     ]
+
+
+class SlowReads:
+    """A store whose reads take their snapshot at once and answer when let go."""
+
+    def __init__(self) -> None:
+        self.members: list[str] = ["a"]
+        self.blockers: list[str] = []
+        self.gate = asyncio.Event()
+
+    async def member_ids(self, conversation_id: str) -> list[str]:
+        snapshot = list(self.members)
+        await self.gate.wait()
+        return snapshot
+
+    async def blockers_of(self, user: str) -> list[str]:
+        snapshot = list(self.blockers)
+        await self.gate.wait()
+        return snapshot
+
+
+async def test_a_read_older_than_a_change_does_not_overwrite_the_caches(rig: Rig) -> None:
+    """Reads run beside writes: one that began before a join or a block answers after it."""
+    slow = SlowReads()
+    fanout = Fanout(cast(Store, slow), rig.broker)
+    reading = asyncio.ensure_future(fanout.members("c1"))
+    blocking = asyncio.ensure_future(fanout.blockers("ann"))
+    await asyncio.sleep(0)
+    slow.members.append("b")
+    fanout.remember("c1", ["a", "b"])  # b joined, through this process
+    slow.blockers.append("bob")
+    fanout.forget_blockers("ann")  # bob blocked ann
+    slow.gate.set()
+    assert await reading == ("a", "b")
+    assert fanout.cached("c1") == ("a", "b")
+    assert await blocking == frozenset()  # read before the block: answered, not kept
+    assert await fanout.blockers("ann") == frozenset({"bob"})

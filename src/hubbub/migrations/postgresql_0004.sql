@@ -10,3 +10,15 @@ ALTER TABLE conversations ADD COLUMN message_count BIGINT NOT NULL DEFAULT 0;
 UPDATE messages AS m SET ordinal = r.n FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY conversation_id ORDER BY seq) AS n FROM messages) AS r WHERE r.id = m.id;
 UPDATE conversations SET message_count = (SELECT COUNT(*) FROM messages WHERE messages.conversation_id = conversations.id);
 CREATE INDEX messages_deleted ON messages (conversation_id, seq) WHERE deleted_at IS NOT NULL;
+-- Messages are numbered by a trigger on PostgreSQL, so that processes of the
+-- release before this one, still serving during a rolling upgrade, number
+-- theirs too (their sends know nothing of ordinals).
+CREATE FUNCTION messages_ordinal() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE conversations SET message_count = message_count + 1
+    WHERE id = NEW.conversation_id RETURNING message_count INTO NEW.ordinal;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER messages_ordinal BEFORE INSERT ON messages
+FOR EACH ROW EXECUTE FUNCTION messages_ordinal();

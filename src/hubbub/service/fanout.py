@@ -34,11 +34,20 @@ class Fanout:
         self.shared = shared
         self._members: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._blockers: OrderedDict[str, frozenset[str]] = OrderedDict()
+        # Reads run beside the writes (store.read), so a read that began
+        # before a membership change or a block may answer after it: its
+        # answer is cached only if no change came in the meantime.
+        self._member_changes = 0
+        self._block_changes = 0
 
     # Members ----------------------------------------------------------------
 
     def remember(self, conversation_id: str, members: Iterable[str]) -> tuple[str, ...]:
-        value = tuple(members)
+        """The members of a conversation as of a change this process made."""
+        self._member_changes += 1
+        return self._keep(conversation_id, tuple(members))
+
+    def _keep(self, conversation_id: str, value: tuple[str, ...]) -> tuple[str, ...]:
         if self.shared:
             return value
         self._members[conversation_id] = value
@@ -55,8 +64,11 @@ class Fanout:
         if cached is not None:
             self._members.move_to_end(conversation_id)
             return cached
-        found = await self.store.member_ids(conversation_id)
-        return self.remember(conversation_id, found) if found else ()
+        changes = self._member_changes
+        found = tuple(await self.store.member_ids(conversation_id))
+        if changes != self._member_changes:  # read before a change: the cache knows better
+            return self._members.get(conversation_id) or found
+        return self._keep(conversation_id, found) if found else ()
 
     # Blocks -----------------------------------------------------------------
 
@@ -64,15 +76,17 @@ class Fanout:
         """Users who have blocked ``user`` (they do not see its typing or presence)."""
         cached = self._blockers.get(user)
         if cached is None:
+            changes = self._block_changes
             cached = frozenset(await self.store.blockers_of(user))
-            if self.shared:
-                return cached
+            if self.shared or changes != self._block_changes:
+                return cached  # a block came meanwhile: not kept, read again next time
             self._blockers[user] = cached
             while len(self._blockers) > CACHE_SIZE:
                 self._blockers.popitem(last=False)
         return cached
 
     def forget_blockers(self, user: str) -> None:
+        self._block_changes += 1
         self._blockers.pop(user, None)
 
     # Publishing -------------------------------------------------------------

@@ -32,11 +32,17 @@ PROGRESS_STEPS = 10_000
 """SQLite virtual machine steps between two looks at the budget (microseconds' worth)."""
 
 
-class _Read:
-    __slots__ = ("abandoned", "deadline")
+QUEUE_WAIT = 30.0
+"""Seconds a read may wait for a reader thread before it is ``unavailable`` (not counted
+in its budget: a read is not too large because others are reading)."""
 
-    def __init__(self, budget: float) -> None:
-        self.deadline = time.monotonic() + budget
+
+class _Read:
+    __slots__ = ("abandoned", "deadline", "queued")
+
+    def __init__(self) -> None:
+        self.queued = time.monotonic()
+        self.deadline = float("inf")
         self.abandoned = False
 
     def over(self) -> int:
@@ -68,9 +74,9 @@ class SQLiteReaders:
         self._pool = ThreadPoolExecutor(self._size, thread_name_prefix="hubbub-sqlite-read")
 
     async def stop(self) -> None:
-        if self._pool is not None:
-            await asyncio.to_thread(self._pool.shutdown, wait=True)
-            self._pool = None
+        pool, self._pool = self._pool, None  # new reads are refused from now on
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
         with self._lock:
             for conn in self._connections:
                 with contextlib.suppress(sqlite3.Error):
@@ -85,7 +91,7 @@ class SQLiteReaders:
     ) -> T:
         if self._pool is None:
             raise Unavailable("the database is not open")
-        read = _Read(self.budget)
+        read = _Read()
         future = asyncio.get_running_loop().run_in_executor(
             self._pool, self._read, read, fn, args, kwargs
         )
@@ -99,9 +105,19 @@ class SQLiteReaders:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA query_only=ON")
-            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            # mode=rw: a database file that went away is an error, not a new empty file.
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.execute("PRAGMA query_only=ON")
+                conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            except sqlite3.Error:
+                conn.close()
+                raise
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -114,17 +130,23 @@ class SQLiteReaders:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        if read.over():
-            raise TooLarge(self._too_long())
-        conn = self._connection()
+        now = time.monotonic()
+        if read.abandoned:
+            raise Unavailable("the read was cancelled")
+        if now - read.queued > QUEUE_WAIT:
+            raise Unavailable("every reader was busy; retry")
+        read.deadline = now + self.budget  # the budget counts from here
+        try:
+            conn = self._connection()
+        except sqlite3.Error as exc:
+            raise Unavailable(f"database error: {exc}") from None
         conn.set_progress_handler(read.over, PROGRESS_STEPS)
         try:
             conn.execute("BEGIN")  # one snapshot for every statement of the read
             try:
                 result: T = self._run(conn, fn, args, kwargs)
             finally:
-                if conn.in_transaction:  # a read-only transaction: nothing to keep
-                    conn.execute("ROLLBACK")
+                self._end(conn)
         except sqlite3.OperationalError as exc:
             if read.over():
                 raise TooLarge(self._too_long()) from None
@@ -138,6 +160,21 @@ class SQLiteReaders:
         finally:
             conn.set_progress_handler(None, 0)
         return result
+
+    def _end(self, conn: sqlite3.Connection) -> None:
+        """End the read transaction; a connection that cannot is dropped (a new one next time)."""
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")  # a read-only transaction: nothing to keep
+        except sqlite3.Error:
+            self._local.conn = None
+            with self._lock:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            raise
 
     def _too_long(self) -> str:
         return f"this read took longer than {self.budget:g} s: ask for less (a narrower search)"

@@ -21,6 +21,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER messages_ordinal ON messages")
+        op.execute("DROP FUNCTION messages_ordinal()")
     op.execute("DROP INDEX messages_deleted")
     op.execute("ALTER TABLE conversations DROP COLUMN message_count")
     op.execute("ALTER TABLE messages DROP COLUMN ordinal")
