@@ -10,9 +10,10 @@ ALTER TABLE conversations ADD COLUMN message_count BIGINT NOT NULL DEFAULT 0;
 UPDATE messages AS m SET ordinal = r.n FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY conversation_id ORDER BY seq) AS n FROM messages) AS r WHERE r.id = m.id;
 UPDATE conversations SET message_count = (SELECT COUNT(*) FROM messages WHERE messages.conversation_id = conversations.id);
 CREATE INDEX messages_deleted ON messages (conversation_id, seq) WHERE deleted_at IS NOT NULL;
--- Messages are numbered by a trigger on PostgreSQL, so that processes of the
--- release before this one, still serving during a rolling upgrade, number
--- theirs too (their sends know nothing of ordinals).
+-- Processes of the release before this one, still serving during a rolling
+-- upgrade, insert messages without an ordinal (0) and do not count them: the
+-- trigger numbers those. Its WHEN keeps it from running for this release's
+-- sends, which number their messages themselves.
 CREATE FUNCTION messages_ordinal() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE conversations SET message_count = message_count + 1
@@ -21,4 +22,4 @@ BEGIN
 END
 $$;
 CREATE TRIGGER messages_ordinal BEFORE INSERT ON messages
-FOR EACH ROW EXECUTE FUNCTION messages_ordinal();
+FOR EACH ROW WHEN (NEW.ordinal = 0) EXECUTE FUNCTION messages_ordinal();

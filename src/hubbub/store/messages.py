@@ -123,25 +123,14 @@ async def _append_one(
     except HubbubError as exc:
         return exc
     mid = new_id("m")
-    if tx.dialect.name == "postgresql":
-        # The schema's trigger numbers the message (messages_ordinal): sends of
-        # an older release, during a rolling upgrade, are numbered too.
-        seq = await tx.value(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ? "
-            "WHERE id = ? RETURNING last_seq",
-            now_ms,
-            cid,
-        )
-        ordinal = 0
-    else:
-        counted = await tx.one(
-            "UPDATE conversations SET last_seq = last_seq + 1, message_count = message_count + 1, "
-            "last_activity_at = ? WHERE id = ? RETURNING last_seq, message_count",
-            now_ms,
-            cid,
-        )
-        assert counted is not None
-        seq, ordinal = counted
+    counted = await tx.one(
+        "UPDATE conversations SET last_seq = last_seq + 1, message_count = message_count + 1, "
+        "last_activity_at = ? WHERE id = ? RETURNING last_seq, message_count",
+        now_ms,
+        cid,
+    )
+    assert counted is not None
+    seq, ordinal = counted
     insert_message = (
         "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, client_msg_id, "
         "reply_to, created_at, ordinal) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
