@@ -329,13 +329,11 @@ class PushWorker:
                     )
                     settled.tickets.append((ticket, check))
             elif outcome.result == "retry":
-                at = self._retry_at(now, out.attempts, outcome.retry_after)
-                if at - out.created_at > self.max_age_ms:
+                at = self._retry_at(now, out.attempts, outcome.retry_after, out.created_at)
+                if at is None:
                     settled.done.append(out.id)
-                    self.counts["dropped"].inc()
                 else:
                     settled.retry[out.id] = at
-                    self.counts["retried"].inc()
             else:
                 settled.done.append(out.id)
                 if outcome.result == "gone":
@@ -352,9 +350,15 @@ class PushWorker:
                 )
         await self.store.push_settle_sends(lease, settled, now_ms(self.clock))
 
-    def _retry_at(self, now: int, attempts: int, after: float | None) -> int:
+    def _retry_at(self, now: int, attempts: int, after: float | None, created: int) -> int | None:
+        """When to try again (counted as retried); None: by then too old (counted as dropped)."""
         s = self.settings
-        return now + int(notify.backoff(attempts, after, s.retry_base, s.retry_max) * 1000)
+        at = now + int(notify.backoff(attempts, after, s.retry_base, s.retry_max) * 1000)
+        if at - created > self.max_age_ms:
+            self.counts["dropped"].inc()
+            return None
+        self.counts["retried"].inc()
+        return at
 
     async def _receipts(self) -> int:
         expo_provider = self.providers.get("expo")
@@ -374,13 +378,11 @@ class PushWorker:
                 if now - ticket.sent_at > RECEIPT_KEPT_MS:
                     done.append(ticket.id)
             elif outcome.result == "retry":  # Apple or Google asked to slow down
-                at = self._retry_at(now, ticket.attempts, outcome.retry_after)
-                if at - ticket.created_at > self.max_age_ms:
+                at = self._retry_at(now, ticket.attempts, outcome.retry_after, ticket.created_at)
+                if at is None:
                     done.append(ticket.id)
-                    self.counts["dropped"].inc()
                 else:
                     retry[ticket.id] = at
-                    self.counts["retried"].inc()
             else:
                 done.append(ticket.id)
                 if outcome.result == "gone":

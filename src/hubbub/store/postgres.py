@@ -19,8 +19,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import asyncpg
 
 from hubbub import migrations
-from hubbub.errors import TooLarge, Unavailable
-from hubbub.store.sql import READ_BUDGET, SQLStore
+from hubbub.errors import Unavailable
+from hubbub.store.sql import READ_BUDGET, SQLStore, too_long
 from hubbub.store.tx import POSTGRESQL, Dialect, Row, Tx
 
 P = ParamSpec("P")
@@ -166,14 +166,9 @@ class PostgresStore(SQLStore):
                         _read_on(conn, fn, *args, **kwargs), self.read_budget
                     )
                 except TimeoutError:
-                    raise TooLarge(
-                        f"this read took longer than {self.read_budget:g} s: ask for less "
-                        "(a narrower search)"
-                    ) from None
-        except TIMED_OUT as exc:
-            raise Unavailable(f"the database timed out; retry ({exc})") from None
-        except UNUSABLE as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from None
+                    raise too_long(self.read_budget) from None
+        except (*TIMED_OUT, *UNUSABLE) as exc:
+            raise unavailable(exc) from None
 
     async def transaction(
         self,
@@ -213,10 +208,17 @@ class PostgresStore(SQLStore):
                 await asyncio.sleep(random.uniform(0, RETRY_BASE * 2**attempt))
             except TIMED_OUT as exc:
                 log.warning("database statement timed out: %s", exc)
-                raise Unavailable(f"the database timed out; retry ({exc})") from None
+                raise unavailable(exc) from None
             except UNUSABLE as exc:
-                raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from None
+                raise unavailable(exc) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def unavailable(exc: BaseException) -> Unavailable:
+    """What the caller is told of a statement that timed out or a database it cannot use."""
+    if isinstance(exc, TIMED_OUT):
+        return Unavailable(f"the database timed out; retry ({exc})")
+    return Unavailable(f"database unavailable: {type(exc).__name__}: {exc}")
 
 
 async def _read_on(
@@ -231,7 +233,7 @@ async def _read_on(
         async with conn.transaction(readonly=True):
             return await fn(PostgresTx(conn), *args, **kwargs)
     except TIMED_OUT as exc:  # rolled back; the connection is sound
-        raise Unavailable(f"the database timed out; retry ({exc})") from None
+        raise unavailable(exc) from None
     except UNUSABLE as exc:
         conn.terminate()  # whatever state it is in, not handed out again
-        raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from None
+        raise unavailable(exc) from None

@@ -29,7 +29,7 @@ from hubbub.clock import iso_ms
 from hubbub.errors import NotFound
 from hubbub.ids import new_id
 from hubbub.models import Device, DoNotDisturb, Notifications
-from hubbub.store import receipts
+from hubbub.store import receipts, records
 from hubbub.store.access import membership
 from hubbub.store.tx import Row, Tx
 
@@ -37,20 +37,6 @@ MAX_DEVICES = 10
 """Devices per user; registering one more forgets the one updated longest ago."""
 MESSAGES_PER_PUSH = 100
 """Messages of one conversation one push reads (its count says "100+" beyond)."""
-DEVICE_COLUMNS = "id, provider, token, platform, app_id, created_at, updated_at"
-
-
-def _device(row: Row) -> Device:
-    did, provider, token, platform, app_id, created, updated = row
-    return Device(
-        id=str(did),
-        provider=provider,
-        token=token,
-        platform=platform,
-        app_id=app_id,
-        created_at=iso_ms(created),
-        updated_at=iso_ms(updated),
-    )
 
 
 # Devices and settings ----------------------------------------------------------
@@ -125,7 +111,7 @@ async def register_device(
         "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (token) DO UPDATE SET "
         "user_id = excluded.user_id, provider = excluded.provider, "
         "platform = excluded.platform, app_id = excluded.app_id, "
-        f"updated_at = excluded.updated_at RETURNING {DEVICE_COLUMNS}",
+        f"updated_at = excluded.updated_at RETURNING {records.DEVICE_COLUMNS}",
         new_id("d"),
         token,
         user,
@@ -135,7 +121,7 @@ async def register_device(
         now_ms,
     )
     assert row is not None
-    device = _device(row)
+    device = records.device(row)
     if previous is not None and previous != user:
         # The phone changed hands: what was composed for its old user stays theirs.
         await tx.run("DELETE FROM push_sends WHERE device_id = ?", device.id)
@@ -155,10 +141,11 @@ async def register_device(
 
 async def list_devices(tx: Tx, user: str) -> list[Device]:
     rows = await tx.all(
-        f"SELECT {DEVICE_COLUMNS} FROM push_devices WHERE user_id = ? ORDER BY created_at, id",
+        f"SELECT {records.DEVICE_COLUMNS} FROM push_devices WHERE user_id = ? "
+        "ORDER BY created_at, id",
         user,
     )
-    return [_device(r) for r in rows]
+    return [records.device(r) for r in rows]
 
 
 async def delete_device(tx: Tx, user: str, device_id: str) -> None:
@@ -547,9 +534,9 @@ async def claim_sends(
         return []
     among, ids = tx.dialect.in_("id", list({r[1] for r in claimed}))
     devices = {
-        r[0]: (_device(r[:7]), r[7])
+        r[0]: (records.device(r[:7]), r[7])
         for r in await tx.all(
-            f"SELECT {DEVICE_COLUMNS}, user_id FROM push_devices WHERE {among}", *ids
+            f"SELECT {records.DEVICE_COLUMNS}, user_id FROM push_devices WHERE {among}", *ids
         )
     }
     found, orphans = [], []

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from hubbub.clock import iso_ms
-from hubbub.models import Member, Message, RoomSummary, StreamEvent, Upload
+from hubbub.models import Device, Member, Message, RoomSummary, StreamEvent, Upload
 from hubbub.store.tx import Row
 
 MESSAGE_COLUMNS = (
@@ -143,4 +143,20 @@ def upload(row: Row) -> Upload:
         content_type=ctype,
         size=size,
         created_at=iso_ms(created),
+    )
+
+
+DEVICE_COLUMNS = "id, provider, token, platform, app_id, created_at, updated_at"
+
+
+def device(row: Row) -> Device:
+    did, provider, token, platform, app_id, created, updated = row
+    return Device(
+        id=did,
+        provider=provider,
+        token=token,
+        platform=platform,
+        app_id=app_id,
+        created_at=iso_ms(created),
+        updated_at=iso_ms(updated),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from hubbub.errors import TooLarge
 from hubbub.models import (
     Conversation,
     ConversationSummary,
@@ -48,6 +49,11 @@ P = ParamSpec("P")
 T = TypeVar("T")
 READ_BUDGET = 5.0
 """Seconds one read may take (HUBBUB_READ_BUDGET); past it the caller gets ``too_large``."""
+
+
+def too_long(budget: float) -> TooLarge:
+    """The refusal of a read past its budget (either store's)."""
+    return TooLarge(f"this read took longer than {budget:g} s: ask for less (a narrower search)")
 
 
 class SQLStore:

@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hubbub.errors import TooLarge, Unavailable
+from hubbub.errors import Unavailable
+from hubbub.store.sql import too_long
 from hubbub.store.sqlite_worker import unusable
 
 T = TypeVar("T")
@@ -149,7 +150,7 @@ class SQLiteReaders:
                 self._end(conn)
         except sqlite3.OperationalError as exc:
             if read.over():
-                raise TooLarge(self._too_long()) from None
+                raise too_long(self.budget) from None
             if unusable(exc):
                 raise Unavailable(f"database error: {exc}") from None
             raise
@@ -175,6 +176,3 @@ class SQLiteReaders:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
             raise
-
-    def _too_long(self) -> str:
-        return f"this read took longer than {self.budget:g} s: ask for less (a narrower search)"
