@@ -1,4 +1,5 @@
-"""Local HTTP servers standing in for Expo's push API and for an app's webhook.
+"""Local HTTP servers standing in for Expo's push API and for an app's webhook,
+and the calls push tests make on a server.
 
 Each is a real HTTP server on 127.0.0.1 (a thread of the test process)
 speaking the documented protocol: Expo's send endpoint answers one ticket per
@@ -19,6 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import httpx
+
+from tests.support import ServerProcess, auth, new_id
 
 SEND_PATH = "/--/api/v2/push/send"
 RECEIPTS_PATH = "/--/api/v2/push/getReceipts"
@@ -206,3 +211,37 @@ def webhook(secret: str = WEBHOOK_SECRET) -> Iterator[Stub]:
 
     with _serving(stub, answer):
         yield stub
+
+
+# Calls of the tests on a server with push: a device, and a message to push.
+
+
+def expo_token(name: str) -> str:
+    return f"ExponentPushToken[{name}-{new_id()}]"
+
+
+def register(
+    server: ServerProcess,
+    user: str,
+    token: str,
+    provider: str = "expo",
+    app_id: str | None = None,
+) -> str:
+    """Register a device of ``user``'s; its id."""
+    body = {"provider": provider, "token": token, "platform": "ios"}
+    if app_id is not None:
+        body["app_id"] = app_id
+    r = httpx.post(server.url + "/api/v1/push/devices", headers=auth(user), json=body)
+    assert r.status_code == 200, r.text
+    return str(r.json()["device"]["id"])
+
+
+def send(server: ServerProcess, user: str, cid: str, body: str, **extra: Any) -> dict[str, Any]:
+    """Post a message over REST; the stored message."""
+    r = httpx.post(
+        f"{server.url}/api/v1/conversations/{cid}/messages",
+        headers=auth(user),
+        json={"body": body, "client_msg_id": new_id(), **extra},
+    )
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json()["message"])

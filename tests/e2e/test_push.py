@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests import pushstub
-from tests.pushstub import Stub
+from tests.pushstub import Stub, expo_token, register, send
 from tests.support import Client, ServerProcess, auth, create_group, new_id, open_direct
 
 WINDOW = 0.3
@@ -58,30 +58,6 @@ def push_server(tmp_path: Path, expo: Stub, hook: Stub) -> Iterator[ServerProces
     proc = ServerProcess(tmp_path / "server", **push_env(expo, hook)).start()
     yield proc
     proc.stop()
-
-
-def expo_token(name: str) -> str:
-    return f"ExponentPushToken[{name}-{new_id()}]"
-
-
-def register(server: ServerProcess, user: str, token: str, provider: str = "expo") -> str:
-    r = httpx.post(
-        server.url + "/api/v1/push/devices",
-        headers=auth(user),
-        json={"provider": provider, "token": token, "platform": "ios"},
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["device"]["id"])
-
-
-def send(server: ServerProcess, user: str, cid: str, body: str, **extra: Any) -> dict[str, Any]:
-    r = httpx.post(
-        f"{server.url}/api/v1/conversations/{cid}/messages",
-        headers=auth(user),
-        json={"body": body, "client_msg_id": new_id(), **extra},
-    )
-    assert r.status_code in (200, 201), r.text
-    return dict(r.json()["message"])
 
 
 def to(stub: Stub, token: str) -> list[dict[str, Any]]:
@@ -418,12 +394,7 @@ def test_bad_device_registrations_are_refused(push_server: ServerProcess, body: 
 def test_expo_batches_hold_one_app_each(push_server: ServerProcess, expo: Stub) -> None:
     cid = open_direct(push_server, "ann", "bob")
     for app in ("com.example.one", "com.example.two"):
-        r = httpx.post(
-            push_server.url + "/api/v1/push/devices",
-            headers=auth("bob"),
-            json={"provider": "expo", "token": expo_token(app), "platform": "ios", "app_id": app},
-        )
-        assert r.status_code == 200, r.text
+        register(push_server, "bob", expo_token(app), app_id=app)
     send(push_server, "ann", cid, "to both phones")
     expo.wait_for(2)
     sends = [r for r in expo.requests if r["path"] == pushstub.SEND_PATH]

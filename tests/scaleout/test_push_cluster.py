@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests import pushstub
-from tests.pushstub import Stub
+from tests.pushstub import Stub, expo_token, register, send
 from tests.scaleout.conftest import Cluster
 from tests.services import REDIS_URL, fresh_postgres_sync, need
-from tests.support import Client, ServerProcess, auth, create_group, new_id, open_direct
+from tests.support import Client, ServerProcess, create_group, open_direct
 
 WINDOW = 0.3
 GRACE = 0.2
@@ -109,29 +108,11 @@ async def drained(cluster: Cluster, expos: list[Stub], timeout: float = 30) -> N
     assert len(delivered(expos)) == before, "pushes arrived after the outbox was empty"
 
 
-def expo_token(name: str) -> str:
-    return f"ExponentPushToken[{name}-{new_id()}]"
-
-
-def register(server: ServerProcess, user: str) -> str:
+def device(server: ServerProcess, user: str) -> str:
+    """Register an Expo device of ``user``'s; its token."""
     token = expo_token(user)
-    r = httpx.post(
-        server.url + "/api/v1/push/devices",
-        headers=auth(user),
-        json={"provider": "expo", "token": token, "platform": "ios"},
-    )
-    assert r.status_code == 200, r.text
+    register(server, user, token)
     return token
-
-
-def send(server: ServerProcess, user: str, cid: str, body: str) -> dict[str, Any]:
-    r = httpx.post(
-        f"{server.url}/api/v1/conversations/{cid}/messages",
-        headers=auth(user),
-        json={"body": body, "client_msg_id": new_id()},
-    )
-    assert r.status_code in (200, 201), r.text
-    return dict(r.json()["message"])
 
 
 def no_tracebacks(nodes: list[ServerProcess]) -> None:
@@ -227,7 +208,7 @@ async def test_every_push_is_sent_once_whichever_process_sends_it(
     cluster = start_cluster()
     nodes = cluster.nodes
     users = [f"u{i}" for i in range(6)]
-    owner = {register(nodes[i % 3], user): user for i, user in enumerate(users)}
+    owner = {device(nodes[i % 3], user): user for i, user in enumerate(users)}
     layout = [
         ["s0", "u0"],
         ["s1", "u1"],
@@ -255,7 +236,7 @@ async def test_online_on_one_process_is_not_pushed_for_a_send_on_another(
     nodes = cluster.nodes
     group = create_group(nodes[0], "ann", ["bob", "cat"], title="Team")
     direct = open_direct(nodes[2], "ann", "bob")
-    bob_token, cat_token = register(nodes[2], "bob"), register(nodes[0], "cat")
+    bob_token, cat_token = device(nodes[2], "bob"), device(nodes[0], "cat")
     bob = await Client.connect_url(nodes[1].ws_url, "bob")
     await asyncio.sleep(0.3)  # bob's presence reaches Redis
     first = await asyncio.to_thread(send, nodes[0], "ann", group, "who is here?")
@@ -308,7 +289,7 @@ async def test_a_process_killed_with_pushes_pending_leaves_them_to_the_others(
     cluster = start_cluster(HUBBUB_PUSH_LEASE="2")  # a request may take 2/3 s: the stub 0.4
     nodes = cluster.nodes
     users = [f"k{i}" for i in range(4)]
-    owner = {register(nodes[i % 3], user): user for i, user in enumerate(users)}
+    owner = {device(nodes[i % 3], user): user for i, user in enumerate(users)}
     layout = [["t0", "k0"], ["t1", "k1"], ["t0", "t1", *users], ["t1", "k2", "k3"]]
     plan = Plan(cluster, layout, {"t0", "t1"})
     gates = [SlowFailures(stub, 0.4, monkeypatch) for stub in expos]
@@ -376,12 +357,7 @@ async def test_a_pass_longer_than_the_lease_sends_nothing_twice(
         slow_stub(stub, 0.6, monkeypatch)
     apps = [f"com.example.app{i}" for i in range(4)]
     for app in apps:  # one batch per app: four requests in a row
-        r = httpx.post(
-            nodes[0].url + "/api/v1/push/devices",
-            headers=auth("bob"),
-            json={"provider": "expo", "token": expo_token(app), "platform": "ios", "app_id": app},
-        )
-        assert r.status_code == 200, r.text
+        register(nodes[0], "bob", expo_token(app), app_id=app)
     direct = open_direct(nodes[0], "ann", "bob")
     sent = [await asyncio.to_thread(send, nodes[i % 3], "ann", direct, f"m{i}") for i in range(3)]
     await drained(cluster, expos, timeout=40)
