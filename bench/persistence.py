@@ -21,6 +21,16 @@ of each, a fresh process and database per run) on SQLite and on PostgreSQL;
 prints acked/s of each, the ratio with / without and the added microseconds
 per send (1e6 / with - 1e6 / without).
 
+--before SRC: the same phase 1 also on another source tree (the code before a
+change: ``git archive HEAD | tar -x -C /tmp/ab`` and its C extension built
+there), alternated with this one (or the --after tree) ROUNDS times on each
+database; prints each
+run, the medians and their ratio. --phases picks what runs: ``acked`` (phase
+1), ``latency`` (send-to-ack latency: SENDERS connections in conversations of
+their own at --ack-rate messages per second in all, one send at a time each,
+then one lone connection sending one message every 20 ms; p50/p99 of each, on
+both databases, before and after with --before), ``cross`` (phase 2).
+
 Needs the machine's PostgreSQL and Redis (HUBBUB_TEST_POSTGRES_URL,
 HUBBUB_TEST_REDIS_URL as for the tests). Clients are Python (websockets); at
 these rates they are far from saturated (the server is the busy process).
@@ -68,9 +78,10 @@ def token(user: str) -> str:
 
 
 class Node:
-    def __init__(self, data: Path, **env: str) -> None:
+    def __init__(self, data: Path, src: str | None = None, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.database: str | None = env.get("HUBBUB_DATABASE_URL", "").rsplit("/", 1)[-1] or None
         self.ws = f"ws://127.0.0.1:{self.port}/ws"
         data.mkdir(parents=True, exist_ok=True)
         full = {
@@ -86,6 +97,8 @@ class Node:
             "HUBBUB_LOG_LEVEL": "warning",
             **env,
         }
+        if src is not None:  # that tree's code, not this one's
+            full["PYTHONPATH"] = src
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hubbub", "run"],
             env=full,
@@ -138,9 +151,31 @@ def register_device(node: Node, user: str) -> None:
     r.raise_for_status()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def database_cpu(name: str | None) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to database ``name``."""
+    if name is None:
+        return {}
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        rows = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+    finally:
+        await admin.close()
+    return {r[0]: cpu_seconds(r[0]) for r in rows}
+
+
 async def acked_rate(
     node: Node, senders: int, window: int, duration: float, devices: bool = False
-) -> float:
+) -> tuple[float, float, float]:
+    """Acked sends per second, and CPU µs per ack of the server and of its database."""
     clients = []
     for i in range(senders):
         user = f"s{i}"
@@ -150,6 +185,7 @@ async def acked_rate(
         clients.append((await connect(node, user), cid))
     acks = 0
     stop = time.monotonic() + duration
+    server_cpu, db_cpu = cpu_seconds(node.proc.pid), await database_cpu(node.database)
 
     async def run(ws: Any, cid: str) -> None:
         nonlocal acks
@@ -179,9 +215,13 @@ async def acked_rate(
     started = time.monotonic()
     await asyncio.gather(*(run(ws, cid) for ws, cid in clients))
     elapsed = time.monotonic() - started
+    server = cpu_seconds(node.proc.pid) - server_cpu
+    database = sum(
+        t - db_cpu.get(pid, 0.0) for pid, t in (await database_cpu(node.database)).items()
+    )
     for ws, _ in clients:
         await ws.close()
-    return acks / elapsed
+    return acks / elapsed, server * 1e6 / max(acks, 1), database * 1e6 / max(acks, 1)
 
 
 async def cross_process_latency(
@@ -246,23 +286,144 @@ async def drop_database(name: str) -> None:
     await admin.close()
 
 
-async def acked_run(
-    db: str, work: Path, args: argparse.Namespace, devices: bool, stub: Any = None
-) -> float:
-    """Phase 1 on a fresh process (and database); with devices, pushes go to ``stub``."""
+async def on_node(db: str, work: Path, run: Any, src: str | None = None, stub: Any = None) -> Any:
+    """``run(node)`` on a fresh process (and database); with a stub, pushes go to it."""
     env = {"HUBBUB_EXPO_PUSH_URL": stub.send_url} if stub is not None else {}
     name = None
     if db == "pg":
         name, env["HUBBUB_DATABASE_URL"] = await fresh_database()
     try:
-        node = Node(work / f"{db}-{uuid.uuid4().hex[:8]}", **env)
+        node = Node(work / f"{db}-{uuid.uuid4().hex[:8]}", src, **env)
         try:
-            return await acked_rate(node, args.senders, args.window, args.duration, devices)
+            return await run(node)
         finally:
             node.stop()
     finally:
         if name is not None:
             await drop_database(name)
+
+
+async def acked_run(
+    db: str,
+    work: Path,
+    args: argparse.Namespace,
+    devices: bool,
+    stub: Any = None,
+    src: str | None = None,
+) -> tuple[float, float, float]:
+    """Phase 1 on a fresh process (and database): acks/s, CPU µs per ack (server, database)."""
+
+    async def run(node: Node) -> tuple[float, float, float]:
+        return await acked_rate(node, args.senders, args.window, args.duration, devices)
+
+    found: tuple[float, float, float] = await on_node(db, work, run, src, stub)
+    return found
+
+
+async def ack_latencies(node: Node, senders: int, rate: float, duration: float) -> list[float]:
+    """Send-to-ack milliseconds: ``senders`` connections, ``rate`` msg/s in all, one at a time."""
+    clients = []
+    for i in range(senders):
+        cid = conversation(node, f"l{i}", [f"lpeer{i}"])
+        clients.append((await connect(node, f"l{i}"), cid))
+    found: list[float] = []
+    stop = time.monotonic() + duration
+
+    async def run(ws: Any, cid: str, offset: float) -> None:
+        await asyncio.sleep(offset)
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            started = time.perf_counter()
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "message.send",
+                        "id": n,
+                        "conversation_id": cid,
+                        "body": "x" * 80,
+                        "client_msg_id": f"{cid}-{n}",
+                    }
+                )
+            )
+            while (frame := json.loads(await ws.recv()))["type"] != "ack":
+                if frame["type"] == "error":
+                    raise SystemExit(f"send refused: {frame}")
+            took = time.perf_counter() - started
+            found.append(took * 1000)
+            await asyncio.sleep(max(0.0, senders / rate - took))
+
+    await asyncio.gather(*(run(ws, cid, i / rate) for i, (ws, cid) in enumerate(clients)))
+    for ws, _ in clients:
+        await ws.close()
+    return found
+
+
+async def latency_run(
+    db: str, work: Path, args: argparse.Namespace, src: str | None
+) -> tuple[list[float], list[float]]:
+    """Send-to-ack latency at moderate load, then of a lone sender (one every 20 ms)."""
+
+    async def run(node: Node) -> tuple[list[float], list[float]]:
+        loaded = await ack_latencies(node, args.senders, args.ack_rate, args.duration)
+        lone = await ack_latencies(node, 1, 50, min(args.duration, 5))
+        return loaded, lone
+
+    found: tuple[list[float], list[float]] = await on_node(db, work, run, src)
+    return found
+
+
+def trees(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """The code to measure: this tree (or --after), and the --before one."""
+    return [("after", args.after)] + ([("before", args.before)] if args.before else [])
+
+
+async def compare_acked(work: Path, args: argparse.Namespace, stub: Any = None) -> None:
+    found: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    rounds = args.rounds if args.before else 1
+    for db in ("sqlite", "pg"):
+        for _ in range(rounds):
+            for label, src in reversed(trees(args)):
+                rate, server, database = await acked_run(db, work, args, bool(stub), stub, src)
+                found.setdefault((db, label), []).append(rate)
+                cpu.setdefault((db, label), []).append((server, database))
+                print(
+                    f"  {db:6} {label:6} {rate:10,.0f} msg/s   CPU per ack: server "
+                    f"{server:6.0f} µs, database {database:6.0f} µs",
+                    flush=True,
+                )
+    extra = ", a push device per recipient" if stub is not None else ""
+    print(f"acked sends, {args.senders} senders x window {args.window}{extra} (medians):")
+    for db, name in (("sqlite", "SQLite"), ("pg", "PostgreSQL")):
+        line = ""
+        for label, _ in trees(args):
+            rate = statistics.median(found[(db, label)])
+            server = statistics.median(c[0] for c in cpu[(db, label)])
+            database = statistics.median(c[1] for c in cpu[(db, label)])
+            line += f"   {label} {rate:8,.0f} msg/s ({server:4.0f} + {database:4.0f} µs CPU)"
+        if args.before:
+            ratio = statistics.median(found[(db, "after")]) / statistics.median(
+                found[(db, "before")]
+            )
+            line += f"   ratio {ratio:.2f}"
+        print(f"  {name:10}{line}")
+
+
+async def compare_latency(work: Path, args: argparse.Namespace) -> None:
+    print(
+        f"send-to-ack latency, {args.senders} senders at {args.ack_rate:.0f} msg/s in all, "
+        "then one lone sender at 50 msg/s:"
+    )
+    for db, name in (("sqlite", "SQLite"), ("pg", "PostgreSQL")):
+        for label, src in reversed(trees(args)):
+            loaded, lone = await latency_run(db, work, args, src)
+            print(
+                f"  {name:10} {label:6}  loaded p50 {percentile(loaded, 50):6.2f} ms "
+                f"p99 {percentile(loaded, 99):6.2f} ms ({len(loaded)})   "
+                f"lone p50 {percentile(lone, 50):6.2f} ms p99 {percentile(lone, 99):6.2f} ms",
+                flush=True,
+            )
 
 
 async def compare_devices(work: Path, args: argparse.Namespace) -> None:
@@ -274,7 +435,7 @@ async def compare_devices(work: Path, args: argparse.Namespace) -> None:
         for db in ("sqlite", "pg"):
             for _ in range(args.rounds):
                 for devices in (False, True):
-                    rate = await acked_run(db, work, args, devices, stub)
+                    rate, _, _ = await acked_run(db, work, args, devices, stub)
                     found.setdefault((db, devices), []).append(rate)
                     print(
                         f"  {db:6} {'with' if devices else 'without':7} devices "
@@ -312,7 +473,13 @@ async def main() -> None:
         default="off",
         help="phase 1 with a push device per recipient (on), or without and with (compare)",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="--devices compare: runs of each")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="--devices compare, --before: runs of each"
+    )
+    parser.add_argument("--before", help="another tree's src/ to compare with (phase 1, latency)")
+    parser.add_argument("--after", help="measure that tree's src/ instead of this one's")
+    parser.add_argument("--phases", default="acked,latency,cross", help="comma-separated")
+    parser.add_argument("--ack-rate", type=float, default=1000, help="latency phase: msg/s in all")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hubbub-bench-"))
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
@@ -320,23 +487,25 @@ async def main() -> None:
         await compare_devices(work, args)
         return
 
-    stub = None
-    if args.devices == "on":
-        from push import ExpoStub  # bench/push.py, the local Expo stand-in
+    phases = set(args.phases.split(","))
+    if "acked" in phases:
+        stub = None
+        if args.devices == "on":
+            from push import ExpoStub  # bench/push.py, the local Expo stand-in
 
-        stub = ExpoStub()
-    try:
-        devices = stub is not None
-        sqlite = await acked_run("sqlite", work, args, devices, stub)
-        pg = await acked_run("pg", work, args, devices, stub)
-    finally:
-        if stub is not None:
-            stub.close()
-    extra = ", a push device per recipient" if stub is not None else ""
-    print(f"acked sends, {args.senders} senders x window {args.window}{extra}:")
-    print(f"  SQLite      {sqlite:10,.0f} msg/s")
-    print(f"  PostgreSQL  {pg:10,.0f} msg/s")
+            stub = ExpoStub()
+        try:
+            await compare_acked(work, args, stub)
+        finally:
+            if stub is not None:
+                stub.close()
+    if "latency" in phases:
+        await compare_latency(work, args)
+    if "cross" in phases:
+        await cross_phase(work, args)
 
+
+async def cross_phase(work: Path, args: argparse.Namespace) -> None:
     name, url = await fresh_database()
     prefix = f"hubbub:bench:{uuid.uuid4().hex[:8]}:"
     nodes: list[Node] = []

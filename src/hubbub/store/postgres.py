@@ -20,6 +20,10 @@ import asyncpg
 
 from hubbub import migrations
 from hubbub.errors import Unavailable
+from hubbub.models import SendItem
+from hubbub.store import sends
+from hubbub.store.base import Appended
+from hubbub.store.batching import BATCHES, MAX_ITEMS, SendBatcher
 from hubbub.store.sql import READ_BUDGET, SQLStore, too_long
 from hubbub.store.tx import POSTGRESQL, Dialect, Row, Tx
 
@@ -107,7 +111,11 @@ class PostgresStore(SQLStore):
         timeout: float = 30.0,
         read_pool_size: int = 4,
         read_budget: float = READ_BUDGET,
+        send_batches: int = BATCHES,
+        send_batch_items: int = MAX_ITEMS,
     ) -> None:
+        """``send_batches``: transactions storing sends at once (group commit, see
+        ``batching.py``), 0 for one transaction per call, item after item."""
         self.url = url
         self.pool_size = pool_size
         self.timeout = timeout
@@ -118,6 +126,11 @@ class PostgresStore(SQLStore):
         self._readers: asyncpg.Pool | None = None
         """Reads have connections of their own: however many run, writers get theirs."""
         self._observe: Callable[[float], None] | None = None
+        self._sends = (
+            SendBatcher(self._append_calls, send_batch_items, send_batches)
+            if send_batches > 0
+            else None
+        )
 
     def observe_commits(self, observe: Callable[[float], None]) -> None:
         """Report each committed transaction's seconds (from BEGIN to COMMIT)."""
@@ -138,7 +151,19 @@ class PostgresStore(SQLStore):
         )
         await self.ping()
 
+    async def append_messages(
+        self, sender: str, items: list[SendItem], now_ms: int, as_server: bool = False
+    ) -> list[Appended]:
+        if self._sends is None:
+            return await super().append_messages(sender, items, now_ms, as_server)
+        return await self._sends.append(sender, items, now_ms, as_server)
+
+    async def _append_calls(self, calls: list[sends.Call]) -> list[list[Appended]]:
+        return await self.transaction(sends.append_calls, calls)
+
     async def close(self) -> None:
+        if self._sends is not None:
+            await self._sends.close()
         for pool in (self._readers, self._pool):
             if pool is not None:
                 await pool.close()
