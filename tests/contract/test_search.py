@@ -1,0 +1,196 @@
+"""Search on both databases: the newest matches ranked, older ones after, and who sees what."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from hubbub.errors import Forbidden, NotFound
+from hubbub.models import SearchPage, SendItem
+from hubbub.store import search, search_scan
+from hubbub.store.base import Store
+from hubbub.store.sql import SQLStore
+
+NOW = 1_700_000_000_000
+KEYS = itertools.count()
+
+
+async def send(store: Store, user: str, cid: str, body: str) -> str:
+    """Store one message and return its id. Ids order by the millisecond they are made in,
+    so each send waits for the next one: "newest" is then the same on both databases."""
+    await asyncio.sleep(0.002)
+    (result,) = await store.append_messages(user, [SendItem(cid, body, f"k{next(KEYS)}")], NOW)
+    assert not isinstance(result, Exception), result
+    return result[0].id
+
+
+async def find(
+    store: Store,
+    user: str,
+    text: str,
+    cid: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
+    window: int = search.WINDOW,
+) -> SearchPage:
+    """A search with the window of our choosing (the store's own uses ``search.WINDOW``)."""
+    assert isinstance(store, SQLStore)
+    return await store.read(search.search, user, text, cid, limit, offset, window)
+
+
+def ids(page: SearchPage) -> list[str]:
+    return [m.id for m in page.results]
+
+
+async def everything(store: Store, user: str, text: str, limit: int, window: int) -> list[str]:
+    """Every result, page by page, following ``next_offset``."""
+    found: list[str] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = await find(store, user, text, limit=limit, offset=offset, window=window)
+        assert len(page.results) <= limit
+        found += ids(page)
+        offset = page.next_offset
+    return found
+
+
+def test_relevance_prefers_more_occurrences_then_shorter_then_newer() -> None:
+    assert search.relevance("plan", ["a plan", "plan plan"]) == [1, 0]
+    assert search.relevance("plan", ["plan for a long message here", "a plan"]) == [1, 0]
+    assert search.relevance("plan", ["a plan", "a plan", "the plan"]) == [0, 1, 2]
+    assert search.relevance("PLAN", ["x plan", "Plán, plan!"]) == [1, 0]
+    assert search.relevance("plan", []) == []
+    assert search.terms("Café_crème d'été 42") == ["cafe", "creme", "d", "ete", "42"]
+
+
+async def test_the_newest_window_is_ranked_and_older_matches_follow_newest_first(
+    store: Store,
+) -> None:
+    group = await store.create_group("ann", "g", ["bob"], NOW)
+    sent = [
+        await send(store, "bob", group.id, body)
+        for body in (
+            "alpha alpha alpha",  # the best match, but older than the window
+            "alpha",
+            "alpha and beta",
+            "alpha alpha",
+            "alpha with gamma and delta",
+            "alpha",
+        )
+    ]
+    await send(store, "bob", group.id, "no match here")
+    oldest, m2, m3, m4, m5, newest = sent
+    # A window of 3: the three newest matches by relevance, then the rest newest first.
+    page = await find(store, "ann", "ALPHA", window=3)
+    assert ids(page) == [m4, newest, m5, m3, m2, oldest] and page.next_offset is None
+    # With the whole store in the window, the best match leads.
+    assert ids(await find(store, "ann", "alpha"))[0] == oldest
+    # Pages of 2 cross the window's end and add up to the same order.
+    assert await everything(store, "ann", "alpha", 2, 3) == ids(page)
+    second = await find(store, "ann", "alpha", limit=2, offset=2, window=3)
+    assert ids(second) == [m5, m3] and second.next_offset == 4
+    assert ids(await find(store, "ann", "alpha", limit=2, offset=4, window=3)) == [m2, oldest]
+    last = await find(store, "ann", "alpha", limit=2, offset=4, window=3)
+    assert last.next_offset is None
+    beyond = await find(store, "ann", "alpha", limit=2, offset=6, window=3)
+    assert beyond.results == [] and beyond.next_offset is None
+    # A full page exactly at the end has no next page.
+    assert (await find(store, "ann", "alpha", limit=6, window=3)).next_offset is None
+    assert (await find(store, "ann", "alpha", limit=5, window=3)).next_offset == 5
+
+
+async def test_a_common_word_past_the_window_answers_the_newest_matches(store: Store) -> None:
+    group = await store.create_group("ann", "g", ["bob"], NOW)
+    for i in range(60):
+        await send(store, "bob", group.id, f"status {i} ok" + " ok" * (i % 3))
+    page = await find(store, "ann", "ok", limit=10, window=10)
+    seqs = sorted(m.seq for m in page.results)
+    assert seqs == list(range(51, 61))  # exactly the 10 newest, whatever their rank
+    counts = [m.body.count("ok") for m in page.results]
+    assert counts == sorted(counts, reverse=True) == [3] * 4 + [2] * 3 + [1] * 3  # ranked
+    assert page.next_offset == 10
+    after = await find(store, "ann", "ok", limit=10, offset=10, window=10)
+    assert [m.seq for m in after.results] == list(range(50, 40, -1))
+    every = await everything(store, "ann", "ok", 25, 10)
+    assert len(every) == len(set(every)) == 60
+
+
+async def test_only_the_callers_conversations_and_never_deleted_messages(store: Store) -> None:
+    mine = await store.create_group("ann", "mine", ["bob"], NOW)
+    left = await store.create_group("bob", "left", ["ann"], NOW)
+    theirs, _ = await store.get_or_create_direct("cat", "dan", NOW)
+    kept = await send(store, "bob", mine.id, "budget draft")
+    gone = await send(store, "bob", mine.id, "budget to delete")
+    await send(store, "ann", left.id, "budget in a group ann leaves")
+    await send(store, "cat", theirs.id, "budget of others")
+    await store.delete_message("bob", gone, NOW)
+    await store.remove_member("ann", left.id, "ann", NOW)
+    for window in (1, search.WINDOW):
+        page = await find(store, "ann", "budget", window=window)
+        assert ids(page) == [kept] and page.next_offset is None
+    assert ids(await find(store, "dan", "budget")) == [ids(await find(store, "cat", "budget"))[0]]
+    assert (await find(store, "eve", "budget")).results == []  # in no conversation at all
+
+
+async def test_conversation_filter(store: Store) -> None:
+    one = await store.create_group("ann", "one", ["bob"], NOW)
+    two = await store.create_group("ann", "two", ["bob"], NOW)
+    other, _ = await store.get_or_create_direct("cat", "dan", NOW)
+    in_one = await send(store, "bob", one.id, "launch day")
+    in_two = await send(store, "bob", two.id, "launch plan")
+    assert set(ids(await find(store, "ann", "launch"))) == {in_one, in_two}
+    for window in (1, search.WINDOW):
+        assert ids(await find(store, "ann", "launch", one.id, window=window)) == [in_one]
+        assert ids(await find(store, "ann", "launch", two.id, window=window)) == [in_two]
+    assert ids(await store.search("ann", "launch", one.id, 10, 0)) == [in_one]
+    with pytest.raises(Forbidden):
+        await store.search("ann", "launch", other.id, 10, 0)
+    with pytest.raises(NotFound):
+        await store.search("ann", "launch", "c_nowhere", 10, 0)
+
+
+async def test_empty_and_odd_queries(store: Store) -> None:
+    group = await store.create_group("ann", "g", ["bob"], NOW)
+    hit = await send(store, "bob", group.id, 'say "hello" AND NOT world* (really)')
+    for text in ("", "   ", "\x00", '"', "*", "(", "NEAR(", "-", "^", "!!!"):
+        page = await store.search("ann", text, None, 10, 0)
+        assert page.results == [] and page.next_offset is None, text
+    for text in ('"hello"', "AND NOT", "world*", "Hello\x00world", "(really)"):
+        assert ids(await store.search("ann", text, None, 10, 0)) == [hit], text
+    assert (await store.search("ann", "hello nothing", None, 10, 0)).results == []
+
+
+async def test_a_conversation_read_by_itself_finds_the_same(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reads a conversation's own messages (in chunks) when it holds a small share of
+    the store; the results must be those the index gives. Both databases run it."""
+    small = await store.create_group("ann", "small", ["bob"], NOW)
+    other = await store.create_group("ann", "other", ["bob"], NOW)
+    for i in range(12):
+        await send(store, "bob", other.id, f"noise word {i}")
+        if i % 2:
+            await send(store, "bob", small.id, f"word {i}" + " word" * (i % 3))
+    gone = await send(store, "bob", small.id, "word to delete")
+    await store.delete_message("bob", gone, NOW)
+    await send(store, "bob", small.id, "nothing")
+    expected = [await everything_in(store, small.id, window) for window in (2, 500)]
+    assert len(expected[0]) == 6 and gone not in expected[0]
+    monkeypatch.setattr(search, "DENSE_SCAN", 0)  # every conversation counts as small
+    monkeypatch.setattr(search_scan, "CHUNK", 3)
+    for probe in (1, 100):  # the word's matches: more than probed, or all of them
+        monkeypatch.setattr(search_scan, "PROBE", probe)
+        assert [await everything_in(store, small.id, w) for w in (2, 500)] == expected
+        assert (await find(store, "ann", "absent", small.id)).results == []
+
+
+async def everything_in(store: Store, cid: str, window: int) -> list[str]:
+    found: list[str] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = await find(store, "ann", "word", cid, limit=2, offset=offset, window=window)
+        found += ids(page)
+        offset = page.next_offset
+    return found
