@@ -69,7 +69,7 @@ async def call(client: httpx.AsyncClient, op: Operation[Any], **kw: Any) -> http
 def test_what_each_operation_declares(hubbub: Hubbub) -> None:
     operations = hubbub.api.operations()
     declared = {(op.method, op.path): op.auth for op in operations}
-    assert len(declared) == len(operations) == 39
+    assert len(declared) == len(operations) == 40
     assert [key for key, auth in declared.items() if auth.public] == [("GET", "/health")]
     assert [key for key, auth in declared.items() if auth is USER_OR_SERVER] == [POST_MESSAGE]
     server_only = [key for key, auth in declared.items() if auth.accepts == (Credential.API_KEY,)]

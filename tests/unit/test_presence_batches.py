@@ -11,9 +11,9 @@ import pytest
 
 from hubbub.broker.base import Delivery
 from hubbub.broker.memory import MemoryBroker
-from hubbub.service import presence
+from hubbub.service import presence_batches as presence
 from hubbub.service.fanout import Fanout
-from hubbub.service.presence import Batches
+from hubbub.service.presence_batches import Batches
 from hubbub.store.sqlite import SQLiteStore
 
 WINDOW = 0.05

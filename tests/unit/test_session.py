@@ -39,6 +39,7 @@ from hubbub.models import Message, Receipt, Replay, SendItem, StreamEvent
 from hubbub.protocol import events
 from hubbub.protocol.wsframe import text_frame, unframe
 from hubbub.server import Hubbub
+from hubbub.service.watches import Watcher
 
 if TYPE_CHECKING:
     from hubbub.gateway.server import Gateway
@@ -211,6 +212,12 @@ class FakeTypists(Calls):
     async def typists(self, cid: str, viewer: str) -> list[str]:
         await self.enter("typists", cid, viewer)
         return [u for u in self.typing_in.get(cid, []) if u != viewer]
+
+    async def watch(
+        self, watcher: Watcher, subscribe: list[str], unsubscribe: list[str]
+    ) -> dict[str, object]:
+        await self.enter("watch", watcher.user_id, subscribe, unsubscribe)
+        return {"presence": [], "refused": [], "watching": len(subscribe)}
 
 
 # Frames ------------------------------------------------------------------

@@ -16,6 +16,8 @@ import type {
   HubbubEventType,
   Message,
   MessageKind,
+  Presence,
+  PresenceSubscription,
   ResumeStatus,
   SendStatus,
   ServerEvent,
@@ -119,6 +121,8 @@ export class HubbubClient {
   private readonly tracker = new ReceiptTracker();
   private readonly incomingTyping: IncomingTyping;
   private readonly outgoingTyping = new Map<string, OutgoingTyping>();
+  /** Users whose presence the app subscribed to (sent again on each new connection). */
+  private readonly watchedPresence = new Set<string>();
 
   private current: Connection | null = null;
   private connecting = false;
@@ -376,6 +380,62 @@ export class HubbubClient {
   presence(userIds: string[]) {
     return this.rest.presence(userIds);
   }
+  /** How many members of a conversation are online (for a large group, instead of everyone's presence). */
+  onlineCount(conversationId: string) {
+    return this.rest.onlineCount(conversationId);
+  }
+
+  /**
+   * Watch users' presence: the ones the app shows (the visible members of a
+   * large group, whose members are not all told of each other). Their
+   * `presence` events follow; the subscription is kept and made again on
+   * every new connection, where the current states arrive as `presence`
+   * events. Resolves with the server's answer (when not connected: nothing
+   * yet, `watching` counting what will be asked).
+   */
+  async subscribePresence(userIds: string[]): Promise<PresenceSubscription> {
+    const added = userIds.filter((id) => !this.watchedPresence.has(id));
+    for (const id of added) this.watchedPresence.add(id);
+    if (!this.current) return { presence: [], refused: [], watching: this.watchedPresence.size };
+    try {
+      return await this.presenceCommand(this.current, { subscribe: userIds });
+    } catch (error) {
+      for (const id of added) this.watchedPresence.delete(id); // refused (too_many_subscriptions): not kept
+      throw error;
+    }
+  }
+
+  /** Stop watching users' presence. */
+  async unsubscribePresence(userIds: string[]): Promise<PresenceSubscription> {
+    for (const id of userIds) this.watchedPresence.delete(id);
+    if (!this.current) return { presence: [], refused: [], watching: this.watchedPresence.size };
+    return this.presenceCommand(this.current, { unsubscribe: userIds });
+  }
+
+  private async presenceCommand(conn: Connection, fields: { subscribe?: string[]; unsubscribe?: string[] }): Promise<PresenceSubscription> {
+    const ack = await conn.request({ type: "presence", ...fields });
+    const answer: PresenceSubscription = {
+      presence: (ack.presence ?? []) as Presence[],
+      refused: (ack.refused ?? []) as string[],
+      watching: (ack.watching ?? 0) as number,
+    };
+    for (const id of answer.refused) this.watchedPresence.delete(id);
+    return answer;
+  }
+
+  /** A new connection: subscribe again, and tell the app the states it may have missed. */
+  private resubscribePresence(conn: Connection): void {
+    if (!this.watchedPresence.size) return;
+    this.presenceCommand(conn, { subscribe: [...this.watchedPresence] }).then(
+      (answer) => {
+        if (conn !== this.current) return;
+        for (const p of answer.presence) this.emit({ type: "presence", user_id: p.user_id, status: p.status, last_seen: p.last_seen });
+      },
+      (error) => {
+        if (!conn.closed) this.warn("presence subscription failed", error);
+      },
+    );
+  }
 
   /**
    * Reconnect now, skipping the backoff wait (network back, app in the
@@ -587,6 +647,7 @@ export class HubbubClient {
     void this.resumeAll(conn).then((statuses) => {
       if (statuses && conn === this.current) this.emit({ type: "resumed", transport: conn.kind, hello, conversations: statuses });
     });
+    this.resubscribePresence(conn);
     for (const retry of this.sendRetry.values()) retry.at = 0; // a new connection: try at once
     this.flushOutbox();
     // Learn of conversations this client did not know (added while away).

@@ -2,7 +2,7 @@
  * hubbub's REST API (docs/rest.md). Every call sends `Authorization: Bearer`
  * with the current token and is retried once with a fresh token on a 401.
  */
-import type { Conversation, ConversationKind, ConversationSummary, Message, Presence, Receipt, Upload } from "./events.js";
+import type { Conversation, ConversationKind, ConversationSummary, Message, OnlineCount, Presence, Receipt, Upload } from "./events.js";
 import { HubbubError } from "./errors.js";
 import type { TokenManager } from "./token.js";
 import type { FetchLike } from "./transport/types.js";
@@ -308,6 +308,11 @@ export class RestClient {
 
   async presence(userIds: string[]): Promise<Presence[]> {
     return (await this.call<{ presence: Presence[] }>("GET", "/api/v1/presence", { query: { user: userIds } })).presence;
+  }
+
+  /** How many members of a conversation are online (any member may ask). */
+  async onlineCount(conversationId: string): Promise<OnlineCount> {
+    return this.call<OnlineCount>("GET", `/api/v1/conversations/${enc(conversationId)}/presence`);
   }
 
   async blocks(): Promise<string[]> {

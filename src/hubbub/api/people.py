@@ -10,7 +10,7 @@ from starlette.responses import Response
 from hubbub.api.access import USER, User
 from hubbub.api.http import json_response
 from hubbub.api.openapi import Operation, Query
-from hubbub.api.schema import BlockList, Done, PresenceList
+from hubbub.api.schema import BlockList, Done, OnlineCount, PresenceList
 from hubbub.errors import Invalid
 
 if TYPE_CHECKING:
@@ -30,6 +30,10 @@ def people_operations(
             raise Invalid(f"name 1 to {MAX_PRESENCE_USERS} users with ?user=")
         found = await presence.lookup(me, users)
         return json_response({"presence": found})
+
+    async def online_count(request: Request, user: User) -> Response:
+        found = await presence.online_count(user.id, request.path_params["conversation_id"])
+        return json_response(found)
 
     async def block_user(request: Request, user: User) -> Response:
         me = user.id
@@ -62,6 +66,15 @@ def people_operations(
                 )
             ],
             errors=(422,),
+            auth=USER,
+        ),
+        Operation(
+            "GET",
+            "/api/v1/conversations/{conversation_id}/presence",
+            "How many members of a conversation are online",
+            online_count,
+            {200: OnlineCount},
+            errors=(404,),
             auth=USER,
         ),
         Operation(

@@ -126,6 +126,12 @@ class PresenceList(msgspec.Struct):
     presence: list[PresenceEntry]
 
 
+class OnlineCount(msgspec.Struct):
+    conversation_id: str
+    members: int
+    online: int
+
+
 class RoomList(msgspec.Struct):
     rooms: list[RoomSummary]
 

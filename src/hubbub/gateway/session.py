@@ -41,6 +41,7 @@ from hubbub.protocol.commands import (
     Delivered,
     EditMessage,
     Ping,
+    Presence,
     ProtocolError,
     Read,
     RefreshToken,
@@ -51,6 +52,7 @@ from hubbub.protocol.commands import (
     parse,
 )
 from hubbub.protocol.wsframe import text_frame
+from hubbub.service.watches import Watcher
 
 log = logging.getLogger("hubbub.gateway")
 
@@ -133,9 +135,14 @@ class Tokens(Protocol):
 
 
 class Typists(Protocol):
-    """What a session needs of presence (``PresenceService``): typing."""
+    """What a session needs of presence (``PresenceService``): typing, subscriptions."""
 
     async def typing(self, user: str, cid: str, state: str, connection_id: str) -> None: ...
+
+    async def watch(
+        self, watcher: Watcher, subscribe: list[str], unsubscribe: list[str]
+    ) -> dict[str, object]:
+        """The ``presence`` command: the ack's fields."""
 
     async def typists(self, cid: str, viewer: str) -> list[str]:
         """Who is typing in a conversation, as ``viewer`` may see it."""
@@ -425,6 +432,8 @@ class Session:
                 await self._presence.typing(
                     user, command.conversation_id, command.state, self.connection_id
                 )
+        elif isinstance(command, Presence):
+            reply.update(await self._presence.watch(self, command.subscribe, command.unsubscribe))
         elif isinstance(command, RefreshToken):
             reply["expires_at"] = await self._refresh(command.token)
         elif not isinstance(command, Ping):  # pragma: no cover - parse() knows no others

@@ -3,6 +3,8 @@
 A process reports the users it serves (first local connection opened, last
 one closed); the port answers whether that made them online or offline across
 every process, and tells a process about users whose serving process died.
+It also carries each announced change to every process (``publish`` and
+``on_status``), for the connections there that subscribed to that user.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 Expired = Callable[[list[str]], None]
+Status = Callable[[str, str, int], None]
+"""``(user, "online" or "offline", when in ms)``."""
 
 
 class Presence(Protocol):
@@ -29,3 +33,9 @@ class Presence(Protocol):
 
     def on_expired(self, callback: Expired) -> None:
         """Call ``callback`` with users left offline by a process that died."""
+
+    def publish(self, user: str, status: str, at_ms: int) -> None:
+        """Tell every process that ``user`` is now ``status``: this one at once."""
+
+    def on_status(self, callback: Status) -> None:
+        """Call ``callback`` with each status any process publishes, its own included."""

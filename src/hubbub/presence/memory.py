@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from hubbub.presence.base import Expired
+from hubbub.presence.base import Expired, Status
 
 
 class MemoryPresence:
     def __init__(self) -> None:
         self._online: set[str] = set()
+        self._status: list[Status] = []
 
     async def start(self) -> None:
         return None
@@ -32,3 +33,10 @@ class MemoryPresence:
 
     def on_expired(self, callback: Expired) -> None:
         return None  # this process cannot outlive itself
+
+    def publish(self, user: str, status: str, at_ms: int) -> None:
+        for callback in self._status:
+            callback(user, status, at_ms)
+
+    def on_status(self, callback: Status) -> None:
+        self._status.append(callback)

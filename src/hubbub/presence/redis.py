@@ -4,7 +4,9 @@
 - ``hubbub:proc-users:{pid}``: the users a process serves;
 - ``hubbub:proc:{pid}``: the process's heartbeat, a key with a TTL that the
   process refreshes every ``ttl / 3`` seconds;
-- ``hubbub:procs``: every process that has announced itself.
+- ``hubbub:procs``: every process that has announced itself;
+- ``hubbub:presence-status``: a channel carrying each announced change to
+  every process (``redis_status.py``).
 
 A process whose heartbeat expired is dead: the first live process to notice
 (every ``ttl / 3`` seconds, under a short lock) removes it from its users'
@@ -23,7 +25,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hubbub.ids import new_id
-from hubbub.presence.base import Expired
+from hubbub.presence.base import Expired, Status
+from hubbub.presence.redis_status import StatusChannel
 
 log = logging.getLogger("hubbub.presence")
 PREFIX = "hubbub:"
@@ -38,6 +41,7 @@ class RedisPresence:
         self._client = aioredis.from_url(url)
         self._expired: list[Expired] = []
         self._task: asyncio.Task[None] | None = None
+        self._status = StatusChannel(url, self._key("presence-status"), self.pid)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -46,8 +50,10 @@ class RedisPresence:
         with contextlib.suppress(RedisError, OSError):
             await self._beat()
         self._task = asyncio.create_task(self._loop(), name="hubbub-presence")
+        await self._status.start()
 
     async def stop(self) -> None:
+        await self._status.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -60,6 +66,12 @@ class RedisPresence:
 
     def on_expired(self, callback: Expired) -> None:
         self._expired.append(callback)
+
+    def publish(self, user: str, status: str, at_ms: int) -> None:
+        self._status.publish(user, status, at_ms)
+
+    def on_status(self, callback: Status) -> None:
+        self._status.on_status(callback)
 
     async def came_online(self, user: str) -> bool:
         try:
@@ -92,15 +104,17 @@ class RedisPresence:
             async with self._client.pipeline(transaction=False) as pipe:
                 for user in users:
                     pipe.smembers(self._key("presence", user))
-                found = await pipe.execute()
-            return {
-                user
-                for user, serving in zip(users, found, strict=True)
-                if await self._live(serving)
-            }
+                found: list[set[bytes]] = await pipe.execute()
+            # One look at the heartbeats of every process named, not one per user.
+            live = await self._live(set().union(*found))
         except (RedisError, OSError) as exc:
             log.warning("presence lookup failed: %s", exc)
             return set()  # unknown reads as offline until Redis is back
+        return {
+            user
+            for user, serving in zip(users, found, strict=True)
+            if any(_text(p) in live for p in serving)
+        }
 
     async def _live(self, pids: set[bytes]) -> set[str]:
         names = [_text(p) for p in pids]

@@ -7,7 +7,7 @@ Every frame is a JSON object with a ``type``; a request may carry an ``id``
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -82,6 +82,20 @@ class Typing(Command, kw_only=True):
     state: Literal["start", "stop"]
 
 
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class Presence(Command, kw_only=True):
+    """``presence``: subscribe to (and unsubscribe from) users' online status.
+
+    How many users one connection may watch is bounded (the server's
+    ``presence_watch_max``); see docs/protocol.md.
+    """
+
+    subscribe: list[UserId] = msgspec.field(default_factory=list)
+    unsubscribe: list[UserId] = msgspec.field(default_factory=list)
+
+
 class Resume(Command, kw_only=True):
     cursors: dict[str, Count]
 
@@ -103,6 +117,7 @@ COMMANDS: dict[str, type[Command]] = {
     "read": Read,
     "delivered": Delivered,
     "typing": Typing,
+    "presence": Presence,
     "reaction.add": AddReaction,
     "reaction.remove": RemoveReaction,
     "resume": Resume,

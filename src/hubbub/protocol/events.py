@@ -57,6 +57,13 @@ def refusal(request_id: RequestId, error: HubbubError) -> bytes:
     )
 
 
+def presence(user_id: str, status: str, last_seen: str) -> bytes:
+    """A user went ``online`` or ``offline`` (``last_seen``: when, ISO 8601)."""
+    return _encoder.encode(
+        {"type": "presence", "user_id": user_id, "status": status, "last_seen": last_seen}
+    )
+
+
 def event(type_: str, /, **fields: Any) -> bytes:
     return _encoder.encode({"type": type_, **fields})
 

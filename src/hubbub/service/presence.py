@@ -7,8 +7,10 @@ it after moving a hand-driven clock).
 - Presence: the first connection of a user makes them ``online``; when the
   last one closes they go ``offline`` after ``grace`` seconds, unless they
   reconnect first (no flapping on a reconnect). Events go to users who share
-  a direct conversation or a group with them (rooms are too large to count),
-  except users who have blocked them.
+  a direct conversation or a group of at most ``fanout_max`` members with
+  them (rooms and larger groups would make it members squared), except users
+  who have blocked them; and to every connection, on any process, that
+  subscribed to the user (``watch``, at most ``watch_max`` users each).
 - Typing: ``start`` lasts ``typing_ttl`` seconds unless renewed, and is
   announced when typing begins and again at most every ``typing_ttl / 2``
   while renewed; ``stop`` is announced when the typist says so, when it
@@ -21,14 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 
 from hubbub.clock import Clock, iso_ms, now_ms
-from hubbub.errors import Forbidden, RateLimited
+from hubbub.errors import Forbidden, NotFound, RateLimited
 from hubbub.presence.base import Presence
 from hubbub.presence.memory import MemoryPresence
 from hubbub.protocol import events
 from hubbub.service.fanout import Fanout
+from hubbub.service.presence_batches import BATCH_WINDOW, Batches
+from hubbub.service.watches import Watcher, Watches
 from hubbub.store.base import Store
 from hubbub.tasks import TaskSet
 
@@ -42,70 +46,10 @@ TYPING_RATE = 10  # typing frames per user per second
 # together (a restart), hundreds of those lists would otherwise be held at
 # the same time, and the process keeps that peak as resident memory.
 ANNOUNCE_CONCURRENCY = 8
-# Presence is published at once when none went out in the last BATCH_WINDOW
-# seconds; otherwise it waits for the next batch, published together one
-# window after the previous one. When a large group connects at once, each
-# member's arrival goes to every other member (members squared frames); in a
-# batch, a recipient's frames leave in one write instead of one each, and the
-# write is what the kernel charges for. A pass publishes at most BATCH_FRAMES
-# recipient frames (one larger announcement goes alone), so one batch never
-# holds up the event loop for long. A longer window coalesces more but lets a
-# burst run further ahead of slow readers, and what they have not read waits
-# in this process's memory.
-BATCH_WINDOW = 0.02
-BATCH_FRAMES = 20_000
-
-
-class Batches:
-    """Publishes presence at once when quiet, in batches during a burst."""
-
-    def __init__(self, fanout: Fanout, window: float = BATCH_WINDOW) -> None:
-        self._fanout = fanout
-        self._window = window
-        self._pending: deque[tuple[tuple[str, ...], bytes]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
-        self._closed = False
-
-    def publish(self, recipients: tuple[str, ...], payload: bytes) -> None:
-        if self._timer is None:
-            self._send(recipients, payload)
-            if not self._closed:
-                self._timer = asyncio.get_running_loop().call_later(self._window, self._next)
-        else:
-            self._pending.append((recipients, payload))
-
-    def _next(self) -> None:
-        pending = self._pending
-        if not pending:
-            self._timer = None
-            return
-        frames = 0
-        while pending:
-            recipients, payload = pending[0]
-            if frames and frames + len(recipients) > BATCH_FRAMES:
-                break  # the rest of a large batch follows in the next pass
-            pending.popleft()
-            self._send(recipients, payload)
-            frames += len(recipients)
-        delay = 0.0 if pending else self._window
-        self._timer = asyncio.get_running_loop().call_later(delay, self._next)
-
-    def flush(self, close: bool = False) -> None:
-        """Publish everything waiting now; once closed, publish at once from then on."""
-        self._closed = self._closed or close
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._pending:
-            self._send(*self._pending.popleft())
-
-    def _send(self, recipients: tuple[str, ...], payload: bytes) -> None:
-        # One event that cannot be published is lost alone (as when each
-        # announcement published its own); the batches go on.
-        try:
-            self._fanout.publish_to(recipients, payload)
-        except Exception:
-            log.exception("publishing presence failed")
+FANOUT_MAX = 100  # members of the largest group whose members hear each other's presence
+WATCH_MAX = 500  # users one connection may subscribe to
+COUNT_TTL = 1.0  # seconds an online count per conversation is reused
+COUNT_CACHE = 1024  # conversations whose online count is kept
 
 
 class PresenceService:
@@ -117,10 +61,19 @@ class PresenceService:
         grace: float = GRACE,
         typing_ttl: float = TYPING_TTL,
         cluster: Presence | None = None,
+        fanout_max: int = FANOUT_MAX,
+        watch_max: int = WATCH_MAX,
     ) -> None:
         self.store = store
         self.cluster: Presence = cluster or MemoryPresence()
         self.cluster.on_expired(self._expired)
+        self.cluster.on_status(self._changed)
+        self.fanout_max = fanout_max
+        self.watches = Watches(watch_max)
+        self._unwritten: dict[str, int] = {}  # user -> last seen (ms) not yet stored
+        self._telling: dict[str, tuple[str, int]] = {}  # watched user -> newest change to tell
+        self._tell_running = False
+        self._counts: OrderedDict[str, tuple[float, frozenset[str], int]] = OrderedDict()
         self.fanout = fanout
         self.clock = clock
         self.grace = grace
@@ -157,6 +110,7 @@ class PresenceService:
             self._tasks.spawn(self._announce(user, "offline", at_ms))
 
     def disconnected(self, user: str, connection_id: str) -> None:
+        self.watches.drop(connection_id)
         for key, (_deadline, origin) in list(self._typing.items()):
             if origin == connection_id:
                 self._stop_typing(*key)
@@ -177,21 +131,56 @@ class PresenceService:
         async with self._announcing:
             if self._latest.get(user) is not token:
                 return  # superseded while waiting: the newer one does the work
-            await self.store.set_last_seen(user, at_ms)
-            contacts = await self.store.contacts(user)
-            hidden = await self.fanout.blockers(user)
+            self._seen(user, at_ms)
+            contacts = await self.store.contacts(user, self.fanout_max)
+            hidden = await self.fanout.blockers(user) if contacts else frozenset()
             if self._latest.get(user) is not token:
                 return
             del self._latest[user]
-            payload = events.event("presence", user_id=user, status=status, last_seen=iso_ms(at_ms))
-            recipients = tuple(c for c in contacts if c not in hidden)
+            recipients = (
+                tuple(c for c in contacts if c not in hidden) if hidden else tuple(contacts)
+            )
             if recipients:
-                self._batches.publish(recipients, payload)
+                self._batches.publish(recipients, events.presence(user, status, iso_ms(at_ms)))
+            self.cluster.publish(user, status, at_ms)  # to the subscribers, on every process
+
+    def _seen(self, user: str, at_ms: int) -> None:
+        """Record when a user was last seen, with the others recorded meanwhile.
+
+        When a large group connects at once, one transaction per member
+        would queue thousands of commits behind one another (one writer).
+        """
+        writing = bool(self._unwritten)
+        self._unwritten[user] = at_ms
+        if not writing:
+            self._tasks.spawn(self._write_seen())
+
+    async def _write_seen(self) -> None:
+        while self._unwritten:
+            seen = sorted(self._unwritten.items())  # one order: no deadlock between processes
+            try:
+                await self.store.set_last_seen_many(seen)
+            except Exception as exc:  # lost alone, as one announcement's write would be
+                log.warning("last seen of %d users not recorded: %s", len(seen), exc)
+            finally:
+                for user, at_ms in seen:
+                    if self._unwritten.get(user) == at_ms:
+                        del self._unwritten[user]
 
     async def lookup(self, viewer: str, users: list[str]) -> list[dict[str, object]]:
         """Presence of the users the viewer may see: contacts the viewer has not blocked."""
-        visible = set(await self.store.contacts(viewer)) - set(await self.store.blocked_by(viewer))
-        wanted = [u for u in dict.fromkeys(users) if u in visible]
+        wanted = await self._visible(viewer, users)
+        return await self._states(wanted)
+
+    async def _visible(self, viewer: str, users: list[str]) -> list[str]:
+        """Those of ``users`` (once each, in order) the viewer may see the presence of."""
+        asked = [u for u in dict.fromkeys(users) if u != viewer]
+        shared = set(await self.store.shared_with(viewer, asked)) if asked else set()
+        if shared:
+            shared.difference_update(await self.store.blocked_by(viewer))
+        return [u for u in asked if u in shared]
+
+    async def _states(self, wanted: list[str]) -> list[dict[str, object]]:
         seen = await self.store.last_seen(wanted) if wanted else {}
         online = await self.cluster.online(wanted)
         return [
@@ -202,6 +191,90 @@ class PresenceService:
             }
             for u in wanted
         ]
+
+    # Subscriptions ----------------------------------------------------------
+
+    async def watch(
+        self, watcher: Watcher, subscribe: list[str], unsubscribe: list[str]
+    ) -> dict[str, object]:
+        """The ``presence`` command: change what a connection watches; the ack's fields.
+
+        Unsubscribing comes first; then the users to subscribe to that the
+        watcher may see (sharing a direct conversation or a group, not
+        blocked by the watcher) are watched and their current state answered.
+        The others are ``refused`` (and no longer watched if they were).
+        Over the bound, nothing changes (``too_many_subscriptions``).
+        """
+        cid = watcher.connection_id
+        wanted = list(dict.fromkeys(subscribe))
+        self.watches.check(cid, wanted, unsubscribe)
+        visible = await self._visible(watcher.user_id, wanted) if wanted else []
+        shown = set(visible)
+        refused = [u for u in wanted if u not in shown]
+        if watcher.attached:  # a connection closed meanwhile watches nothing
+            self.watches.remove(cid, [*unsubscribe, *refused])
+            self.watches.add(watcher, visible)
+        return {
+            "presence": await self._states(visible),
+            "refused": refused,
+            "watching": len(self.watches.of(cid)),
+        }
+
+    def _changed(self, user: str, status: str, at_ms: int) -> None:
+        """A status published by some process: tell the connections here that watch ``user``."""
+        if not self.watches.watched(user):
+            return
+        self._telling[user] = (status, at_ms)  # a newer change replaces one not yet told
+        if not self._tell_running:
+            self._tell_running = True
+            self._tasks.spawn(self._tell())
+
+    async def _tell(self) -> None:
+        """Tell the watchers; during a burst, in rounds ``BATCH_WINDOW`` apart.
+
+        The first change goes at once. The changes that come while a round is
+        told wait for the next one, so a watcher's frames of a round leave in
+        one write (when a large group connects together, a watcher of fifty
+        members would otherwise be written to fifty times).
+        """
+        try:
+            while self._telling:
+                changes, self._telling = self._telling, {}
+                users = list(changes)
+                if self.fanout.shared:  # read from the database: side by side
+                    hidden = await asyncio.gather(*(self.fanout.blockers(u) for u in users))
+                else:  # cached: mostly answered at once, without a task each
+                    hidden = [await self.fanout.blockers(u) for u in users]
+                for user, blocked in zip(users, hidden, strict=True):
+                    watchers = self.watches.watchers(user)
+                    if not watchers:
+                        continue
+                    status, at_ms = changes[user]
+                    payload = events.presence(user, status, iso_ms(at_ms))
+                    for viewer, sink in watchers:
+                        if viewer not in blocked:
+                            sink(payload)
+                await asyncio.sleep(BATCH_WINDOW)
+        finally:
+            self._tell_running = False
+
+    async def online_count(self, viewer: str, cid: str) -> dict[str, object]:
+        """How many members of a conversation are online (reused for ``COUNT_TTL`` seconds)."""
+        now = self.clock.monotonic()
+        cached = self._counts.get(cid)
+        if cached is None or cached[0] <= now:
+            members = frozenset(await self.fanout.members(cid))
+            online = len(await self.cluster.online(list(members))) if viewer in members else 0
+            cached = (now + COUNT_TTL, members, online)
+            if viewer in members:
+                self._counts[cid] = cached
+                self._counts.move_to_end(cid)
+                while len(self._counts) > COUNT_CACHE:
+                    self._counts.popitem(last=False)
+        _, members, online = cached
+        if viewer not in members:
+            raise NotFound("no such conversation")
+        return {"conversation_id": cid, "members": len(members), "online": online}
 
     # Typing -----------------------------------------------------------------
 

@@ -54,9 +54,19 @@ class Store(Protocol):
     # Users
     async def set_user_name(self, user_id: str, name: str, now_ms: int) -> None: ...
     async def set_last_seen(self, user_id: str, now_ms: int) -> None: ...
+    async def set_last_seen_many(self, seen: list[tuple[str, int]]) -> None:
+        """``(user, ms)`` pairs, written in one transaction."""
+
     async def last_seen(self, user_ids: list[str]) -> dict[str, int | None]: ...
-    async def contacts(self, user: str) -> list[str]:
-        """Users sharing a direct conversation or a group (not a room) with ``user``."""
+    async def contacts(self, user: str, largest: int | None = None) -> list[str]:
+        """Users sharing a direct conversation or a group (not a room) with ``user``.
+
+        With ``largest``: only through direct conversations and groups of at
+        most that many members.
+        """
+
+    async def shared_with(self, user: str, others: list[str]) -> list[str]:
+        """Which of ``others`` share a direct conversation or a group with ``user``."""
 
     # Conversations and membership
     async def get_or_create_direct(
@@ -68,6 +78,9 @@ class Store(Protocol):
     async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
     async def member_ids(self, conversation_id: str) -> list[str]:
         """Members of a conversation (empty when it does not exist)."""
+
+    async def conversation_ids(self, user: str) -> list[str]:
+        """Every conversation ``user`` is a member of, hidden ones included."""
 
     async def list_conversations(
         self, user: str, limit: int | None = None, after: tuple[int, str] | None = None

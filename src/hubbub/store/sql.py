@@ -89,11 +89,17 @@ class SQLStore:
     async def set_last_seen(self, user_id: str, now_ms: int) -> None:
         await self.transaction(users.set_last_seen, user_id, now_ms)
 
+    async def set_last_seen_many(self, seen: list[tuple[str, int]]) -> None:
+        await self.transaction(users.set_last_seen_many, seen)
+
     async def last_seen(self, user_ids: list[str]) -> dict[str, int | None]:
         return await self.read(users.last_seen, user_ids)
 
-    async def contacts(self, user: str) -> list[str]:
-        return await self.read(users.contacts, user)
+    async def contacts(self, user: str, largest: int | None = None) -> list[str]:
+        return await self.read(users.contacts, user, largest)
+
+    async def shared_with(self, user: str, others: list[str]) -> list[str]:
+        return await self.read(users.shared_with, user, others) if others else []
 
     # Conversations and membership
     async def get_or_create_direct(
@@ -113,6 +119,9 @@ class SQLStore:
 
     async def member_ids(self, conversation_id: str) -> list[str]:
         return await self.read(conversations.member_ids, conversation_id)
+
+    async def conversation_ids(self, user: str) -> list[str]:
+        return await self.read(conversations.conversation_ids, user)
 
     async def list_conversations(
         self, user: str, limit: int | None = None, after: tuple[int, str] | None = None
