@@ -123,6 +123,13 @@ class Settings:
     database_url: str = ""
     redis_url: str | None = None
     redis_prefix: str = "hubbub:"
+    # Routing between processes (docs/operations.md, "Routing between processes").
+    routing: str = "interest"
+    """``interest``: a process receives the events its users need; ``broadcast``: all."""
+    routing_shards: int = 1024
+    """Conversation channels (and user channels) the events are spread over."""
+    routing_linger: float = 30.0
+    """Seconds a channel no longer needed stays subscribed."""
     auto_migrate: bool = True
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
@@ -139,6 +146,10 @@ class Settings:
     heartbeat_timeout: float = 10.0
     presence_grace: float = 5.0
     presence_ttl: float = 15.0
+    presence_fanout_max: int = 100
+    """Groups of more members than this announce no presence to every member."""
+    presence_watch_max: int = 500
+    """Users one connection may subscribe to with the ``presence`` command."""
     sqlite_synchronous: str = "NORMAL"
     read_budget: float = 5.0
     """Seconds one read (history, search, the conversation list) may take; then 413."""
@@ -228,6 +239,9 @@ class Settings:
         synchronous = (get("SQLITE_SYNCHRONOUS") or "NORMAL").upper()
         if synchronous not in ("NORMAL", "FULL"):
             raise ConfigError("HUBBUB_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        routing = (get("ROUTING") or "interest").lower()
+        if routing not in ("interest", "broadcast"):
+            raise ConfigError("HUBBUB_ROUTING must be interest or broadcast")
         log_format = (get("LOG_FORMAT") or "text").lower()
         if log_format not in ("text", "json"):
             raise ConfigError("HUBBUB_LOG_FORMAT must be text or json")
@@ -244,6 +258,9 @@ class Settings:
             database_url=get("DATABASE_URL", "") or "",
             redis_url=get("REDIS_URL"),
             redis_prefix=get("REDIS_PREFIX", "hubbub:") or "hubbub:",
+            routing=routing,
+            routing_shards=number("ROUTING_SHARDS", 1024, int),
+            routing_linger=number("ROUTING_LINGER", 30.0),
             auto_migrate=(get("AUTO_MIGRATE", "1") or "1").lower()
             not in ("0", "false", "no", "off"),
             jwt_secret=get("JWT_SECRET"),
@@ -258,6 +275,8 @@ class Settings:
             heartbeat_timeout=number("HEARTBEAT_TIMEOUT", 10.0),
             presence_grace=number("PRESENCE_GRACE", 5.0),
             presence_ttl=number("PRESENCE_TTL", 15.0),
+            presence_fanout_max=number("PRESENCE_FANOUT_MAX", 100, int),
+            presence_watch_max=number("PRESENCE_WATCH_MAX", 500, int),
             sqlite_synchronous=synchronous,
             read_budget=number("READ_BUDGET", 5.0),
             api_key=get("API_KEY"),

@@ -80,7 +80,13 @@ class Hubbub:
         self.store: Store = store
         self.broker: Broker = MemoryBroker()
         if settings.redis_url:
-            redis = RedisBroker(settings.redis_url, settings.redis_prefix + "events")
+            redis = RedisBroker(
+                settings.redis_url,
+                settings.redis_prefix + "events",
+                routing=settings.routing,
+                shards=settings.routing_shards,
+                linger=settings.routing_linger,
+            )
             redis.observe_lag = metrics.broker_publish_lag.observe
             redis.observe_receive_lag = metrics.broker_receive_lag.observe
             self.broker = redis
@@ -90,6 +96,8 @@ class Hubbub:
             self.fanout,
             self.clock,
             grace=settings.presence_grace,
+            fanout_max=settings.presence_fanout_max,
+            watch_max=settings.presence_watch_max,
             cluster=(
                 RedisPresence(
                     settings.redis_url, ttl=settings.presence_ttl, prefix=settings.redis_prefix
@@ -146,6 +154,7 @@ class Hubbub:
             self.clock,
             metrics,
             quota=self.quota,
+            conversations_of=self.store.conversation_ids,
         )
         metrics.watch(self.readings)
         self.api = Api(
@@ -182,6 +191,21 @@ class Hubbub:
             yield counter("hubbub_broker_published", "Events published to Redis", broker.published)
             yield counter(
                 "hubbub_broker_received", "Events received from other processes", broker.received
+            )
+            yield counter(
+                "hubbub_broker_unwanted",
+                "Events received for no conversation or user watched here (a shared channel)",
+                broker.unwanted,
+            )
+            yield gauge(
+                "hubbub_broker_channels",
+                "Routing channels this process is subscribed to",
+                len(broker.subscribed),
+            )
+            yield gauge(
+                "hubbub_broker_watched",
+                "Conversations this process watches for its users",
+                len(broker.interest.conversations),
             )
             yield counter(
                 "hubbub_broker_dropped",

@@ -13,6 +13,7 @@ import pytest
 from hubbub.broker.base import Broker, Delivery
 from hubbub.broker.memory import MemoryBroker
 from hubbub.broker.redis import RedisBroker
+from hubbub.broker.routing import shard
 from hubbub.clock import ManualClock
 from hubbub.presence.memory import MemoryPresence
 from hubbub.presence.redis import RedisPresence
@@ -233,3 +234,152 @@ async def test_lag_probes_are_measured_and_never_delivered() -> None:
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_published_changes_reach_every_process_once(presences: list[Any]) -> None:
+    heard: list[list[tuple[str, str, int]]] = [[] for _ in presences]
+    for presence, got in zip(presences, heard, strict=True):
+        presence.on_status(lambda *change, got=got: got.append(change))
+    presences[0].publish("ann", "online", 1)
+    assert heard[0] == [("ann", "online", 1)]  # its own process at once, no round trip
+    for n in range(2, 602):  # more than one message's worth
+        presences[-1].publish("bob", "offline" if n % 2 else "online", n)
+    expected = [("bob", "offline" if n % 2 else "online", n) for n in range(2, 602)]
+    await until(lambda: all(len(got) >= 1 + len(expected) for got in heard))
+    await asyncio.sleep(0.05)
+    for got in heard:  # once each, in the order each process published them
+        assert [c for c in got if c[0] == "ann"] == [("ann", "online", 1)]
+        assert [c for c in got if c[0] == "bob"] == expected
+
+
+async def test_online_looks_at_many_users_across_processes(presences: list[Any]) -> None:
+    users = [f"u{i}" for i in range(500)]
+    for i, user in enumerate(users[:300]):
+        assert await presences[i % len(presences)].came_online(user)
+    for presence in presences:
+        assert await presence.online(users) == set(users[:300])
+    for i, user in enumerate(users[:100]):
+        await presences[i % len(presences)].went_offline(user)
+    assert await presences[0].online(users) == set(users[100:300])
+
+
+# Routing by interest (broker/routing.py) --------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def watching_broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+    """A broker of each implementation, the Redis one routing by interest."""
+    broker: Broker
+    if request.param == "memory":
+        broker = MemoryBroker()
+    else:
+        need(REDIS_URL, 6379, "Redis")
+        channel = f"hubbub:test:{uuid.uuid4().hex}"
+        broker = RedisBroker(REDIS_URL, channel, routing="interest", shards=64, linger=0.2)
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+async def test_watching_is_counted_per_interested_party(watching_broker: Broker) -> None:
+    broker = watching_broker
+    assert isinstance(broker, MemoryBroker | RedisBroker)
+    broker.watch("c1")
+    broker.watch("c1")  # two connected members of c1
+    broker.watch_user("u1")
+    assert await broker.watched("c1")
+    broker.unwatch("c1")
+    assert broker.interest.conversations == {"c1": 1}
+    broker.unwatch("c1")
+    broker.unwatch("c1")  # one too many: nothing to undo, nothing breaks
+    assert broker.interest.conversations == {}
+    assert broker.interest.users == {"u1": 1}
+    broker.unwatch_user("u1")
+    assert broker.interest.users == {}
+
+
+def apart(prefix: str, shards: int, *taken: str) -> str:
+    """A conversation or user id whose channel is none of ``taken``'s."""
+    others = {shard(t, shards) for t in taken}
+    return next(f"{prefix}{i}" for i in range(1000) if shard(f"{prefix}{i}", shards) not in others)
+
+
+@pytest.fixture
+async def routed_pair() -> AsyncIterator[tuple[RedisBroker, RedisBroker]]:
+    """Two Redis brokers routing by interest on one prefix, as two processes have them."""
+    need(REDIS_URL, 6379, "Redis")
+    channel = f"hubbub:test:{uuid.uuid4().hex}"
+    made = [RedisBroker(REDIS_URL, channel, routing="interest", shards=64, linger=0.2)]
+    made.append(RedisBroker(REDIS_URL, channel, routing="interest", shards=64, linger=0.2))
+    for broker in made:
+        await broker.start()
+    yield made[0], made[1]
+    for broker in made:
+        await broker.stop()
+
+
+async def test_a_process_receives_only_what_it_watches(
+    routed_pair: tuple[RedisBroker, RedisBroker],
+) -> None:
+    sender, receiver = routed_pair
+    got: list[Delivery] = []
+    receiver.subscribe(got.append)
+    watched = "c_watched"
+    other = apart("c_other", 64, watched)
+    receiver.watch(watched)
+    assert await receiver.watched(watched)
+    assert receiver.channels.conversation(watched) in receiver.subscribed
+    sender.publish(Delivery(other, 1, ("u1",), b"other"))
+    sender.publish(Delivery(watched, 1, ("u1",), b"watched"))
+    await until(lambda: len(got) == 1)
+    await asyncio.sleep(0.1)
+    assert [d.payload for d in got] == [b"watched"]
+    assert receiver.received == 1 and receiver.unwanted == 0  # "other" never came
+
+    receiver.unwatch(watched)  # lingers 0.2 s, then is unsubscribed
+    await until(lambda: receiver.channels.conversation(watched) not in receiver.subscribed)
+    sender.publish(Delivery(watched, 2, ("u1",), b"late"))
+    await asyncio.sleep(0.2)
+    assert [d.payload for d in got] == [b"watched"]
+
+
+async def test_a_join_reaches_the_joining_users_process_once(
+    routed_pair: tuple[RedisBroker, RedisBroker],
+) -> None:
+    sender, receiver = routed_pair
+    got: list[Delivery] = []
+    receiver.subscribe(got.append)
+    joiner = "u_joiner"
+    cid = apart("c_new", 64)
+    receiver.watch_user(joiner)  # connected there; the conversation not watched yet
+    await until(lambda: receiver.channels.user(joiner) in receiver.subscribed)
+    join = Delivery(cid, 7, ("u_owner", joiner), b"joined", joined=(joiner,))
+    sender.publish(join)
+    await until(lambda: len(got) == 1)
+    assert got == [join]
+
+    receiver.watch(cid)  # now on both of the join's channels: still once
+    assert await receiver.watched(cid)
+    again = Delivery(cid, 8, ("u_owner", joiner), b"joined again", joined=(joiner,))
+    sender.publish(again)
+    sender.publish(Delivery(cid, 9, ("u_owner", joiner), b"after"))
+    await until(lambda: len(got) == 3)
+    await asyncio.sleep(0.1)
+    assert [d.payload for d in got] == [b"joined", b"joined again", b"after"]
+
+
+async def test_an_event_of_no_conversation_goes_to_its_recipients_channels(
+    routed_pair: tuple[RedisBroker, RedisBroker],
+) -> None:
+    sender, receiver = routed_pair
+    got: list[Delivery] = []
+    receiver.subscribe(got.append)
+    here = "u_here"
+    elsewhere = apart("u_elsewhere", 64, here)
+    receiver.watch_user(here)
+    await until(lambda: receiver.channels.user(here) in receiver.subscribed)
+    sender.publish(Delivery("", 0, (elsewhere, here), b"presence"))
+    sender.publish(Delivery("", 0, (elsewhere,), b"not for here"))
+    await until(lambda: len(got) == 1)
+    await asyncio.sleep(0.1)
+    assert got == [Delivery("", 0, (here,), b"presence")]  # its channel's recipients only

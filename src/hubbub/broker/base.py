@@ -22,6 +22,13 @@ class Delivery:
     recipients: tuple[str, ...]
     payload: bytes
     """The event as a JSON text frame body, encoded once for every recipient."""
+    joined: tuple[str, ...] = ()
+    """Recipients this event makes members (``member.joined``, ``conversation.created``).
+
+    Their processes may not follow the conversation yet: the event reaches them
+    by a way of its own (``routing.py``), and they start following it."""
+    left: tuple[str, ...] = ()
+    """Recipients this event removes (``member.left``): told, then no longer followed."""
 
 
 Handler = Callable[[Delivery], None]
@@ -37,6 +44,8 @@ class Broker(Protocol):
     """False while the broker cannot reach the other processes."""
     origin: str
     """This process's name among the others (``p_...``)."""
+    routed: bool
+    """True when other processes send this one only the events it watches."""
 
     async def start(self) -> None: ...
 
@@ -61,3 +70,20 @@ class Broker(Protocol):
 
     def on_relay(self, handler: RelayHandler) -> None:
         """Answer every message relayed to this process with ``handler``."""
+
+    # Interest: which events this process receives from the others.
+
+    def watch(self, conversation_id: str) -> None:
+        """Receive the events of ``conversation_id`` (counted: one call per interested party)."""
+
+    def unwatch(self, conversation_id: str) -> None:
+        """One interested party fewer; at none, stop receiving them (after a linger)."""
+
+    def watch_user(self, user_id: str) -> None:
+        """Receive the events addressed to ``user_id`` alone: joins, presence (counted)."""
+
+    def unwatch_user(self, user_id: str) -> None:
+        """One interested party fewer for ``user_id``'s own events."""
+
+    async def watched(self, conversation_id: str) -> bool:
+        """Wait until the events of ``conversation_id`` are received (False: not in time)."""

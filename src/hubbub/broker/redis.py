@@ -1,14 +1,19 @@
 """The scale-out broker: Redis pub/sub between hubbub processes.
 
-Every process publishes committed events on one channel and subscribes to it;
-each keeps the events some local connection needs (the hub filters by
-recipient). Each process also listens on a channel of its own, which carries
-commands posted to another process for an HTTP-stream session it holds
-(``relay``). Local recipients are served at once, without a round trip
-through Redis, so a Redis outage leaves every process serving its own
-connections. Events published while Redis is away are lost to the other
-processes; the database has them, and on reconnect each process catches up
-from it and tells its clients to ``resume``.
+With ``routing="broadcast"`` every process publishes committed events on one
+channel and subscribes to it; each keeps the events some local connection
+needs (the hub filters by recipient). With ``routing="interest"`` an event
+goes on its conversation's channel (one of ``shards``), and a process
+subscribes to the channels its connected users need (``routing.py``). Every
+process also listens on the base channel (lag probes) and on a channel of its
+own, which carries commands posted to another process for an HTTP-stream
+session it holds (``redis_relay.py``).
+
+Local recipients are served at once, without a round trip through Redis, so
+a Redis outage leaves every process serving its own connections. Events
+published while Redis is away are lost to the other processes; the database
+has them, and on reconnect each process subscribes again to everything it
+watches, catches up from the database and tells its clients to ``resume``.
 """
 
 from __future__ import annotations
@@ -16,16 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from hubbub.broker.base import Delivery, Handler, Relayed, RelayHandler
-from hubbub.errors import Unavailable
+from hubbub.broker.redis_relay import RELAY_TIMEOUT, Relays
+from hubbub.broker.routing import BROADCAST, LINGER, MODES, SHARDS, Channels, Interest
 from hubbub.ids import new_id
 
 log = logging.getLogger("hubbub.broker")
@@ -35,9 +41,12 @@ OUTBOX = 10_000
 BATCH = 256
 BACKOFF_MAX = 2.0
 
-Envelope = tuple[str, str, int, tuple[str, ...], bytes]
-NODE_NAME = re.compile(r"p_[0-9a-f]{27}")
-RELAY_TIMEOUT = 5.0  # seconds to wait for the holding process's answer
+Envelope = tuple[str, str, int, tuple[str, ...], bytes, tuple[str, ...], tuple[str, ...], str]
+"""(origin, conversation, seq, recipients, payload, joined, left, once): ``once``
+names an event published on several channels, which a process takes once."""
+ONCE_MEMORY = 4096  # ``once`` names remembered
+CHUNK = 500  # channels per SUBSCRIBE / UNSUBSCRIBE
+RECONCILE_EVERY = 1.0  # seconds between looks for lingering channels to drop
 PROBE_INTERVAL = 5.0
 """Seconds between a process's lag probes: an envelope for no conversation and
 no recipients (every process ignores it as a delivery), whose payload is the
@@ -45,51 +54,53 @@ wall-clock time it was published; receivers measure how late it arrives."""
 PROBE = b"probe:"
 
 
-# On a process's own channel: commands relayed to it, and answers to its relays.
-class Relay(msgspec.Struct, array_like=True, tag="c"):
-    request: str
-    reply_to: str
-    connection_id: str
-    user_id: str
-    frames: bytes
-
-
-class Answer(msgspec.Struct, array_like=True, tag="a"):
-    request: str
-    taken: bool
-
-
 class RedisBroker:
     def __init__(
-        self, url: str, channel: str = CHANNEL, probe_interval: float = PROBE_INTERVAL
+        self,
+        url: str,
+        channel: str = CHANNEL,
+        probe_interval: float = PROBE_INTERVAL,
+        routing: str = BROADCAST,
+        shards: int = SHARDS,
+        linger: float = LINGER,
     ) -> None:
+        if routing not in MODES:
+            raise ValueError(f"routing must be one of {', '.join(MODES)}")
         self.url = url
         self.channel = channel
         self.probe_interval = probe_interval
+        self.routed = routing != BROADCAST
+        self.channels = Channels(channel, shards)
+        self.interest = Interest(self.channels, linger)
         self.origin = new_id("p")
-        self.node_channel = self._node_channel(self.origin)
+        self._relays = Relays(url, channel, self.origin)
+        self.node_channel = self._relays.channel
+        self._node_channel = self.node_channel.encode()
         self.healthy = False
         self.dropped = 0
         self.published = 0
-        """Events handed to Redis (this process's own)."""
+        """Envelopes handed to Redis (this process's own events, once per channel)."""
         self.received = 0
         """Events received from the other processes."""
+        self.unwanted = 0
+        """Of those, events of nothing watched here (conversations sharing a channel)."""
+        self.subscribed: set[str] = set()
+        """Routing channels Redis confirmed on the current connection."""
         self.observe_lag: Callable[[float], None] = _ignore
         """Called with the seconds the oldest event of each published batch waited."""
         self.observe_receive_lag: Callable[[float], None] = _ignore
         """Called with how late another process's lag probe arrived (wall clocks)."""
         self._handlers: list[Handler] = []
-        self._relay_handler: RelayHandler | None = None
-        self._relay_client: aioredis.Redis | None = None
-        self._answers: dict[str, asyncio.Future[bool]] = {}
-        self._answering: set[asyncio.Task[None]] = set()
         self._reconnected: list[Callable[[], None]] = []
-        self._outbox: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(OUTBOX)
+        self._outbox: asyncio.Queue[tuple[float, str, bytes]] = asyncio.Queue(OUTBOX)
         self._tasks: list[asyncio.Task[None]] = []
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(Envelope)
-        self._relay_decoder = msgspec.msgpack.Decoder(Relay | Answer)
         self._subscribed = asyncio.Event()
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._dirty = asyncio.Event()
+        self._changes = -1  # the interest's changes the subscriptions were last made for
+        self._once: dict[str, None] = {}
 
     async def start(self) -> None:
         self._tasks = [
@@ -107,8 +118,7 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._handlers.clear()
-        if self._relay_client is not None:
-            await self._relay_client.aclose()
+        await self._relays.close()
 
     def subscribe(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -120,55 +130,110 @@ class RedisBroker:
     def publish(self, delivery: Delivery) -> None:
         for handler in self._handlers:
             handler(delivery)
-        envelope = (
-            self.origin,
-            delivery.conversation_id,
-            delivery.seq,
-            delivery.recipients,
-            delivery.payload,
-        )
-        try:
-            self._outbox.put_nowait((time.monotonic(), self._encoder.encode(envelope)))
-        except asyncio.QueueFull:
-            self.dropped += 1
+        if self.routed:
+            routes = self.channels.routes(delivery)
+        else:
+            routes = [(self.channel, delivery.recipients)]
+        once = new_id("o") if len(routes) > 1 and delivery.conversation_id else ""
+        now = time.monotonic()
+        for channel, recipients in routes:
+            envelope = (
+                self.origin,
+                delivery.conversation_id,
+                delivery.seq,
+                recipients,
+                delivery.payload,
+                delivery.joined,
+                delivery.left,
+                once,
+            )
+            try:
+                self._outbox.put_nowait((now, channel, self._encoder.encode(envelope)))
+            except asyncio.QueueFull:
+                self.dropped += 1
 
-    def _node_channel(self, node: str) -> str:
-        return f"{self.channel}:{node}"
+    # Relays -------------------------------------------------------------
 
     def on_relay(self, handler: RelayHandler) -> None:
-        self._relay_handler = handler
-
-    async def _publish_to(self, node: str, item: Relay | Answer) -> int:
-        if self._relay_client is None:
-            self._relay_client = aioredis.from_url(self.url)
-        listeners: int = await self._relay_client.publish(
-            self._node_channel(node), self._encoder.encode(item)
-        )
-        return listeners
+        self._relays.handler = handler
 
     async def relay(self, node: str, message: Relayed) -> bool:
-        if not NODE_NAME.fullmatch(node):
-            return False
-        request = new_id("r")
-        answer = self._answers[request] = asyncio.get_running_loop().create_future()
-        unreachable = "the process holding this session cannot be reached"
+        return await self._relays.relay(node, message)
+
+    # Interest -----------------------------------------------------------
+
+    def watch(self, conversation_id: str) -> None:
+        self.interest.watch(conversation_id)
+        self._poke()
+
+    def unwatch(self, conversation_id: str) -> None:
+        self.interest.unwatch(conversation_id)
+        self._poke()
+
+    def watch_user(self, user_id: str) -> None:
+        self.interest.watch_user(user_id)
+        self._poke()
+
+    def unwatch_user(self, user_id: str) -> None:
+        self.interest.unwatch_user(user_id)
+        self._poke()
+
+    def _poke(self) -> None:
+        if self.routed and self.interest.changes != self._changes:
+            self._dirty.set()
+
+    async def watched(self, conversation_id: str, timeout: float = RELAY_TIMEOUT) -> bool:
+        if not self.routed:
+            return self.healthy
+        channel = self.channels.conversation(conversation_id)
+        if channel in self.subscribed:
+            return True
+        waiter = self._waiters.setdefault(channel, asyncio.Event())
         try:
-            if not await self._publish_to(node, Relay(request, self.origin, *message)):
-                return False
-            return await asyncio.wait_for(answer, RELAY_TIMEOUT)
-        except (RedisError, OSError) as exc:
-            raise Unavailable(f"{unreachable}: {exc}") from None
+            await asyncio.wait_for(waiter.wait(), timeout)
         except TimeoutError:
-            raise Unavailable(f"{unreachable}: no answer in {RELAY_TIMEOUT:g} s") from None
-        finally:
-            self._answers.pop(request, None)
+            return False
+        return True
+
+    def watching(self, conversation_id: str) -> bool:
+        """Whether the events of ``conversation_id`` are received here now."""
+        if not self.routed:
+            return self.healthy
+        return self.channels.conversation(conversation_id) in self.subscribed
+
+    async def _reconcile(self, pubsub: PubSub, sent: set[str]) -> None:
+        """Keep the connection's subscriptions to what ``interest`` wants (``sent``: so far)."""
+        while True:
+            self._changes = self.interest.changes
+            self._dirty.clear()
+            wanted = self.interest.wanted()
+            await _each_chunk(pubsub.subscribe, wanted - sent)
+            await _each_chunk(pubsub.unsubscribe, sent - wanted)
+            sent = wanted
+            with contextlib.suppress(TimeoutError):
+                timeout = RECONCILE_EVERY if self.interest.lingering() else None
+                await asyncio.wait_for(self._dirty.wait(), timeout)
+
+    def _confirmed(self, kind: str, channel: str) -> None:
+        if channel in (self.channel, self.node_channel):
+            return  # always subscribed: not a routing channel
+        if kind == "subscribe":
+            self.subscribed.add(channel)
+            waiter = self._waiters.pop(channel, None)
+            if waiter is not None:
+                waiter.set()
+        elif kind == "unsubscribe":
+            self.subscribed.discard(channel)
+
+    # Redis --------------------------------------------------------------
 
     async def _probe_loop(self) -> None:
         while True:
             await asyncio.sleep(self.probe_interval)
-            probe = (self.origin, "", 0, (), PROBE + repr(time.time()).encode())
+            probe = (self.origin, "", 0, (), PROBE + repr(time.time()).encode(), (), (), "")
             with contextlib.suppress(asyncio.QueueFull):
-                self._outbox.put_nowait((time.monotonic(), self._encoder.encode(probe)))
+                item = (time.monotonic(), self.channel, self._encoder.encode(probe))
+                self._outbox.put_nowait(item)
 
     async def _publish_loop(self) -> None:
         client = aioredis.from_url(self.url)
@@ -180,8 +245,8 @@ class RedisBroker:
                     batch.append(self._outbox.get_nowait())
                 try:
                     async with client.pipeline(transaction=False) as pipe:
-                        for _, item in batch:
-                            pipe.publish(self.channel, item)
+                        for _, channel, item in batch:
+                            pipe.publish(channel, item)
                         await pipe.execute()
                     self.published += len(batch)
                     self.observe_lag(time.monotonic() - batch[0][0])
@@ -198,12 +263,16 @@ class RedisBroker:
     async def _listen(self) -> None:
         backoff = 0.1
         lost = False
-        node_channel = self.node_channel.encode()
         while True:
             client = aioredis.from_url(self.url, health_check_interval=5)
+            reconcile: asyncio.Task[None] | None = None
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel, self.node_channel)
+                    if self.routed:
+                        # Subscribed again before the catch-up reads the database.
+                        sent = await self._resubscribe(pubsub)
+                        reconcile = asyncio.create_task(self._reconcile(pubsub, sent))
                     self.healthy = True
                     self._subscribed.set()
                     backoff = 0.1
@@ -213,15 +282,9 @@ class RedisBroker:
                         for callback in self._reconnected:
                             callback()
                     while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=1.0
-                        )
-                        if message is None:
-                            continue
-                        if message["channel"] == node_channel:
-                            self._relayed(message["data"])
-                        else:
-                            self._receive(message["data"])
+                        if reconcile is not None and reconcile.done():
+                            reconcile.result()  # its failure is the connection's
+                        self._dispatch(await pubsub.get_message(timeout=1.0))
             except (RedisError, OSError) as exc:
                 if self.healthy:
                     log.warning("redis subscription lost: %s", exc)
@@ -230,12 +293,42 @@ class RedisBroker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
+                self.subscribed.clear()
+                if reconcile is not None:
+                    reconcile.cancel()
+                    with contextlib.suppress(BaseException):
+                        await reconcile
                 with contextlib.suppress(Exception):
                     await client.aclose()
 
+    async def _resubscribe(self, pubsub: PubSub) -> set[str]:
+        """Subscribe to every wanted channel; return once Redis confirmed them (or in time)."""
+        self._changes = self.interest.changes
+        wanted = self.interest.wanted()
+        await _each_chunk(pubsub.subscribe, wanted)
+        deadline = time.monotonic() + RELAY_TIMEOUT
+        while not wanted <= self.subscribed and time.monotonic() < deadline:
+            self._dispatch(await pubsub.get_message(timeout=0.5))
+        return wanted
+
+    def _dispatch(self, message: dict[str, object] | None) -> None:
+        if message is None:
+            return
+        kind, channel, data = message.get("type"), message.get("channel"), message.get("data")
+        if not isinstance(channel, bytes):
+            return  # a pong
+        if kind in ("subscribe", "unsubscribe"):
+            self._confirmed(kind, channel.decode())
+        elif kind != "message" or not isinstance(data, bytes):
+            return
+        elif channel == self._node_channel:
+            self._relays.received(data)
+        else:
+            self._receive(data)
+
     def _receive(self, data: bytes) -> None:
         try:
-            origin, cid, seq, recipients, payload = self._decoder.decode(data)
+            origin, cid, seq, recipients, payload, joined, left, once = self._decoder.decode(data)
         except msgspec.DecodeError:
             log.warning("ignored a malformed broker message")
             return
@@ -245,35 +338,27 @@ class RedisBroker:
             with contextlib.suppress(ValueError):
                 self.observe_receive_lag(max(0.0, time.time() - float(payload[len(PROBE) :])))
             return
+        if once:  # one event on several channels: the first copy to arrive is the one
+            if once in self._once:
+                return
+            self._once[once] = None
+            if len(self._once) > ONCE_MEMORY:
+                del self._once[next(iter(self._once))]
         self.received += 1
-        delivery = Delivery(cid, seq, recipients, payload)
+        delivery = Delivery(cid, seq, recipients, payload, joined, left)
+        if self.routed and not self.interest.wants(delivery):
+            self.unwanted += 1
+            return
         for handler in self._handlers:
             handler(delivery)
 
-    def _relayed(self, data: bytes) -> None:
-        try:
-            item = self._relay_decoder.decode(data)
-        except msgspec.DecodeError:
-            log.warning("ignored a malformed relayed message")
-            return
-        if isinstance(item, Answer):  # to one of this process's relays
-            waiting = self._answers.get(item.request)
-            if waiting is not None and not waiting.done():
-                waiting.set_result(item.taken)
-            return
-        handler = self._relay_handler
-        taken = handler is not None and handler((item.connection_id, item.user_id, item.frames))
-        if NODE_NAME.fullmatch(item.reply_to):
-            answer = Answer(item.request, taken)
-            task = asyncio.get_running_loop().create_task(self._answer(item.reply_to, answer))
-            self._answering.add(task)
-            task.add_done_callback(self._answering.discard)
 
-    async def _answer(self, node: str, answer: Answer) -> None:
-        try:
-            await self._publish_to(node, answer)
-        except (RedisError, OSError) as exc:  # the relaying process answers 503 in time
-            log.warning("could not answer a relayed post: %s", exc)
+async def _each_chunk(command: Callable[..., object], channels: set[str]) -> None:
+    ordered = sorted(channels)
+    for start in range(0, len(ordered), CHUNK):
+        result = command(*ordered[start : start + CHUNK])
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            await result
 
 
 def _ignore(seconds: float) -> None:

@@ -153,10 +153,37 @@ class Sequencer:
         Called when the broker comes back after an outage.
         """
         for cid in list(self._last):
-            try:
-                missed = await self._fetch(cid, self._last[cid], FETCH_LIMIT)
-            except Exception as exc:
-                log_failure(log, f"catch-up failed for {cid}", exc)
-                continue
-            for delivery in missed:
-                self(delivery)
+            await self.catch_up_one(cid)
+
+    def expect(self, cid: str, last: int) -> None:
+        """Track ``cid`` from after ``last``, unless it is tracked already.
+
+        For a conversation this process starts receiving at a known point (a
+        new conversation: 0): its first live event then goes through, or
+        waits for the ones before it as any gap does.
+        """
+        if cid not in self._last:
+            self._last[cid] = last
+            self._floor[cid] = last + 1
+
+    def tracks(self, cid: str) -> bool:
+        """Whether a seq of ``cid`` was passed on here (and is still remembered)."""
+        return cid in self._last
+
+    async def catch_up_one(self, cid: str) -> None:
+        """Deliver what ``cid`` committed after its last seq passed on here.
+
+        Called when this process starts receiving a conversation's events: what
+        was committed before the subscription took effect came by no broker.
+        Nothing happens for a conversation not tracked.
+        """
+        after = self._last.get(cid)
+        if after is None:
+            return
+        try:
+            missed = await self._fetch(cid, after, FETCH_LIMIT)
+        except Exception as exc:
+            log_failure(log, f"catch-up failed for {cid}", exc)
+            return
+        for delivery in missed:
+            self(delivery)

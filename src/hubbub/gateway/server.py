@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from hubbub.auth import Identity, TokenVerifier
@@ -16,6 +16,7 @@ from hubbub.errors import Forbidden, HubbubError, Unavailable
 from hubbub.gateway.connection import HEARTBEAT_TIMEOUT, SERVICE_RESTART, UNAUTHORIZED, Connection
 from hubbub.gateway.handshake import bearer, origin_allowed
 from hubbub.gateway.hub import Hub
+from hubbub.gateway.interest import ConversationsOf, Interest
 from hubbub.gateway.sequencer import Sequencer
 from hubbub.gateway.session import Link, Outbound, Session
 from hubbub.gateway.stream import Stream
@@ -30,6 +31,7 @@ from hubbub.tasks import TaskSet
 log = logging.getLogger("hubbub.gateway")
 PROTOCOL_VERSION = 1
 PRESENCE_TICK = 0.5
+HEARTBEAT_SLICE = 1000  # connections checked between two yields to the event loop
 
 
 class Gateway:
@@ -43,6 +45,7 @@ class Gateway:
         clock: Clock,
         metrics: Metrics = DETACHED,
         quota: Quota | None = None,
+        conversations_of: ConversationsOf | None = None,
     ) -> None:
         self.metrics = metrics
         self.quota = quota  # connect rate per address, connections per user
@@ -61,6 +64,15 @@ class Gateway:
         self.flusher: Flusher
         self._tasks = TaskSet("gateway task")
         self._loops: list[asyncio.Task[None]] = []
+        self.interest: Interest | None = None
+        """What this process watches, when the broker routes by interest."""
+        if broker.routed:
+            if conversations_of is None:
+                raise ValueError("routing by interest needs the users' conversations")
+            self.interest = Interest(
+                broker, self.sequencer, conversations_of, chat.replay, self.spawn
+            )
+            broker.subscribe(self.interest)  # before the sequencer: a join watches first
         broker.subscribe(self.sequencer)
         broker.on_reconnect(self.resync)
         broker.on_relay(self._commands)
@@ -74,7 +86,7 @@ class Gateway:
         self.hub.flusher = self.flusher
         heartbeat = min(self.settings.heartbeat_interval, self.settings.heartbeat_timeout) / 2
         self._loops = [
-            asyncio.create_task(self._every(heartbeat, self.sweep)),
+            asyncio.create_task(self._every(heartbeat, self._heartbeat)),
             asyncio.create_task(self._every(PRESENCE_TICK, self.presence.sweep)),
         ]
 
@@ -225,12 +237,16 @@ class Gateway:
         """After a broker outage: deliver what was missed, and ask clients to resume."""
         self.metrics.broker_resyncs.inc()
         self._tasks.spawn(self.sequencer.catch_up())
+        if self.interest is not None:
+            self._tasks.spawn(self.interest.refresh())
         frame = events.event("resync", reason="broker reconnected")
         for session in self.hub.sessions():
             session.send(frame)
 
     def attach(self, session: Session) -> None:
         self.hub.add(session)
+        if self.interest is not None:
+            self.interest.opened(session.user_id)
         self.presence.connected(session.user_id)
         if self.quota is not None:
             self.quota.opened(session.user_id, session.connection_id)
@@ -241,6 +257,8 @@ class Gateway:
         if session.attached:
             session.attached = False
             self.hub.remove(session)
+            if self.interest is not None:
+                self.interest.closed(session.user_id)
             self.presence.disconnected(session.user_id, session.connection_id)
             if self.quota is not None:
                 self.quota.closed(session.user_id, session.connection_id)
@@ -265,13 +283,32 @@ class Gateway:
         )
 
     def sweep(self) -> None:
-        """One heartbeat pass: ping idle connections, close dead and expired ones."""
+        """One heartbeat pass over every connection at once (tests drive it so)."""
+        self._check(list(self.hub.sessions()))
+
+    async def _heartbeat(self) -> None:
+        """A heartbeat pass, HEARTBEAT_SLICE connections at a time.
+
+        Connections opened together (a restart's reconnect) come due together;
+        pinging 15,000 of them in one go would hold up every other frame for
+        the 100 ms or more the sends take, so the pass yields between slices.
+        """
+        sessions = list(self.hub.sessions())
+        for start in range(0, len(sessions), HEARTBEAT_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            self._check(sessions[start : start + HEARTBEAT_SLICE])
+
+    def _check(self, sessions: list[Session]) -> None:
+        """Ping idle connections, close dead and expired ones."""
         now = self.clock.monotonic()
         wall = self.clock.now()
         interval = self.settings.heartbeat_interval
         timeout = self.settings.heartbeat_timeout
-        for session in self.hub.sessions():
+        for session in sessions:
             connection = session.connection
+            if session.writer.closed:
+                continue  # it closed while an earlier slice ran
             try:
                 if session.identity.expires_at <= wall:
                     connection.close(UNAUTHORIZED, "token expired")
@@ -286,10 +323,12 @@ class Gateway:
                 connection.fail()
 
     @staticmethod
-    async def _every(period: float, sweep: Callable[[], None]) -> None:
+    async def _every(period: float, sweep: Callable[[], Awaitable[None] | None]) -> None:
         while True:
             await asyncio.sleep(period)
             try:
-                sweep()
+                pending = sweep()
+                if pending is not None:
+                    await pending
             except Exception:
                 log.exception("periodic sweep failed")

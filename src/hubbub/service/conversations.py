@@ -84,6 +84,7 @@ class ConversationService:
                 members,
                 events.event("conversation.created", conversation=conversation),
                 conversation.id,
+                joining=True,
             )
 
     # Reading ------------------------------------------------------------
@@ -193,7 +194,10 @@ class ConversationService:
             joined = [e.data["user_id"] for e in stored if e.type == "member.joined" and e.data]
             if joined:
                 self.fanout.publish_to(
-                    joined, events.event("conversation.created", conversation=conversation), cid
+                    joined,
+                    events.event("conversation.created", conversation=conversation),
+                    cid,
+                    joining=True,
                 )
             self.fanout.publish_to(
                 (m.user_id for m in conversation.members),

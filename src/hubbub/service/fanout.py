@@ -96,18 +96,34 @@ class Fanout:
         cid = event.conversation_id
         members = self._members.get(cid) or fallback
         data = event.data or {}
+        joined: tuple[str, ...] = ()
+        left: tuple[str, ...] = ()
         if event.type == "member.joined":
+            joined = (data["user_id"],)
             members = self.remember(cid, (*members, data["user_id"]))
         recipients = members
         if event.type == "member.left":
+            left = (data["user_id"],)
             self.remember(cid, (m for m in members if m != data["user_id"]))
-        self.broker.publish(Delivery(cid, event.seq, recipients, events.stream(event)))
+        payload = events.stream(event)
+        self.broker.publish(Delivery(cid, event.seq, recipients, payload, joined, left))
 
-    def publish_to(self, users: Iterable[str], payload: bytes, conversation_id: str = "") -> None:
-        """Publish an event outside any stream (receipts, typing, presence, list updates)."""
+    def publish_to(
+        self,
+        users: Iterable[str],
+        payload: bytes,
+        conversation_id: str = "",
+        *,
+        joining: bool = False,
+    ) -> None:
+        """Publish an event outside any stream (receipts, typing, presence, list updates).
+
+        ``joining``: the event makes its recipients members (``conversation.created``).
+        """
         recipients = tuple(users)
         if recipients:
-            self.broker.publish(Delivery(conversation_id, 0, recipients, payload))
+            joined = recipients if joining else ()
+            self.broker.publish(Delivery(conversation_id, 0, recipients, payload, joined))
 
 
 def members_before(changes: Iterable[StreamEvent], after: Iterable[str]) -> tuple[str, ...]:
