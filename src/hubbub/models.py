@@ -67,8 +67,13 @@ class Conversation(msgspec.Struct, kw_only=True):
 
 
 class ConversationSummary(Conversation, kw_only=True):
-    """A conversation as the caller's conversation list shows it."""
+    """A conversation as the caller's conversation list shows it.
 
+    ``members`` holds the first 20 members to join and the caller (a large
+    group's full list is the conversation's own); ``member_count`` is all.
+    """
+
+    member_count: int
     last_message: Message | None
     unread_count: int
     read_seq: int

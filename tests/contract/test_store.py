@@ -15,6 +15,7 @@ from hubbub.errors import Forbidden, NotFound
 from hubbub.models import Message, SendItem, StreamEvent
 from hubbub.store import conversations
 from hubbub.store.base import Store
+from hubbub.store.conversations import SUMMARY_MEMBERS
 from hubbub.store.sql import SQLStore
 from hubbub.store.tx import Row, Tx
 from tests.contract.conftest import StoreFactory
@@ -458,6 +459,40 @@ async def test_conversation_list_carries_each_ones_members_and_last_message(
             assert [(r.emoji, r.me) for r in summary.last_message.reactions] == [("👍", True)]
 
 
+async def test_conversation_ids_are_every_membership_hidden_or_not(store: Store) -> None:
+    d, _ = await store.get_or_create_direct("me", "you", NOW)
+    g = await store.create_group("boss", "g", ["me"], NOW)
+    await store.create_group("boss", "other", ["you"], NOW)
+    await store.set_hidden("me", d.id, True)
+    assert sorted(await store.conversation_ids("me")) == sorted([d.id, g.id])
+    await store.remove_member("me", g.id, "me", NOW + 1)
+    assert await store.conversation_ids("me") == [d.id]
+    assert await store.conversation_ids("nobody") == []
+
+
+async def test_the_conversation_list_shows_a_large_groups_first_members_and_its_count(
+    store: Store,
+) -> None:
+    others = [f"u{n:02d}" for n in range(SUMMARY_MEMBERS + 5)]
+    big = await store.create_group("boss", "big", others, NOW)
+    await store.add_members("boss", big.id, ["me"], 1000, NOW + 1)  # joins last
+    small = await store.create_group("me", "small", ["u00"], NOW + 2)
+    listed = {c.id: c for c in await store.list_conversations("me")}
+    shown = [m.user_id for m in listed[big.id].members]
+    # The first to join (the creator with those added with it, by id), and the caller.
+    assert shown == ([*["boss", *others][:SUMMARY_MEMBERS], "me"])
+    assert listed[big.id].member_count == len(others) + 2
+    assert [m.user_id for m in listed[small.id].members] == ["me", "u00"]
+    assert listed[small.id].member_count == 2
+    await store.remove_member("boss", big.id, "u03", NOW + 3)
+    after = {c.id: c for c in await store.list_conversations("me")}[big.id]
+    assert after.member_count == len(others) + 1
+    assert "u03" not in [m.user_id for m in after.members]
+    assert len(after.members) == SUMMARY_MEMBERS + 1
+    # The conversation itself still lists everyone.
+    assert len((await store.get_conversation(big.id)).members) == len(others) + 1  # type: ignore[union-attr]
+
+
 async def test_the_conversation_list_takes_the_same_queries_for_any_count(store: Store) -> None:
     """A constant number of statements, however many conversations the user has."""
     if not isinstance(store, SQLStore):
@@ -507,8 +542,8 @@ class CountingTx:
 
 
 def test_every_port_method_has_a_contract_test() -> None:
-    """A method added to the store port without a test here fails this test."""
-    source = Path(__file__).read_text()
+    """A method added to the store port without a contract test fails this test."""
+    source = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
     untested = [
         name
         for name, _ in inspect.getmembers(Store, inspect.isfunction)

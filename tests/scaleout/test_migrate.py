@@ -15,7 +15,7 @@ from alembic import command
 from hubbub.migrations import config
 from tests.services import fresh_postgres_sync
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def migrate(env: dict[str, str]) -> str:
@@ -74,7 +74,17 @@ def test_upgrade_from_0001_keeps_data(tmp_path: Path) -> None:
         assert ordinals == [("m1", 1), ("m2", 2), ("m3", 3), ("m4", 1)]
         counts = db.execute("SELECT id, message_count FROM conversations ORDER BY id").fetchall()
         assert counts == [("c1", 3), ("c2", 1)]
-        assert db.execute("SELECT hidden FROM members").fetchall() == [(1,)]
+        # The conversation list's member counts, counted by the upgrade, kept by triggers.
+        members = db.execute("SELECT id, member_count FROM conversations ORDER BY id").fetchall()
+        assert members == [("c1", 1), ("c2", 0)]
+        db.execute(
+            "INSERT INTO members (conversation_id, user_id, role, joined_at) "
+            "VALUES ('c2', 'bob', 'member', 0)"
+        )
+        assert db.execute("SELECT member_count FROM conversations WHERE id = 'c2'").fetchone() == (
+            1,
+        )
+        assert db.execute("SELECT hidden FROM members WHERE user_id = 'ann'").fetchall() == [(1,)]
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT 1 FROM members INDEXED BY members_hidden "
             "WHERE conversation_id = 'c1' AND hidden = 1"

@@ -59,8 +59,13 @@ export interface Conversation {
   members: Member[];
 }
 
-/** An entry of `GET /api/v1/conversations`. */
+/**
+ * An entry of `GET /api/v1/conversations`. `members` holds the first 20
+ * members to join and you; `member_count` counts them all
+ * (`rest.getConversation` lists them all).
+ */
 export interface ConversationSummary extends Conversation {
+  member_count: number;
   last_message: Message | null;
   unread_count: number;
   read_seq: number;
@@ -202,6 +207,21 @@ export interface TypingEvent {
   user_id: string;
   state: "start" | "stop";
   expired?: boolean;
+}
+/** The ack of a `presence` command (`subscribePresence` / `unsubscribePresence`). */
+export interface PresenceSubscription {
+  /** The current state of each user just subscribed to. */
+  presence: Presence[];
+  /** Users that may not be watched (no shared conversation, blocked, yourself). */
+  refused: string[];
+  /** How many users the connection now watches. */
+  watching: number;
+}
+/** `GET /api/v1/conversations/{id}/presence`. */
+export interface OnlineCount {
+  conversation_id: string;
+  members: number;
+  online: number;
 }
 export interface PresenceEvent {
   type: "presence";

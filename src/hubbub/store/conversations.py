@@ -13,6 +13,10 @@ from hubbub.store.messages import enrich
 from hubbub.store.tx import Tx
 
 MEMBER_COLUMNS = "m.user_id, u.name, m.role, m.joined_at, m.read_seq, m.delivered_seq"
+SUMMARY_MEMBERS = 20
+"""Members a conversation list shows of each conversation: the first to join
+(then by id), and the caller in any case; ``member_count`` tells how many
+there are, and the conversation itself lists them all."""
 
 
 def direct_key(a: str, b: str) -> str:
@@ -32,6 +36,11 @@ async def members(tx: Tx, conversation_id: str) -> list[Member]:
 async def member_ids(tx: Tx, conversation_id: str) -> list[str]:
     found = await tx.all("SELECT user_id FROM members WHERE conversation_id = ?", conversation_id)
     return [uid for (uid,) in found]
+
+
+async def conversation_ids(tx: Tx, user: str) -> list[str]:
+    found = await tx.all("SELECT conversation_id FROM members WHERE user_id = ?", user)
+    return [cid for (cid,) in found]
 
 
 async def load(tx: Tx, conversation_id: str) -> Conversation | None:
@@ -110,7 +119,7 @@ async def create_group(
 Position = tuple[int, str]
 """Where a conversation stands in a user's list: ``(last_activity_at, id)``."""
 
-MEMBERS_CHUNK = 500
+FIRSTS_CHUNK = 100  # conversations per statement (SQLite joins at most 500 selects)
 """Conversations whose members are read in one query."""
 
 
@@ -122,7 +131,7 @@ async def list_conversations(
     ``after``: only those that come after that position in the list;
     ``limit``: at most that many. A constant number of statements for any
     page: one for the conversations with their unread counts and last
-    messages, one for their members (per 500), and the reactions and
+    messages, one for their first members (``first_members``), and the reactions and
     attachments of those last messages (``enrich``).
     """
     where, args = "", list[object]([user])
@@ -137,7 +146,8 @@ async def list_conversations(
     # its conversations only.
     found = await tx.all(
         f"SELECT {records.CONVERSATION_COLUMNS}, me.read_seq, {records.unread('me', 'c')}, "
-        f"{records.MESSAGE_COLUMNS} FROM (SELECT p.conversation_id AS cid FROM members p "
+        f"{records.MESSAGE_COLUMNS}, c.member_count "
+        "FROM (SELECT p.conversation_id AS cid FROM members p "
         "JOIN conversations c ON c.id = p.conversation_id "
         f"WHERE p.user_id = ? AND p.hidden = 0{where} "
         f"ORDER BY c.last_activity_at DESC, c.id{page}) AS chosen "
@@ -151,24 +161,16 @@ async def list_conversations(
         user,
     )
     ids = [row[0] for row in found]
-    people: defaultdict[str, list[Member]] = defaultdict(list)
-    for start in range(0, len(ids), MEMBERS_CHUNK):
-        among, chunk = tx.dialect.in_("m.conversation_id", ids[start : start + MEMBERS_CHUNK])
-        for cid, *member in await tx.all(
-            f"SELECT m.conversation_id, {MEMBER_COLUMNS} FROM members m "
-            f"LEFT JOIN users u ON u.id = m.user_id WHERE {among} "
-            "ORDER BY m.joined_at, m.user_id",
-            *chunk,
-        ):
-            people[cid].append(records.member(member))
+    people = await first_members(tx, user, ids)
     summaries = []
     for row in found:
         fields = records.conversation_fields(row)
-        last = None if row[9] is None else records.message(row[9:])
+        last = None if row[9] is None else records.message(row[9:-1])
         summaries.append(
             ConversationSummary(
                 **fields,
                 members=people[fields["id"]],
+                member_count=row[-1],
                 last_message=last,
                 read_seq=row[7],
                 unread_count=row[8],
@@ -176,6 +178,35 @@ async def list_conversations(
         )
     await enrich(tx, [s.last_message for s in summaries if s.last_message is not None], user)
     return summaries
+
+
+async def first_members(tx: Tx, user: str, ids: list[str]) -> dict[str, list[Member]]:
+    """The first SUMMARY_MEMBERS members of each conversation, and ``user``.
+
+    Each conversation's first members come from the members_by_join index,
+    so a page of 1,000-member groups reads 20 members of each, not all.
+    """
+    people: defaultdict[str, list[Member]] = defaultdict(list)
+    for start in range(0, len(ids), FIRSTS_CHUNK):
+        chunk = ids[start : start + FIRSTS_CHUNK]
+        firsts = " UNION ALL ".join(
+            "SELECT * FROM (SELECT conversation_id, user_id FROM members "
+            "WHERE conversation_id = ? ORDER BY joined_at, user_id LIMIT ?) AS f"
+            for _ in chunk
+        )
+        among, args = tx.dialect.in_("conversation_id", chunk)
+        for cid, *member in await tx.all(
+            f"SELECT m.conversation_id, {MEMBER_COLUMNS} FROM ({firsts} UNION "
+            f"SELECT conversation_id, user_id FROM members WHERE {among} AND user_id = ?) AS w "
+            "JOIN members m ON m.conversation_id = w.conversation_id AND m.user_id = w.user_id "
+            "LEFT JOIN users u ON u.id = m.user_id "
+            "ORDER BY m.conversation_id, m.joined_at, m.user_id",
+            *[arg for one in chunk for arg in (one, SUMMARY_MEMBERS)],
+            *args,
+            user,
+        ):
+            people[cid].append(records.member(member))
+    return people
 
 
 async def list_rooms(tx: Tx, user: str, limit: int, offset: int) -> list[RoomSummary]:

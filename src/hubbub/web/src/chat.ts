@@ -21,7 +21,7 @@ import { MessageView } from "./messageview.js";
 import { applyReaction, movePointers, newConv, putMessage, setMembers, type Conv } from "./model.js";
 import { Search } from "./search.js";
 import { signOut, type Session } from "./signin.js";
-import { findUi, Toast } from "./ui.js";
+import { errorText, findUi, Toast } from "./ui.js";
 
 export class ChatApp {
   readonly client: HubbubClient;
@@ -169,6 +169,7 @@ export class ChatApp {
     this.list.renderHead();
     this.list.render();
     this.view.renderTyping();
+    if (conv.memberCount > conv.info.members.length) void this.loadMembers(id);
     if (!conv.loaded && !conv.loading) {
       this.ui.older.hidden = true;
       await this.view.loadFirstPage(conv);
@@ -177,6 +178,15 @@ export class ChatApp {
     this.view.render({ toBottom: true });
     this.readSoon();
     this.ui.input.focus();
+  }
+
+  /** The whole member list of a large group (its list entry has the first few). */
+  async loadMembers(id: string): Promise<void> {
+    try {
+      this.onConversation(await this.client.rest.getConversation(id));
+    } catch (error) {
+      if (this.client.state === "connected") this.toast(`Could not load the members: ${errorText(error)}`);
+    }
   }
 
   close(): void {

@@ -137,7 +137,8 @@ export class ConversationList {
       const members = conv.info.members;
       const online = members.filter((m) => m.user_id !== me && presence.get(m.user_id)?.status === "online").length;
       ui.sub.dataset.presence = "";
-      ui.sub.textContent = `${members.length} members${online ? ` · ${online} online` : ""} · ${members.map((m) => m.name || m.user_id).join(", ")}`;
+      const more = conv.memberCount > members.length ? ", …" : "";
+      ui.sub.textContent = `${conv.memberCount} members${online ? ` · ${online} online` : ""} · ${members.map((m) => m.name || m.user_id).join(", ")}${more}`;
     }
   }
 

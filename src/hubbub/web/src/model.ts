@@ -20,6 +20,8 @@ export interface Conv {
   hasMore: boolean;
   loading: boolean;
   pointers: Map<string, Pointers>;
+  /** All members; a conversation list entry lists only the first of a large group's. */
+  memberCount: number;
 }
 
 export function newConv(info: Conversation, summary?: ConversationSummary): Conv {
@@ -32,14 +34,16 @@ export function newConv(info: Conversation, summary?: ConversationSummary): Conv
     hasMore: true,
     loading: false,
     pointers: new Map(),
+    memberCount: info.members.length,
   };
   setMembers(conv, info);
   return conv;
 }
 
 /** A newer conversation object (members, title); pointers only move forward. */
-export function setMembers(conv: Conv, info: Conversation): void {
+export function setMembers(conv: Conv, info: Conversation | ConversationSummary): void {
   conv.info = info;
+  conv.memberCount = "member_count" in info ? info.member_count : info.members.length;
   for (const m of info.members) movePointers(conv, m.user_id, m.read_seq, m.delivered_seq);
 }
 
