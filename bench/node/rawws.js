@@ -24,7 +24,8 @@ const CLOSED = 3;
 
 class RawWebSocket {
   // Handlers: onopen(), onmessage(buf), onerror(err), onclose(code, reason).
-  constructor(url) {
+  // options.localAddress: the source address to connect from (default: any).
+  constructor(url, options = {}) {
     const u = new URL(url);
     if (u.protocol !== 'ws:') throw new Error(`unsupported scheme ${u.protocol}`);
     this.host = u.hostname.replace(/^\[|\]$/g, '');
@@ -46,6 +47,7 @@ class RawWebSocket {
     this.socket = net.connect({
       host: this.host,
       port: this.port,
+      localAddress: options.localAddress,
       onread: { buffer: SHARED_READ_BUFFER, callback: (n, buf) => this._onread(buf, n) },
     });
     this.socket.setNoDelay(true);
