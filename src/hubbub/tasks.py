@@ -49,3 +49,23 @@ class TaskSet:
     def cancel(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+STOP_WAIT = 2.0
+"""Seconds a stopping component waits for its loops to end."""
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]], timeout: float = STOP_WAIT) -> None:
+    """Cancel ``tasks`` and wait ``timeout`` seconds at most for them to end.
+
+    redis-py can swallow a cancellation that lands inside a read, so a loop
+    around one may go on; a stop must not wait for it forever (the loops also
+    check a flag of their own).
+    """
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=timeout)
+    for task in late:
+        log.warning("%s did not end within %g s of the stop", task.get_name(), timeout)

@@ -33,6 +33,7 @@ from hubbub.broker.base import Delivery, Handler, Relayed, RelayHandler
 from hubbub.broker.redis_relay import RELAY_TIMEOUT, Relays
 from hubbub.broker.routing import BROADCAST, LINGER, MODES, SHARDS, Channels, Interest
 from hubbub.ids import new_id
+from hubbub.tasks import cancel_and_wait
 
 log = logging.getLogger("hubbub.broker")
 
@@ -101,6 +102,7 @@ class RedisBroker:
         self._dirty = asyncio.Event()
         self._changes = -1  # the interest's changes the subscriptions were last made for
         self._once: dict[str, None] = {}
+        self._stopping = False
 
     async def start(self) -> None:
         self._tasks = [
@@ -112,11 +114,8 @@ class RedisBroker:
             await asyncio.wait_for(self._subscribed.wait(), 5)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._stopping = True  # the loops end on it, should a cancellation be swallowed
+        await cancel_and_wait(self._tasks)
         self._handlers.clear()
         await self._relays.close()
 
@@ -203,7 +202,7 @@ class RedisBroker:
 
     async def _reconcile(self, pubsub: PubSub, sent: set[str]) -> None:
         """Keep the connection's subscriptions to what ``interest`` wants (``sent``: so far)."""
-        while True:
+        while not self._stopping:
             self._changes = self.interest.changes
             self._dirty.clear()
             wanted = self.interest.wanted()
@@ -228,7 +227,7 @@ class RedisBroker:
     # Redis --------------------------------------------------------------
 
     async def _probe_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.probe_interval)
             probe = (self.origin, "", 0, (), PROBE + repr(time.time()).encode(), (), (), "")
             with contextlib.suppress(asyncio.QueueFull):
@@ -239,7 +238,7 @@ class RedisBroker:
         client = aioredis.from_url(self.url)
         backoff = 0.1
         try:
-            while True:
+            while not self._stopping:
                 batch = [await self._outbox.get()]
                 while len(batch) < BATCH and not self._outbox.empty():
                     batch.append(self._outbox.get_nowait())
@@ -263,7 +262,7 @@ class RedisBroker:
     async def _listen(self) -> None:
         backoff = 0.1
         lost = False
-        while True:
+        while not self._stopping:
             client = aioredis.from_url(self.url, health_check_interval=5)
             reconcile: asyncio.Task[None] | None = None
             try:
@@ -281,7 +280,7 @@ class RedisBroker:
                         lost = False
                         for callback in self._reconnected:
                             callback()
-                    while True:
+                    while not self._stopping:
                         if reconcile is not None and reconcile.done():
                             reconcile.result()  # its failure is the connection's
                         self._dispatch(await pubsub.get_message(timeout=1.0))

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from hubbub.ids import new_id
 from hubbub.presence.base import Expired, Status
 from hubbub.presence.redis_status import StatusChannel
+from hubbub.tasks import STOP_WAIT, cancel_and_wait
 
 log = logging.getLogger("hubbub.presence")
 PREFIX = "hubbub:"
@@ -41,6 +42,7 @@ class RedisPresence:
         self._client = aioredis.from_url(url)
         self._expired: list[Expired] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._status = StatusChannel(url, self._key("presence-status"), self.pid)
 
     def _key(self, *parts: str) -> str:
@@ -54,15 +56,14 @@ class RedisPresence:
 
     async def stop(self) -> None:
         await self._status.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(RedisError, OSError):
+        self._stopping = True  # the heartbeat ends on it, should a cancellation be swallowed
+        await cancel_and_wait([] if self._task is None else [self._task])
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
             # A clean stop ends the heartbeat now: a live process reaps this one
             # within ttl / 3 seconds and announces its users offline.
-            await self._client.delete(self._key("proc", self.pid))
-        await self._client.aclose()
+            await asyncio.wait_for(self._client.delete(self._key("proc", self.pid)), STOP_WAIT)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self._client.aclose(), STOP_WAIT)
 
     def on_expired(self, callback: Expired) -> None:
         self._expired.append(callback)
@@ -146,7 +147,7 @@ class RedisPresence:
             await pipe.execute()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.ttl / 3)
             try:
                 await self._beat()

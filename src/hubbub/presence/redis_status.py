@@ -101,14 +101,14 @@ class StatusChannel:
 
     async def _listen(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._closing:
             client = aioredis.from_url(self.url, health_check_interval=5)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
                     self.subscribed.set()
                     backoff = 0.1
-                    while True:
+                    while not self._closing:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=1.0
                         )
