@@ -47,7 +47,8 @@ test("SSE with CRLF split between chunks: frames and the close event read right"
   const closed = alice.once("state", (e) => e.state === "disconnected", 15000);
   await server.restart("SIGTERM");
   assert.equal((await closed).code, 1012);
-  await alice.once("resumed", undefined, 15000);
+  // The new process starts beside three other test files' servers: room for a slow start.
+  await alice.once("resumed", undefined, 30000);
 });
 
 test("SSE without TextDecoder: the attempt fails cleanly (no unhandled rejection), and works once it is there", async () => {
