@@ -1,11 +1,16 @@
 """Sustained sends with acks (SQLite, PostgreSQL) and cross-process latency (3 processes).
 
     .venv/bin/python bench/persistence.py [--duration 10] [--senders 4] [--window 64]
-        [--devices off|on|compare] [--rounds 2]
+        [--devices off|on|compare] [--rounds 2] [--phases acked,latency,cross]
 
 1. Acked throughput: one hubbub process on SQLite, then on PostgreSQL; SENDERS
    connections, each in its own conversation, keep WINDOW sends in flight and
-   count acks (an ack means committed). Prints acked messages per second.
+   count acks (an ack means committed). ROUNDS runs on each database, a fresh
+   process and database each; prints acked messages per second (medians) and
+   CPU microseconds per ack of the server, of its PostgreSQL backends and of
+   the clients (this process, on the same 2 cores: what they use, the server
+   cannot). Group commit on PostgreSQL needs sends from many connections at
+   once: ``--senders 64 --window 16`` gives it 1,024 sends in flight.
 2. Cross-process latency: three hubbub processes on PostgreSQL + Redis, a
    group of 30 members spread over them (10 each), one sender on process 0 at
    50 msg/s; prints send-to-receive p50/p99 for receivers on the sender's
@@ -174,8 +179,12 @@ async def database_cpu(name: str | None) -> dict[int, float]:
 
 async def acked_rate(
     node: Node, senders: int, window: int, duration: float, devices: bool = False
-) -> tuple[float, float, float]:
-    """Acked sends per second, and CPU µs per ack of the server and of its database."""
+) -> tuple[float, float, float, float]:
+    """Acked sends per second, and CPU µs per ack of the server, its database and the clients.
+
+    The clients share the machine with the server: at high rates their own
+    CPU (this process) is what is left over for it.
+    """
     clients = []
     for i in range(senders):
         user = f"s{i}"
@@ -186,6 +195,7 @@ async def acked_rate(
     acks = 0
     stop = time.monotonic() + duration
     server_cpu, db_cpu = cpu_seconds(node.proc.pid), await database_cpu(node.database)
+    client_cpu = time.process_time()
 
     async def run(ws: Any, cid: str) -> None:
         nonlocal acks
@@ -215,13 +225,15 @@ async def acked_rate(
     started = time.monotonic()
     await asyncio.gather(*(run(ws, cid) for ws, cid in clients))
     elapsed = time.monotonic() - started
+    client = time.process_time() - client_cpu
     server = cpu_seconds(node.proc.pid) - server_cpu
     database = sum(
         t - db_cpu.get(pid, 0.0) for pid, t in (await database_cpu(node.database)).items()
     )
     for ws, _ in clients:
         await ws.close()
-    return acks / elapsed, server * 1e6 / max(acks, 1), database * 1e6 / max(acks, 1)
+    per_ack = 1e6 / max(acks, 1)
+    return acks / elapsed, server * per_ack, database * per_ack, client * per_ack
 
 
 async def cross_process_latency(
@@ -310,13 +322,14 @@ async def acked_run(
     devices: bool,
     stub: Any = None,
     src: str | None = None,
-) -> tuple[float, float, float]:
-    """Phase 1 on a fresh process (and database): acks/s, CPU µs per ack (server, database)."""
+) -> tuple[float, float, float, float]:
+    """Phase 1 on a fresh process (and database): acks/s, CPU µs per ack (server,
+    database, clients)."""
 
-    async def run(node: Node) -> tuple[float, float, float]:
+    async def run(node: Node) -> tuple[float, float, float, float]:
         return await acked_rate(node, args.senders, args.window, args.duration, devices)
 
-    found: tuple[float, float, float] = await on_node(db, work, run, src, stub)
+    found: tuple[float, float, float, float] = await on_node(db, work, run, src, stub)
     return found
 
 
@@ -380,17 +393,17 @@ def trees(args: argparse.Namespace) -> list[tuple[str, str | None]]:
 
 async def compare_acked(work: Path, args: argparse.Namespace, stub: Any = None) -> None:
     found: dict[tuple[str, str], list[float]] = {}
-    cpu: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    rounds = args.rounds if args.before else 1
+    cpu: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for db in ("sqlite", "pg"):
-        for _ in range(rounds):
+        for _ in range(args.rounds):
             for label, src in reversed(trees(args)):
-                rate, server, database = await acked_run(db, work, args, bool(stub), stub, src)
+                rate, *spent = await acked_run(db, work, args, bool(stub), stub, src)
+                server, database, client = spent
                 found.setdefault((db, label), []).append(rate)
-                cpu.setdefault((db, label), []).append((server, database))
+                cpu.setdefault((db, label), []).append((server, database, client))
                 print(
                     f"  {db:6} {label:6} {rate:10,.0f} msg/s   CPU per ack: server "
-                    f"{server:6.0f} µs, database {database:6.0f} µs",
+                    f"{server:6.0f} µs, database {database:6.0f} µs, clients {client:6.0f} µs",
                     flush=True,
                 )
     extra = ", a push device per recipient" if stub is not None else ""
@@ -401,7 +414,11 @@ async def compare_acked(work: Path, args: argparse.Namespace, stub: Any = None) 
             rate = statistics.median(found[(db, label)])
             server = statistics.median(c[0] for c in cpu[(db, label)])
             database = statistics.median(c[1] for c in cpu[(db, label)])
-            line += f"   {label} {rate:8,.0f} msg/s ({server:4.0f} + {database:4.0f} µs CPU)"
+            client = statistics.median(c[2] for c in cpu[(db, label)])
+            line += (
+                f"   {label} {rate:8,.0f} msg/s "
+                f"({server:4.0f} + {database:4.0f} + {client:4.0f} µs CPU)"
+            )
         if args.before:
             ratio = statistics.median(found[(db, "after")]) / statistics.median(
                 found[(db, "before")]
@@ -435,7 +452,7 @@ async def compare_devices(work: Path, args: argparse.Namespace) -> None:
         for db in ("sqlite", "pg"):
             for _ in range(args.rounds):
                 for devices in (False, True):
-                    rate, _, _ = await acked_run(db, work, args, devices, stub)
+                    rate, *_ = await acked_run(db, work, args, devices, stub)
                     found.setdefault((db, devices), []).append(rate)
                     print(
                         f"  {db:6} {'with' if devices else 'without':7} devices "
@@ -474,7 +491,7 @@ async def main() -> None:
         help="phase 1 with a push device per recipient (on), or without and with (compare)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=2, help="--devices compare, --before: runs of each"
+        "--rounds", type=int, default=2, help="acked, --devices compare: runs of each (medians)"
     )
     parser.add_argument("--before", help="another tree's src/ to compare with (phase 1, latency)")
     parser.add_argument("--after", help="measure that tree's src/ instead of this one's")

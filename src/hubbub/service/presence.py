@@ -1,37 +1,33 @@
-"""Presence (online while at least one connection is open) and typing.
+"""Presence: online while at least one connection is open.
 
 State, not history: kept in memory with deadlines on the injected clock, and
 expired by ``sweep()``, which the gateway calls every half second (tests call
-it after moving a hand-driven clock).
+it after moving a hand-driven clock). Typing indicators (``typing.py``) are
+swept with it.
 
-- Presence: the first connection of a user makes them ``online``; when the
-  last one closes they go ``offline`` after ``grace`` seconds, unless they
-  reconnect first (no flapping on a reconnect). Events go to users who share
-  a direct conversation or a group of at most ``fanout_max`` members with
-  them (rooms and larger groups would make it members squared), except users
-  who have blocked them; and to every connection, on any process, that
-  subscribed to the user (``watch``, at most ``watch_max`` users each).
-- Typing: ``start`` lasts ``typing_ttl`` seconds unless renewed, and is
-  announced when typing begins and again at most every ``typing_ttl / 2``
-  while renewed; ``stop`` is announced when the typist says so, when it
-  expires, when the typist sends a message there, or when the connection it
-  came from closes. Clients clear an indicator ``typing_ttl`` after the last
-  ``start`` in any case, so a process that dies cannot leave one on.
+The first connection of a user makes them ``online``; when the last one
+closes they go ``offline`` after ``grace`` seconds, unless they reconnect
+first (no flapping on a reconnect). Events go to users who share a direct
+conversation or a group of at most ``fanout_max`` members with them (rooms
+and larger groups would make it members squared), except users who have
+blocked them; and to every connection, on any process, that subscribed to
+the user (``watch``, at most ``watch_max`` users each).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 from hubbub.clock import Clock, iso_ms, now_ms
-from hubbub.errors import Forbidden, NotFound, RateLimited
+from hubbub.errors import NotFound
 from hubbub.presence.base import Presence
 from hubbub.presence.memory import MemoryPresence
 from hubbub.protocol import events
 from hubbub.service.fanout import Fanout
 from hubbub.service.presence_batches import BATCH_WINDOW, Batches
+from hubbub.service.typing import TYPING_TTL, Typing
 from hubbub.service.watches import Watcher, Watches
 from hubbub.store.base import Store
 from hubbub.tasks import TaskSet
@@ -39,8 +35,6 @@ from hubbub.tasks import TaskSet
 log = logging.getLogger("hubbub.presence")
 
 GRACE = 5.0
-TYPING_TTL = 6.0
-TYPING_RATE = 10  # typing frames per user per second
 # Presence announcements under way at once. Each reads the user's contacts, a
 # list as long as their groups; when the members of a large group reconnect
 # together (a restart), hundreds of those lists would otherwise be held at
@@ -80,10 +74,8 @@ class PresenceService:
         self.typing_ttl = typing_ttl
         self._connections: dict[str, int] = {}
         self._leaving: dict[str, tuple[float, int]] = {}  # user -> (deadline, last seen ms)
-        self._typing: dict[tuple[str, str], tuple[float, str]] = {}  # -> (deadline, conn id)
-        self._announced: dict[tuple[str, str], float] = {}  # -> when start was last sent
-        self._rate: dict[str, deque[float]] = {}
         self._tasks = TaskSet("presence announcement")
+        self.indicators = Typing(fanout, clock, self._tasks, typing_ttl)
         self._announcing = asyncio.Semaphore(ANNOUNCE_CONCURRENCY)
         self._latest: dict[str, object] = {}  # user -> their newest announcement here
         self._batches = Batches(fanout)
@@ -111,9 +103,7 @@ class PresenceService:
 
     def disconnected(self, user: str, connection_id: str) -> None:
         self.watches.drop(connection_id)
-        for key, (_deadline, origin) in list(self._typing.items()):
-            if origin == connection_id:
-                self._stop_typing(*key)
+        self.indicators.closed(connection_id)
         count = self._connections.get(user, 0) - 1
         if count > 0:
             self._connections[user] = count
@@ -276,76 +266,27 @@ class PresenceService:
             raise NotFound("no such conversation")
         return {"conversation_id": cid, "members": len(members), "online": online}
 
-    # Typing -----------------------------------------------------------------
+    # Typing (typing.py) ---------------------------------------------------
 
     async def typing(self, user: str, cid: str, state: str, connection_id: str) -> None:
-        self._check_rate(user)
-        members = await self.fanout.members(cid)
-        if user not in members:
-            raise Forbidden("you are not a member of this conversation")
-        key = (cid, user)
-        if state == "stop":
-            if key in self._typing:
-                self._stop_typing(cid, user)
-            return
-        now = self.clock.monotonic()
-        # A start is announced when typing begins and repeated at most every
-        # ttl / 2 while it is renewed, so a client can clear an indicator
-        # typing_ttl after the last start even if no stop ever comes (the
-        # typist's process died).
-        announce = now - self._announced.get(key, -self.typing_ttl) >= self.typing_ttl / 2
-        self._typing[key] = (now + self.typing_ttl, connection_id)
-        if key not in self._announced or announce:
-            self._announced[key] = now
-            await self._typing_event(cid, user, "start")
+        await self.indicators.typing(user, cid, state, connection_id)
 
     async def typists(self, cid: str, viewer: str) -> list[str]:
-        """Who is typing in a conversation (on this process), as ``viewer`` may see it."""
-        return [
-            u
-            for (c, u) in list(self._typing)
-            if c == cid and u != viewer and viewer not in await self.fanout.blockers(u)
-        ]
+        return await self.indicators.typists(cid, viewer)
 
     def stopped_by_message(self, user: str, cid: str) -> None:
-        if (cid, user) in self._typing:
-            self._stop_typing(cid, user)
-
-    def _stop_typing(self, cid: str, user: str) -> None:
-        self._typing.pop((cid, user), None)
-        self._announced.pop((cid, user), None)
-        self._tasks.spawn(self._typing_event(cid, user, "stop"))
-
-    async def _typing_event(self, cid: str, user: str, state: str) -> None:
-        hidden = await self.fanout.blockers(user)
-        members = self.fanout.cached(cid) or await self.fanout.members(cid)
-        payload = events.event("typing", conversation_id=cid, user_id=user, state=state)
-        self.fanout.publish_to((m for m in members if m != user and m not in hidden), payload, cid)
-
-    def _check_rate(self, user: str) -> None:
-        now = self.clock.monotonic()
-        recent = self._rate.setdefault(user, deque())
-        while recent and recent[0] <= now - 1.0:
-            recent.popleft()
-        if len(recent) >= TYPING_RATE:
-            raise RateLimited(f"at most {TYPING_RATE} typing frames per second")
-        recent.append(now)
+        self.indicators.stopped_by_message(user, cid)
 
     # Expiry -----------------------------------------------------------------
 
     def sweep(self) -> None:
         """Expire typing and finish offline transitions whose grace has passed."""
         now = self.clock.monotonic()
-        for key, (deadline, _origin) in list(self._typing.items()):
-            if deadline <= now:
-                self._stop_typing(*key)
+        self.indicators.sweep(now)
         for user, (deadline, seen) in list(self._leaving.items()):
             if deadline <= now:
                 del self._leaving[user]
                 self._tasks.spawn(self._went_offline(user, seen))
-        for user, recent in list(self._rate.items()):
-            if not recent or recent[-1] <= now - 1.0:
-                del self._rate[user]
 
     async def drain(self) -> None:
         """Wait for announcements under way and publish them (tests)."""
