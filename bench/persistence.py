@@ -11,6 +11,8 @@
    the clients (this process, on the same 2 cores: what they use, the server
    cannot). Group commit on PostgreSQL needs sends from many connections at
    once: ``--senders 64 --window 16`` gives it 1,024 sends in flight.
+   ``--client node`` sends from one Node.js process (bench/node/sender.js)
+   instead, which leaves more of the machine to the server.
 2. Cross-process latency: three hubbub processes on PostgreSQL + Redis, a
    group of 30 members spread over them (10 each), one sender on process 0 at
    50 msg/s; prints send-to-receive p50/p99 for receivers on the sender's
@@ -178,7 +180,12 @@ async def database_cpu(name: str | None) -> dict[int, float]:
 
 
 async def acked_rate(
-    node: Node, senders: int, window: int, duration: float, devices: bool = False
+    node: Node,
+    senders: int,
+    window: int,
+    duration: float,
+    devices: bool = False,
+    client: str = "python",
 ) -> tuple[float, float, float, float]:
     """Acked sends per second, and CPU µs per ack of the server, its database and the clients.
 
@@ -192,6 +199,8 @@ async def acked_rate(
         if devices:
             register_device(node, f"peer{i}")
         clients.append((await connect(node, user), cid))
+    if client == "node":
+        return await node_acked_rate(node, clients, window, duration)
     acks = 0
     stop = time.monotonic() + duration
     server_cpu, db_cpu = cpu_seconds(node.proc.pid), await database_cpu(node.database)
@@ -225,7 +234,7 @@ async def acked_rate(
     started = time.monotonic()
     await asyncio.gather(*(run(ws, cid) for ws, cid in clients))
     elapsed = time.monotonic() - started
-    client = time.process_time() - client_cpu
+    spent = time.process_time() - client_cpu
     server = cpu_seconds(node.proc.pid) - server_cpu
     database = sum(
         t - db_cpu.get(pid, 0.0) for pid, t in (await database_cpu(node.database)).items()
@@ -233,7 +242,48 @@ async def acked_rate(
     for ws, _ in clients:
         await ws.close()
     per_ack = 1e6 / max(acks, 1)
-    return acks / elapsed, server * per_ack, database * per_ack, client * per_ack
+    return acks / elapsed, server * per_ack, database * per_ack, spent * per_ack
+
+
+async def node_acked_rate(
+    node: Node, clients: list[tuple[Any, str]], window: int, duration: float
+) -> tuple[float, float, float, float]:
+    """The same sends from bench/node/sender.js (one Node.js process), on fresh connections."""
+    for ws, _ in clients:
+        await ws.close()
+    jobs = Path(tempfile.mkstemp(prefix="hubbub-senders-")[1])
+    jobs.write_text(
+        "".join(f"{node.ws}?token={token(f's{i}')} {cid}\n" for i, (_, cid) in enumerate(clients))
+    )
+    server_cpu, db_cpu = cpu_seconds(node.proc.pid), await database_cpu(node.database)
+    try:
+        run = await asyncio.create_subprocess_exec(
+            "node",
+            str(ROOT / "bench" / "node" / "sender.js"),
+            str(jobs),
+            "--window",
+            str(window),
+            "--duration",
+            str(duration),
+            stdout=subprocess.PIPE,
+        )
+        out, _ = await run.communicate()
+    finally:
+        jobs.unlink()
+    if run.returncode != 0:
+        raise SystemExit("bench/node/sender.js failed")
+    found = json.loads(out)
+    server = cpu_seconds(node.proc.pid) - server_cpu
+    database = sum(
+        t - db_cpu.get(pid, 0.0) for pid, t in (await database_cpu(node.database)).items()
+    )
+    per_ack = 1e6 / max(found["acks"], 1)
+    return (
+        found["acks"] / found["seconds"],
+        server * per_ack,
+        database * per_ack,
+        found["cpu_seconds"] * per_ack,
+    )
 
 
 async def cross_process_latency(
@@ -327,7 +377,9 @@ async def acked_run(
     database, clients)."""
 
     async def run(node: Node) -> tuple[float, float, float, float]:
-        return await acked_rate(node, args.senders, args.window, args.duration, devices)
+        return await acked_rate(
+            node, args.senders, args.window, args.duration, devices, args.client
+        )
 
     found: tuple[float, float, float, float] = await on_node(db, work, run, src, stub)
     return found
@@ -496,6 +548,12 @@ async def main() -> None:
     parser.add_argument("--before", help="another tree's src/ to compare with (phase 1, latency)")
     parser.add_argument("--after", help="measure that tree's src/ instead of this one's")
     parser.add_argument("--phases", default="acked,latency,cross", help="comma-separated")
+    parser.add_argument(
+        "--client",
+        choices=("python", "node"),
+        default="python",
+        help="acked: the sending clients (node: bench/node/sender.js, cheaper per frame)",
+    )
     parser.add_argument("--ack-rate", type=float, default=1000, help="latency phase: msg/s in all")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hubbub-bench-"))

@@ -22,7 +22,9 @@ HEAD = (
 how many other members have a device (the message is noted for push if any)."""
 RETRY = "SELECT id FROM messages WHERE sender_id = ? AND conversation_id = ? AND client_msg_id = ?"
 HEAD_AND_RETRY = (
-    "SELECT c.kind, m.role, u.name, c.push_members - COALESCE(m.push, 0), r.id "
+    "SELECT c.kind, m.role, u.name, c.push_members - COALESCE(m.push, 0), r.id, "
+    "EXISTS (SELECT 1 FROM members AS h INDEXED BY members_hidden "
+    "WHERE h.conversation_id = c.id AND h.hidden = 1) "
     "FROM conversations c "
     "LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?1 "
     "LEFT JOIN users u ON u.id = ?1 "
@@ -95,10 +97,13 @@ async def _append_one(
         # messages as they were before the wait).
         head = await tx.one(HEAD + tx.dialect.lock("c"), sender, cid)
         retry = await tx.value(RETRY, sender, cid, item.client_msg_id)
+        someone_hid = True  # unhidden by the statement that moves the read pointer
     else:
-        # One writer: the check for a retry joins the same statement.
+        # One writer: the check for a retry joins the same statement, and so
+        # does whether any member hid the conversation (mostly nobody did).
         head = await tx.one(HEAD_AND_RETRY, sender, cid, item.client_msg_id)
         retry = None if head is None else head[4]
+        someone_hid = head is not None and bool(head[5])
     if head is None:
         return NotFound("no such conversation")
     if retry is not None:
@@ -185,11 +190,12 @@ async def _append_one(
             cid,
             sender,
         )
-        await tx.run(
-            "UPDATE members INDEXED BY members_hidden SET hidden = 0 "
-            "WHERE conversation_id = ? AND hidden = 1",
-            cid,
-        )
+        if someone_hid:
+            await tx.run(
+                "UPDATE members INDEXED BY members_hidden SET hidden = 0 "
+                "WHERE conversation_id = ? AND hidden = 1",
+                cid,
+            )
     message = Message(
         id=mid,
         conversation_id=cid,
