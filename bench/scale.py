@@ -141,7 +141,7 @@ async def reads(client: Client, shape: build.Shape, samples: int, last_seq: dict
             assert page is None or len(page["conversations"]) == 50
             return spent
 
-        listed = await sample(max(samples // 3, 3), first_page)
+        listed = await sample(samples, first_page)
         line(f"conversation list, first 50, {label}", listed, client.refused())
     small = groups[len(groups) // 2]
     for word in (build.COMMON, build.RARE):

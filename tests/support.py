@@ -74,7 +74,8 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hubbub", "run"], env=self.env, stdout=log, stderr=log
             )
-        deadline = time.monotonic() + 15
+        # Generous: the suite runs in two workers on two cores, under coverage.
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()}")
