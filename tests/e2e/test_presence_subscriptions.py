@@ -115,6 +115,7 @@ async def test_the_subscription_bound_is_enforced(small: InProcess) -> None:
     users = [f"b{i}" for i in range(7)]
     await group(small, users[0], users[1:])
     watcher = await connect(small, "b0")
+    assert watcher.hello["limits"]["presence_subscriptions"] == WATCH_MAX  # told up front
     reply = await watcher.request({"type": "presence", "subscribe": users[1:5]})
     assert reply["watching"] == WATCH_MAX
     over = await watcher.request({"type": "presence", "subscribe": ["b5"]})

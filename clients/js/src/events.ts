@@ -107,6 +107,8 @@ export interface Hello {
     max_body_chars: number;
     resume_limit: number;
     outbound_buffer_bytes: number;
+    /** Users one connection may watch with `subscribePresence`. */
+    presence_subscriptions: number;
   };
 }
 

@@ -279,6 +279,7 @@ class Gateway:
                 "max_body_chars": limits.max_body_chars,
                 "resume_limit": limits.resume_limit,
                 "outbound_buffer_bytes": limits.outbound_buffer_bytes,
+                "presence_subscriptions": self.presence.watches.limit,
             },
         )
 
