@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import random
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from hubbub.auth import TokenVerifier, mint_token
-from hubbub.clock import iso_ms
+from hubbub.clock import iso_ms, parse_iso_ms
 from hubbub.config import ConfigError, Settings
 from hubbub.errors import Unauthorized
 from tests.support import SECRET, forged, raw_token
@@ -83,6 +85,12 @@ async def test_token_round_trip_and_claims() -> None:
 def test_iso_timestamps() -> None:
     assert iso_ms(0) == "1970-01-01T00:00:00.000Z"
     assert iso_ms(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+    rng = random.Random(5)
+    # Up to the last millisecond of year 9999, and twice each (the cached second).
+    for ms in [rng.randrange(253_402_300_800_000) for _ in range(2000)] * 2:
+        reference = datetime.fromtimestamp(ms / 1000, tz=UTC)
+        assert iso_ms(ms) == reference.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+        assert parse_iso_ms(iso_ms(ms)) == ms
 
 
 # Tokens of every kind, hostile ones included -------------------------------
