@@ -45,6 +45,7 @@ from persistence import (
     connect,
     drop_database,
     fresh_database,
+    no_gc_pauses,
     percentile,
     token,
 )
@@ -173,7 +174,8 @@ class Clients:
 async def measure(nodes: list[Node], args: argparse.Namespace, tag: str) -> dict[str, Any]:
     health = [health_latency(n, args.probes) for n in nodes]
     other = nodes[1] if len(nodes) > 1 else nodes[0]
-    messages = await message_latency(nodes[0], other, args.messages, tag)
+    with no_gc_pauses():
+        messages = await message_latency(nodes[0], other, args.messages, tag)
     return {
         "rss": [rss_kb(n.proc.pid) for n in nodes],
         "health": health,

@@ -45,7 +45,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scale_build as build
-from persistence import PG_ADMIN, Node, connect, token
+from persistence import PG_ADMIN, Node, connect, no_gc_pauses, token
 
 from hubbub import migrations
 
@@ -245,7 +245,8 @@ async def run(backend: str, shape: build.Shape, args: argparse.Namespace) -> Non
             runs: dict[str, list[list[float]]] = {name: [] for name in READS}
             for _ in range(args.rounds):
                 for name, what in READS.items():
-                    runs[name].append(await sends(node, client, args.send_seconds, what))
+                    with no_gc_pauses():
+                        runs[name].append(await sends(node, client, args.send_seconds, what))
             for name, rounds in runs.items():
                 for i, spent in enumerate(rounds):
                     line(f"sends of 2 users, round {i + 1}, ME reading: {name}", spent)
