@@ -464,10 +464,12 @@ async def test_conversation_ids_are_every_membership_hidden_or_not(store: Store)
     g = await store.create_group("boss", "g", ["me"], NOW)
     await store.create_group("boss", "other", ["you"], NOW)
     await store.set_hidden("me", d.id, True)
-    assert sorted(await store.conversation_ids("me")) == sorted([d.id, g.id])
+    found = await store.conversation_ids(["me", "you", "nobody"])
+    assert sorted(found["me"]) == sorted([d.id, g.id]) and len(found["you"]) == 2
+    assert "nobody" not in found
     await store.remove_member("me", g.id, "me", NOW + 1)
-    assert await store.conversation_ids("me") == [d.id]
-    assert await store.conversation_ids("nobody") == []
+    assert await store.conversation_ids(["me"]) == {"me": [d.id]}
+    assert await store.conversation_ids([]) == {}
 
 
 async def test_the_conversation_list_shows_a_large_groups_first_members_and_its_count(

@@ -6,7 +6,10 @@ here and the conversations they are members of:
 
 - a user's first session watches the user (joins and presence addressed to
   them) and, once read from the database, each of their conversations; their
-  last session unwatches them all (the broker lingers before unsubscribing);
+  last session unwatches them all (the broker lingers before unsubscribing).
+  The users who connect while a read is under way are read together next,
+  up to ``LOAD_BATCH`` in one query: when thousands connect at once (a
+  restart), a task and a query each would pile up behind the pool;
 - an event that makes a connected user a member (``Delivery.joined``) watches
   its conversation; once the broker receives that conversation's events, what
   was committed since the join and before the subscription took effect is read
@@ -23,6 +26,7 @@ runs: every event reaches every process.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -35,8 +39,10 @@ from hubbub.protocol import events
 from hubbub.tasks import log_failure
 
 log = logging.getLogger("hubbub.gateway")
+LOAD_BATCH = 500
+"""Connected users whose conversations one read brings."""
 
-ConversationsOf = Callable[[str], Awaitable[list[str]]]
+ConversationsOf = Callable[[list[str]], Awaitable[dict[str, list[str]]]]
 Replayer = Callable[[str, dict[str, int]], Awaitable[list[Replay]]]
 
 
@@ -56,6 +62,8 @@ class Interest:
         self._spawn = spawn
         self._sessions: dict[str, int] = {}
         self._of: dict[str, set[str]] = {}  # connected user -> conversations watched for them
+        self._unread: dict[str, None] = {}  # connected users whose conversations are not read yet
+        self._reading = False
 
     def conversations(self, user: str) -> frozenset[str]:
         return frozenset(self._of.get(user, ()))
@@ -67,7 +75,10 @@ class Interest:
             return
         self._of[user] = set()
         self.broker.watch_user(user)
-        self._spawn(self._load(user))
+        self._unread[user] = None
+        if not self._reading:
+            self._reading = True
+            self._spawn(self._load())
 
     def closed(self, user: str) -> None:
         count = self._sessions.get(user, 0)
@@ -81,14 +92,23 @@ class Interest:
         for cid in self._of.pop(user, ()):
             self.broker.unwatch(cid)
 
-    async def _load(self, user: str) -> None:
+    async def _load(self) -> None:
+        """Read the conversations of the users not read yet, a batch at a time."""
         try:
-            found = await self._conversations_of(user)
-        except Exception as exc:
-            log_failure(log, f"could not read the conversations of {user}", exc)
-            return
-        for cid in found:
-            self._add(user, cid)
+            while self._unread:
+                users = list(itertools.islice(self._unread, LOAD_BATCH))
+                for user in users:
+                    del self._unread[user]
+                try:
+                    found = await self._conversations_of(users)
+                except Exception as exc:
+                    log_failure(log, f"could not read the conversations of {len(users)} users", exc)
+                    continue
+                for user in users:  # one gone meanwhile watches nothing (see _add)
+                    for cid in found.get(user, ()):
+                        self._add(user, cid)
+        finally:
+            self._reading = False
 
     def _add(self, user: str, cid: str) -> bool:
         watched = self._of.get(user)
@@ -127,16 +147,22 @@ class Interest:
 
     async def refresh(self) -> None:
         """After a broker outage: watch what connected users joined meanwhile, and bring it."""
-        for user in list(self._sessions):
+        connected = list(self._sessions)
+        for start in range(0, len(connected), LOAD_BATCH):
+            users = connected[start : start + LOAD_BATCH]
             try:
-                found = set(await self._conversations_of(user))
+                of = await self._conversations_of(users)
             except Exception as exc:
-                log_failure(log, f"could not read the conversations of {user}", exc)
+                log_failure(log, f"could not read the conversations of {len(users)} users", exc)
                 continue
-            for cid in self.conversations(user) - found:
-                self._remove(user, cid)
-            for cid in sorted(found - self.conversations(user)):
-                self._spawn(self._joined_meanwhile(user, cid))
+            for user in users:
+                if user not in self._of:
+                    continue  # gone meanwhile
+                found = set(of.get(user, ()))
+                for cid in self.conversations(user) - found:
+                    self._remove(user, cid)
+                for cid in sorted(found - self.conversations(user)):
+                    self._spawn(self._joined_meanwhile(user, cid))
 
     async def _joined_meanwhile(self, user: str, cid: str) -> None:
         if not self.sequencer.tracks(cid):

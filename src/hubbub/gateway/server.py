@@ -31,7 +31,8 @@ from hubbub.tasks import TaskSet
 log = logging.getLogger("hubbub.gateway")
 PROTOCOL_VERSION = 1
 PRESENCE_TICK = 0.5
-HEARTBEAT_SLICE = 1000  # connections checked between two yields to the event loop
+HEARTBEAT_SLICE = 200  # connections checked at once
+HEARTBEAT_PAUSE = 0.02  # seconds between two slices (less when a pass would not fit)
 
 
 class Gateway:
@@ -86,7 +87,7 @@ class Gateway:
         self.hub.flusher = self.flusher
         heartbeat = min(self.settings.heartbeat_interval, self.settings.heartbeat_timeout) / 2
         self._loops = [
-            asyncio.create_task(self._every(heartbeat, self._heartbeat)),
+            asyncio.create_task(self._every(heartbeat, lambda: self._heartbeat(heartbeat))),
             asyncio.create_task(self._every(PRESENCE_TICK, self.presence.sweep)),
         ]
 
@@ -287,17 +288,22 @@ class Gateway:
         """One heartbeat pass over every connection at once (tests drive it so)."""
         self._check(list(self.hub.sessions()))
 
-    async def _heartbeat(self) -> None:
-        """A heartbeat pass, HEARTBEAT_SLICE connections at a time.
+    async def _heartbeat(self, period: float) -> None:
+        """A heartbeat pass, HEARTBEAT_SLICE connections at a time, spread out.
 
-        Connections opened together (a restart's reconnect) come due together;
-        pinging 15,000 of them in one go would hold up every other frame for
-        the 100 ms or more the sends take, so the pass yields between slices.
+        Connections opened together (a restart's reconnect) come due together.
+        Pinging 16,000 of them in one go held up every other frame for the
+        100 ms the sends took, and their pongs, arriving together, for as long
+        again (a message's p99 was 87 ms beside 50,000 idle connections): so
+        the slices are HEARTBEAT_PAUSE apart, and the pass ends within half
+        the period.
         """
         sessions = list(self.hub.sessions())
-        for start in range(0, len(sessions), HEARTBEAT_SLICE):
+        starts = range(0, len(sessions), HEARTBEAT_SLICE)
+        pause = min(HEARTBEAT_PAUSE, period / 2 / max(len(starts), 1))
+        for start in starts:
             if start:
-                await asyncio.sleep(0)
+                await asyncio.sleep(pause)
             self._check(sessions[start : start + HEARTBEAT_SLICE])
 
     def _check(self, sessions: list[Session]) -> None:

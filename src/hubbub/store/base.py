@@ -79,8 +79,9 @@ class Store(Protocol):
     async def member_ids(self, conversation_id: str) -> list[str]:
         """Members of a conversation (empty when it does not exist)."""
 
-    async def conversation_ids(self, user: str) -> list[str]:
-        """Every conversation ``user`` is a member of, hidden ones included."""
+    async def conversation_ids(self, users: list[str]) -> dict[str, list[str]]:
+        """Per user of ``users``, every conversation they are a member of, hidden ones
+        included (a user in none is left out)."""
 
     async def list_conversations(
         self, user: str, limit: int | None = None, after: tuple[int, str] | None = None

@@ -38,9 +38,19 @@ async def member_ids(tx: Tx, conversation_id: str) -> list[str]:
     return [uid for (uid,) in found]
 
 
-async def conversation_ids(tx: Tx, user: str) -> list[str]:
-    found = await tx.all("SELECT conversation_id FROM members WHERE user_id = ?", user)
-    return [cid for (cid,) in found]
+USERS_CHUNK = 500
+"""Users whose conversations one statement reads."""
+
+
+async def conversation_ids(tx: Tx, users: list[str]) -> dict[str, list[str]]:
+    found: defaultdict[str, list[str]] = defaultdict(list)
+    for start in range(0, len(users), USERS_CHUNK):
+        among, args = tx.dialect.in_("user_id", users[start : start + USERS_CHUNK])
+        for uid, cid in await tx.all(
+            f"SELECT user_id, conversation_id FROM members WHERE {among}", *args
+        ):
+            found[uid].append(cid)
+    return dict(found)
 
 
 async def load(tx: Tx, conversation_id: str) -> Conversation | None:

@@ -120,8 +120,8 @@ class SQLStore:
     async def member_ids(self, conversation_id: str) -> list[str]:
         return await self.read(conversations.member_ids, conversation_id)
 
-    async def conversation_ids(self, user: str) -> list[str]:
-        return await self.read(conversations.conversation_ids, user)
+    async def conversation_ids(self, users: list[str]) -> dict[str, list[str]]:
+        return await self.read(conversations.conversation_ids, users)
 
     async def list_conversations(
         self, user: str, limit: int | None = None, after: tuple[int, str] | None = None
