@@ -88,6 +88,7 @@ class Interest:
         if not count:
             return
         del self._sessions[user]
+        self._unread.pop(user, None)
         self.broker.unwatch_user(user)
         for cid in self._of.pop(user, ()):
             self.broker.unwatch(cid)
