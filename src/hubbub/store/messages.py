@@ -97,13 +97,11 @@ async def _append_one(
         # messages as they were before the wait).
         head = await tx.one(HEAD + tx.dialect.lock("c"), sender, cid)
         retry = await tx.value(RETRY, sender, cid, item.client_msg_id)
-        someone_hid = True  # unhidden by the statement that moves the read pointer
     else:
         # One writer: the check for a retry joins the same statement, and so
         # does whether any member hid the conversation (mostly nobody did).
         head = await tx.one(HEAD_AND_RETRY, sender, cid, item.client_msg_id)
         retry = None if head is None else head[4]
-        someone_hid = head is not None and bool(head[5])
     if head is None:
         return NotFound("no such conversation")
     if retry is not None:
@@ -190,7 +188,7 @@ async def _append_one(
             cid,
             sender,
         )
-        if someone_hid:
+        if head[5]:  # the first statement saw a member who hid it (SQLite's HEAD_AND_RETRY)
             await tx.run(
                 "UPDATE members INDEXED BY members_hidden SET hidden = 0 "
                 "WHERE conversation_id = ? AND hidden = 1",
