@@ -208,20 +208,37 @@ async def acked_rate(
     """Acked sends per second, and CPU µs per ack of the server, its database and the clients.
 
     The clients share the machine with the server: at high rates their own
-    CPU (this process) is what is left over for it.
+    CPU is what is left over for it.
     """
-    clients = []
+    cids = []
     for i in range(senders):
-        user = f"s{i}"
-        cid = conversation(node, user, [f"peer{i}"])
+        cids.append(conversation(node, f"s{i}", [f"peer{i}"]))
         if devices:
             register_device(node, f"peer{i}")
-        clients.append((await connect(node, user), cid))
+    sockets = [await connect(node, f"s{i}") for i in range(senders)] if client == "python" else []
+    server_cpu, db_cpu = cpu_seconds(node.proc.pid), await database_cpu(node.database)
     if client == "node":
-        return await node_acked_rate(node, clients, window, duration)
+        acks, elapsed, spent = await node_sends(node, cids, window, duration)
+    else:
+        acks, elapsed, spent = await python_sends(
+            list(zip(sockets, cids, strict=True)), window, duration
+        )
+    server = cpu_seconds(node.proc.pid) - server_cpu
+    database = sum(
+        t - db_cpu.get(pid, 0.0) for pid, t in (await database_cpu(node.database)).items()
+    )
+    for ws in sockets:
+        await ws.close()
+    per_ack = 1e6 / max(acks, 1)
+    return acks / elapsed, server * per_ack, database * per_ack, spent * per_ack
+
+
+async def python_sends(
+    clients: list[tuple[Any, str]], window: int, duration: float
+) -> tuple[int, float, float]:
+    """Acks, seconds and this process's CPU seconds: WINDOW sends in flight on each client."""
     acks = 0
     stop = time.monotonic() + duration
-    server_cpu, db_cpu = cpu_seconds(node.proc.pid), await database_cpu(node.database)
     client_cpu = time.process_time()
 
     async def run(ws: Any, cid: str) -> None:
@@ -251,29 +268,17 @@ async def acked_rate(
 
     started = time.monotonic()
     await asyncio.gather(*(run(ws, cid) for ws, cid in clients))
-    elapsed = time.monotonic() - started
-    spent = time.process_time() - client_cpu
-    server = cpu_seconds(node.proc.pid) - server_cpu
-    database = sum(
-        t - db_cpu.get(pid, 0.0) for pid, t in (await database_cpu(node.database)).items()
-    )
-    for ws, _ in clients:
-        await ws.close()
-    per_ack = 1e6 / max(acks, 1)
-    return acks / elapsed, server * per_ack, database * per_ack, spent * per_ack
+    return acks, time.monotonic() - started, time.process_time() - client_cpu
 
 
-async def node_acked_rate(
-    node: Node, clients: list[tuple[Any, str]], window: int, duration: float
-) -> tuple[float, float, float, float]:
-    """The same sends from bench/node/sender.js (one Node.js process), on fresh connections."""
-    for ws, _ in clients:
-        await ws.close()
+async def node_sends(
+    node: Node, cids: list[str], window: int, duration: float
+) -> tuple[int, float, float]:
+    """The same sends from bench/node/sender.js (one Node.js process): acks, seconds, its CPU."""
     jobs = Path(tempfile.mkstemp(prefix="hubbub-senders-")[1])
     jobs.write_text(
-        "".join(f"{node.ws}?token={token(f's{i}')} {cid}\n" for i, (_, cid) in enumerate(clients))
+        "".join(f"{node.ws}?token={token(f's{i}')} {cid}\n" for i, cid in enumerate(cids))
     )
-    server_cpu, db_cpu = cpu_seconds(node.proc.pid), await database_cpu(node.database)
     try:
         run = await asyncio.create_subprocess_exec(
             "node",
@@ -291,17 +296,7 @@ async def node_acked_rate(
     if run.returncode != 0:
         raise SystemExit("bench/node/sender.js failed")
     found = json.loads(out)
-    server = cpu_seconds(node.proc.pid) - server_cpu
-    database = sum(
-        t - db_cpu.get(pid, 0.0) for pid, t in (await database_cpu(node.database)).items()
-    )
-    per_ack = 1e6 / max(found["acks"], 1)
-    return (
-        found["acks"] / found["seconds"],
-        server * per_ack,
-        database * per_ack,
-        found["cpu_seconds"] * per_ack,
-    )
+    return found["acks"], found["seconds"], found["cpu_seconds"]
 
 
 async def cross_process_latency(
