@@ -240,7 +240,7 @@ class Client(FrameClient):
         # must still see the server's close frame when it closes.
         ws = await websockets.connect(f"{url}?token={tok or token(user, **kw)}", max_queue=None)
         hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert hello["type"] == "hello"
+        assert hello["type"] == "hello", hello
         client = cls(ws, hello)
         cls.opened.append(client)
         return client

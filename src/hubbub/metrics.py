@@ -224,6 +224,11 @@ class Metrics:
             "Gaps the database did not fill in time (events passed on with the gap)",
             registry=registry,
         )
+        self.greeted_unready = Counter(
+            "hubbub_hello_unready",
+            "Sessions greeted before this process received their conversations' events",
+            registry=registry,
+        )
         self.broker_resyncs = Counter(
             "hubbub_broker_resyncs",
             "Broker reconnections after an outage (catch-up and resync to every client)",

@@ -7,6 +7,7 @@ process) that counts its fetches and is rotated by the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -75,11 +76,13 @@ class JwksServer:
                 outer.fetches += 1
                 time.sleep(outer.delay)
                 body = outer.body or json.dumps({"keys": outer.keys}).encode()
-                self.send_response(outer.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                # A slow key set's fetcher may have given up (its timeout).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(outer.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -71,6 +71,23 @@ async def test_a_process_without_members_receives_none_of_the_events(cluster: Cl
     assert sample(c, "hubbub_broker_watched") == 1
 
 
+async def test_a_first_connection_gets_live_every_message_sent_after_its_hello(
+    cluster: Cluster,
+) -> None:
+    """``hello`` waits until the process receives the user's conversations."""
+    a, b, _ = cluster.nodes
+    for i in range(8):
+        cid = create_group(a, f"ho{i}", [f"hu{i}"])  # no user of b is in it before
+        sender = await Client.connect(a, f"ho{i}")
+        await sender.request({"type": "ping"})
+        reader = await Client.connect(b, f"hu{i}")  # no resume, no ping: hello alone
+        sent = await sender.send_message(cid, "right after hello")
+        got = await collect(reader, cid, 1, 5)
+        assert [e["message"]["id"] for e in got] == [sent["id"]], f"connection {i}"
+        await sender.close()
+        await reader.close()
+
+
 async def test_a_member_joining_gets_the_join_and_every_message_after_it(
     cluster: Cluster,
 ) -> None:

@@ -271,7 +271,7 @@ RIGS: list[Rig] = []
 class Rig:
     """A session of ``alice`` (connection ``conn-1``) on fakes."""
 
-    def __init__(self, **limits: Any) -> None:
+    def __init__(self, greeted: bool = True, **limits: Any) -> None:
         self.clock = ManualClock()
         self.clock.advance(42.0)
         self.limits = Limits(**{"resume_window": 3600.0, **limits})
@@ -293,6 +293,9 @@ class Rig:
             spawn=self.spawned.append,
             tokens=self.tokens,
         )
+        if greeted:
+            self.session.greet(b'{"type":"hello"}')
+            self.out.sent.clear()
         self._taken = 0
         RIGS.append(self)
 
@@ -367,9 +370,33 @@ async def test_a_new_session_holds_live_events_and_counts_activity_from_its_cloc
     assert s.user_id == "alice" and s.connection_id == "conn-1"
     assert s.last_activity == 42.0 and s.ping_sent_at is None
     assert s.held == [] and s.high is None
-    assert s.attached and not s.closed
-    s.send(b'{"type":"hello"}')
-    assert r.seen() == ["hello"]
+    assert s.attached and not s.closed and s.greeted
+    s.send(b'{"type":"pong"}')
+    assert r.seen() == ["pong"]
+
+
+async def test_until_greeted_nothing_goes_out_and_commands_wait() -> None:
+    r = Rig(greeted=False, resume_window=0.0)
+    s = r.session
+    r.command(id=1, type="ping")
+    s.send(b'{"type":"resync"}')
+    r.offer("c", 1)
+    await settle()
+    assert r.seen() == [] and not s.greeted
+    assert s.held is not None  # the resume window runs from hello
+    s.greet(b'{"type":"hello"}')
+    await settle()
+    assert r.seen() == ["hello", "resync", "message.new c:1", "ack 1"]
+    s.greet(b'{"type":"hello"}')  # once only
+    assert r.seen().count("hello") == 1
+
+
+async def test_a_session_closed_before_hello_is_never_greeted() -> None:
+    r = Rig(greeted=False)
+    r.session.send(b'{"type":"resync"}')
+    r.session.on_close()
+    r.session.greet(b'{"type":"hello"}')
+    assert r.seen() == [] and not r.session.greeted
 
 
 # Parsing -----------------------------------------------------------------
@@ -709,6 +736,7 @@ async def test_on_an_http_stream_commands_past_the_limit_are_rate_limited() -> N
         spawn=r.spawned.append,
         tokens=r.tokens,
     )
+    session.greet(b'{"type":"hello"}')
     stream.session = session
     body: list[bytes] = []
 
@@ -730,7 +758,13 @@ async def test_on_an_http_stream_commands_past_the_limit_are_rate_limited() -> N
     assert await asyncio.wait_for(task, 5)
     lines = b"".join(body).split(b"\n\n")
     frames = [cast(Frame, msgspec.json.decode(x[6:])) for x in lines if x.startswith(b"data: ")]
-    assert [brief(f) for f in frames[:4]] == ["error 3 rate_limited", "ack 1", "ack 2", "ack 4"]
+    assert [brief(f) for f in frames[:5]] == [
+        "hello",
+        "error 3 rate_limited",
+        "ack 1",
+        "ack 2",
+        "ack 4",
+    ]
     assert session.closed and stream.session is None
     assert not stream.commands(b'{"id":5,"type":"ping"}')
 

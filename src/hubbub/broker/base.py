@@ -87,3 +87,6 @@ class Broker(Protocol):
 
     async def watched(self, conversation_id: str) -> bool:
         """Wait until the events of ``conversation_id`` are received (False: not in time)."""
+
+    async def settled(self) -> bool:
+        """Wait until everything watched now is received (False: not in time, or unreachable)."""

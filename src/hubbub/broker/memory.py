@@ -56,5 +56,8 @@ class MemoryBroker:
     async def watched(self, conversation_id: str) -> bool:
         return True  # every event is delivered here as it is published
 
+    async def settled(self) -> bool:
+        return True
+
     def watching(self, conversation_id: str) -> bool:
         return conversation_id in self.interest.conversations

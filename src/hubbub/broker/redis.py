@@ -184,12 +184,23 @@ class RedisBroker:
     async def watched(self, conversation_id: str, timeout: float = RELAY_TIMEOUT) -> bool:
         if not self.routed:
             return self.healthy
-        channel = self.channels.conversation(conversation_id)
-        if channel in self.subscribed:
+        return await self._all_subscribed({self.channels.conversation(conversation_id)}, timeout)
+
+    async def settled(self, timeout: float = RELAY_TIMEOUT) -> bool:
+        if not self.routed or not self.healthy:
+            return self.healthy
+        return await self._all_subscribed(self.interest.needed_channels(), timeout)
+
+    async def _all_subscribed(self, channels: set[str], timeout: float) -> bool:
+        """Wait until Redis confirmed the subscription of each of ``channels``."""
+        missing = channels - self.subscribed
+        if not missing:
             return True
-        waiter = self._waiters.setdefault(channel, asyncio.Event())
+        waiters = [self._waiters.setdefault(channel, asyncio.Event()) for channel in missing]
         try:
-            await asyncio.wait_for(waiter.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                for waiter in waiters:
+                    await waiter.wait()
         except TimeoutError:
             return False
         return True

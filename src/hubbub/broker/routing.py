@@ -142,6 +142,10 @@ class Interest:
             del self._idle[channel]
         return set(self._refs) | set(self._idle)
 
+    def needed_channels(self) -> set[str]:
+        """The channels that watched conversations and users need now (not the lingering)."""
+        return set(self._refs)
+
     def needed(self, channel: str) -> bool:
         """Whether a watched conversation or user uses ``channel`` (lingering ones do not)."""
         return channel in self._refs

@@ -94,4 +94,4 @@ class Hub:
             # reconnects at once, each new connection would hold every other
             # member's presence.
             for session in held:
-                session.writer.push(frame)
+                session.push(frame)

@@ -10,6 +10,12 @@ here and the conversations they are members of:
   The users who connect while a read is under way are read together next,
   up to ``LOAD_BATCH`` in one query: when thousands connect at once (a
   restart), a task and a query each would pile up behind the pool;
+- ``ready(user)`` is done once the broker receives all of that: the user's
+  own channel before their conversations are read (a join published after
+  the read is heard), their conversations' channels after. The gateway sends
+  ``hello`` only then, so that every event committed after ``hello`` reaches
+  the session live and everything before is in the database for ``resume``;
+  a read that fails is tried again after ``RETRY_PAUSE``;
 - an event that makes a connected user a member (``Delivery.joined``) watches
   its conversation; once the broker receives that conversation's events, what
   was committed since the join and before the subscription took effect is read
@@ -26,6 +32,7 @@ runs: every event reaches every process.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -41,6 +48,8 @@ from hubbub.tasks import log_failure
 log = logging.getLogger("hubbub.gateway")
 LOAD_BATCH = 500
 """Connected users whose conversations one read brings."""
+RETRY_PAUSE = 1.0
+"""Seconds before the conversations of users are read again after a failed read."""
 
 ConversationsOf = Callable[[list[str]], Awaitable[dict[str, list[str]]]]
 Replayer = Callable[[str, dict[str, int]], Awaitable[list[Replay]]]
@@ -63,10 +72,18 @@ class Interest:
         self._sessions: dict[str, int] = {}
         self._of: dict[str, set[str]] = {}  # connected user -> conversations watched for them
         self._unread: dict[str, None] = {}  # connected users whose conversations are not read yet
+        self._waiting: dict[str, asyncio.Future[None]] = {}  # users not ready -> done when ready
         self._reading = False
 
     def conversations(self, user: str) -> frozenset[str]:
         return frozenset(self._of.get(user, ()))
+
+    def ready(self, user: str) -> asyncio.Future[None] | None:
+        """Done once the broker receives the events of ``user``'s conversations (None: it does).
+
+        Cancelled if the user's last session closes first.
+        """
+        return self._waiting.get(user)
 
     def opened(self, user: str) -> None:
         count = self._sessions.get(user, 0)
@@ -76,6 +93,7 @@ class Interest:
         self._of[user] = set()
         self.broker.watch_user(user)
         self._unread[user] = None
+        self._waiting[user] = asyncio.get_running_loop().create_future()
         if not self._reading:
             self._reading = True
             self._spawn(self._load())
@@ -89,6 +107,9 @@ class Interest:
             return
         del self._sessions[user]
         self._unread.pop(user, None)
+        waiting = self._waiting.pop(user, None)
+        if waiting is not None:
+            waiting.cancel()
         self.broker.unwatch_user(user)
         for cid in self._of.pop(user, ()):
             self.broker.unwatch(cid)
@@ -100,14 +121,27 @@ class Interest:
                 users = list(itertools.islice(self._unread, LOAD_BATCH))
                 for user in users:
                     del self._unread[user]
+                # Each one's own future: one who left and came back meanwhile
+                # is in the queue again, for a read after their return.
+                waiting = [(user, self._waiting.get(user)) for user in users]
+                await self.broker.settled()  # their own channels: joins from now on are heard
                 try:
                     found = await self._conversations_of(users)
                 except Exception as exc:
                     log_failure(log, f"could not read the conversations of {len(users)} users", exc)
+                    for user, future in waiting:
+                        if future is not None and self._waiting.get(user) is future:
+                            self._unread[user] = None
+                    await asyncio.sleep(RETRY_PAUSE)
                     continue
                 for user in users:  # one gone meanwhile watches nothing (see _add)
                     for cid in found.get(user, ()):
                         self._add(user, cid)
+                await self.broker.settled()
+                for user, future in waiting:
+                    if future is not None and self._waiting.get(user) is future:
+                        del self._waiting[user]
+                        future.set_result(None)
         finally:
             self._reading = False
 

@@ -31,6 +31,8 @@ from hubbub.tasks import TaskSet
 log = logging.getLogger("hubbub.gateway")
 PROTOCOL_VERSION = 1
 PRESENCE_TICK = 0.5
+GREET_WAIT = 10.0
+"""Seconds a new session waits at most for its conversations' events before ``hello``."""
 HEARTBEAT_SLICE = 200  # connections checked at once
 HEARTBEAT_PAUSE = 0.02  # seconds between two slices (less when a pass would not fit)
 
@@ -178,7 +180,15 @@ class Gateway:
     def open_session(
         self, identity: Identity, writer: Outbound, link: Link, connection_id: str
     ) -> Session:
-        """A new session on its transport: greeted with ``hello``, and counted."""
+        """A new session on its transport, counted, and greeted with ``hello`` when ready.
+
+        Under routing by interest that is once this process receives the
+        events of the user's conversations (``Interest.ready``), at most
+        ``GREET_WAIT`` seconds after connecting: every event committed after
+        ``hello`` then reaches the session live, and what came before it is
+        in the database for ``resume``. Meanwhile live events are held and
+        commands wait, as they would behind a slow first command.
+        """
         session = Session(
             identity,
             writer,
@@ -192,9 +202,24 @@ class Gateway:
             tokens=self.verifier,
             metrics=self.metrics.sse if isinstance(link, Stream) else self.metrics.ws,
         )
-        session.send(self.hello(session))
         self.attach(session)
+        ready = None if self.interest is None else self.interest.ready(session.user_id)
+        if ready is None:
+            session.greet(self.hello(session))
+        else:
+            self._tasks.spawn(self._greet(session, ready))
         return session
+
+    async def _greet(self, session: Session, ready: asyncio.Future[None]) -> None:
+        await asyncio.wait([ready], timeout=GREET_WAIT)
+        if not ready.done():
+            self.metrics.greeted_unready.inc()
+            log.warning(
+                "hello to %s after %.0f s without their conversations' events",
+                session.user_id,
+                GREET_WAIT,
+            )
+        session.greet(self.hello(session))
 
     def close_streams(self) -> None:
         """On shutdown: end every HTTP stream (uvicorn would wait for them)."""

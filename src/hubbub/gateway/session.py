@@ -197,15 +197,37 @@ class Session:
         self.ping_sent_at: float | None = None
         self.closed = False
         self.attached = True
-        loop = asyncio.get_running_loop()
-        self._hold_timer: asyncio.TimerHandle | None = loop.call_later(
-            limits.resume_window, self._window_passed
+        # Until ``greet``: nothing goes out, commands wait (see Gateway.open_session).
+        self.greeted = False
+        self._early: list[bytes] = []
+        self._hold_timer: asyncio.TimerHandle | None = None
+
+    def greet(self, hello: bytes) -> None:
+        """Send ``hello``, then what was sent before it; handle the commands that came."""
+        if self.greeted or self.closed:
+            return
+        self.greeted = True
+        self.writer.push(text_frame(hello))
+        early, self._early = self._early, []
+        for frame in early:
+            self.writer.push(frame)
+        self._hold_timer = asyncio.get_running_loop().call_later(
+            self._limits.resume_window, self._window_passed
         )
+        if self._inbox and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
 
     # Outbound ------------------------------------------------------------
 
     def send(self, payload: bytes) -> None:
-        self.writer.push(text_frame(payload))
+        self.push(text_frame(payload))
+
+    def push(self, frame: bytes) -> None:
+        """A framed event (``text_frame``) for the client: out now, or after ``hello``."""
+        if self.greeted:
+            self.writer.push(frame)
+        else:
+            self._early.append(frame)
 
     def offer(self, conversation_id: str, seq: int, frame: bytes) -> None:
         """A live stream frame the fan-out's fast path left to the session.
@@ -344,7 +366,7 @@ class Session:
         if not self._paused and len(self._inbox) >= self._limits.pending_commands:
             self._paused = True
             self.connection.pause_reading(True)
-        if self._task is None:
+        if self._task is None and self.greeted:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     def on_close(self) -> None:
@@ -356,6 +378,7 @@ class Session:
         self._hold(False)
         self._filling = None
         self._inbox.clear()
+        self._early.clear()
 
     async def _drain(self) -> None:
         CONNECTION_ID.set(self.connection_id)  # for the log records of this task
