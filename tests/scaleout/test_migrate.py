@@ -15,7 +15,7 @@ from alembic import command
 from hubbub.migrations import config
 from tests.services import fresh_postgres_sync
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def migrate(env: dict[str, str]) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
 
 from hubbub.errors import Forbidden
 from hubbub.ids import new_id
@@ -202,23 +204,33 @@ async def first_members(tx: Tx, user: str, ids: list[str]) -> dict[str, list[Mem
     columns = "conversation_id, user_id, role, joined_at, read_seq, delivered_seq"
     for start in range(0, len(ids), FIRSTS_CHUNK):
         chunk = ids[start : start + FIRSTS_CHUNK]
-        firsts = " UNION ALL ".join(
-            f"SELECT * FROM (SELECT {columns} FROM members "
-            "WHERE conversation_id = ? ORDER BY joined_at, user_id LIMIT ?) AS f"
-            for _ in chunk
+        firsts, first_args = tx.dialect.firsts(
+            f"SELECT {columns} FROM members",
+            "conversation_id",
+            chunk,
+            "joined_at, user_id",
+            SUMMARY_MEMBERS,
         )
         among, args = tx.dialect.in_("conversation_id", chunk)
-        for cid, *member in await tx.all(
-            f"SELECT m.conversation_id, {MEMBER_COLUMNS} FROM ({firsts} UNION "
+        rows = await tx.all(
+            f"SELECT m.conversation_id, {MEMBER_COLUMNS} FROM ({firsts} UNION ALL "
             f"SELECT {columns} FROM members WHERE {among} AND user_id = ?) AS m "
-            "LEFT JOIN users u ON u.id = m.user_id "
-            "ORDER BY m.conversation_id, m.joined_at, m.user_id",
-            *[arg for one in chunk for arg in (one, SUMMARY_MEMBERS)],
+            "LEFT JOIN users u ON u.id = m.user_id",
+            *first_args,
             *args,
             user,
-        ):
+        )
+        # Deduplicated (the user may be among the first) and ordered here: a
+        # UNION and an ORDER BY of the thousand rows cost the database more.
+        unique = {(row[0], row[1]): row for row in rows}
+        for cid, *member in sorted(unique.values(), key=_join_order):
             people[cid].append(records.member(member))
     return people
+
+
+def _join_order(row: Sequence[Any]) -> tuple[str, int, str]:
+    """(conversation, joined_at, user) of a ``first_members`` row."""
+    return row[0], row[4], row[1]
 
 
 async def list_rooms(tx: Tx, user: str, limit: int, offset: int) -> list[RoomSummary]:

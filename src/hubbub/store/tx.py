@@ -73,6 +73,26 @@ class Dialect:
             return f"{column} = ANY(?::text[])", [list(values)]
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
+    def firsts(
+        self, select: str, key: str, keys: Sequence[str], order: str, limit: int
+    ) -> tuple[str, list[object]]:
+        """The first ``limit`` rows of ``select`` (no WHERE yet) by ``order`` for each of ``keys``.
+
+        ``key`` is the column compared with each one. SQLite has no LATERAL:
+        one sub-select per key, joined by UNION ALL (at most 500). PostgreSQL
+        plans such a union anew for each execution (10 ms for 50 keys), so it
+        gets one sub-select run over the array of keys.
+        """
+        one = f"{select} WHERE {key} = {{}} ORDER BY {order} LIMIT {int(limit)}"
+        if self.name == "postgresql":
+            first = one.format("k.key")
+            return (
+                f"SELECT f.* FROM unnest(?::text[]) AS k(key) CROSS JOIN LATERAL ({first}) AS f",
+                [list(keys)],
+            )
+        first = one.format("?")
+        return " UNION ALL ".join(f"SELECT * FROM ({first}) AS f" for _ in keys), list(keys)
+
 
 SQLITE = Dialect(name="sqlite", greatest="MAX", locks_rows=False)
 POSTGRESQL = Dialect(name="postgresql", greatest="GREATEST", locks_rows=True)
