@@ -31,7 +31,7 @@ from hubbub.tasks import TaskSet
 log = logging.getLogger("hubbub.gateway")
 PROTOCOL_VERSION = 1
 PRESENCE_TICK = 0.5
-GREET_WAIT = 10.0
+GREET_WAIT = 5.0
 """Seconds a new session waits at most for its conversations' events before ``hello``."""
 HEARTBEAT_SLICE = 200  # connections checked at once
 HEARTBEAT_PAUSE = 0.02  # seconds between two slices (less when a pass would not fit)
