@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import sqlite3
 import time
@@ -257,11 +258,24 @@ def build_sqlite(shape: Shape, cache: Path, log: bool = True) -> Path:
     conn.execute("ANALYZE")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
+    # Written with synchronous=OFF: gigabytes still dirty in the page cache
+    # would make the server's first checkpoint wait for all of them (sends
+    # of the first rounds measured with p99s of 77-395 ms).
+    durable(partial)
     partial.rename(final)
     if log:
         size = final.stat().st_size / 1e9
         print(f"    sqlite: built {final} ({size:.1f} GB) in {time.monotonic() - started:.0f} s")
     return final
+
+
+def durable(path: Path) -> None:
+    """Wait until ``path`` is on disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 async def build_postgres(shape: Shape, admin_url: str, log: bool = True) -> str:
@@ -279,6 +293,7 @@ async def build_postgres(shape: Shape, admin_url: str, log: bool = True) -> str:
         url = f"{base}/{partial}"
         await asyncio.to_thread(migrations.upgrade, url)
         await _fill_postgres(shape, url, started, log)
+        await admin.execute("CHECKPOINT")  # on disk now, not at the first timed sends
         await admin.execute(f'ALTER DATABASE "{partial}" RENAME TO "{name}"')
         if log:
             size = await admin.fetchval(f"SELECT pg_size_pretty(pg_database_size('{name}'))")
