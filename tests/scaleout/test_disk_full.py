@@ -95,12 +95,13 @@ async def test_a_full_disk_refuses_sends_and_uploads_then_recovers(small_disk: P
             acked, refusal = await send_until_refused(ann, cid)
             assert acked > 0
             assert refusal["type"] == "error" and refusal["code"] == "unavailable", refusal
-            # The next sends are answered too, and the process is still serving.
+            # The next sends are answered too, and the process is still serving
+            # (as large as the refused one: a short one may fit in a page's room).
             again = await ann.request(
                 {
                     "type": "message.send",
                     "conversation_id": cid,
-                    "body": "more",
+                    "body": f"more {BODY}",
                     "client_msg_id": new_id(),
                 },
                 timeout=10,

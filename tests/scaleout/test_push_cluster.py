@@ -346,18 +346,19 @@ def slow_stub(stub: Stub, delay: float, monkeypatch: pytest.MonkeyPatch) -> None
 async def test_a_pass_longer_than_the_lease_sends_nothing_twice(
     start_cluster: Start, expos: list[Stub], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Six batches of 0.6 s each in one pass, against a lease of 3 s.
+    """Nine batches of 0.6 s each in one pass, against a lease of 4.5 s.
 
     Each batch renews its pushes' lease before the call, and a call may last
-    a third of a lease (1 s: room for a slow machine), so the other processes
-    never take pushes under way.
+    a third of a lease (1.5 s: room for a loaded machine; a call that timed
+    out would be sent again, as any push whose answer never came), so the
+    other processes never take pushes under way.
     """
-    cluster = start_cluster(HUBBUB_PUSH_LEASE="3")
+    cluster = start_cluster(HUBBUB_PUSH_LEASE="4.5")
     nodes = cluster.nodes
     for stub in expos:
         slow_stub(stub, 0.6, monkeypatch)
-    apps = [f"com.example.app{i}" for i in range(6)]
-    for app in apps:  # one batch per app: six requests in a row
+    apps = [f"com.example.app{i}" for i in range(9)]
+    for app in apps:  # one batch per app: nine requests in a row
         register(nodes[0], "bob", expo_token(app), app_id=app)
     direct = open_direct(nodes[0], "ann", "bob")
     sent = [await asyncio.to_thread(send, nodes[i % 3], "ann", direct, f"m{i}") for i in range(3)]
