@@ -71,7 +71,7 @@ class Interest:
         self._spawn = spawn
         self._sessions: dict[str, int] = {}
         self._of: dict[str, set[str]] = {}  # connected user -> conversations watched for them
-        self._unread: dict[str, None] = {}  # connected users whose conversations are not read yet
+        self._unread: dict[str, None] = {}  # users not read yet (each waits in _waiting)
         self._waiting: dict[str, asyncio.Future[None]] = {}  # users not ready -> done when ready
         self._reading = False
 
@@ -123,14 +123,14 @@ class Interest:
                     del self._unread[user]
                 # Each one's own future: one who left and came back meanwhile
                 # is in the queue again, for a read after their return.
-                waiting = [(user, self._waiting.get(user)) for user in users]
+                waiting = [(user, self._waiting[user]) for user in users]
                 await self.broker.settled()  # their own channels: joins from now on are heard
                 try:
                     found = await self._conversations_of(users)
                 except Exception as exc:
                     log_failure(log, f"could not read the conversations of {len(users)} users", exc)
                     for user, future in waiting:
-                        if future is not None and self._waiting.get(user) is future:
+                        if self._awaits(user, future):
                             self._unread[user] = None
                     await asyncio.sleep(RETRY_PAUSE)
                     continue
@@ -139,11 +139,15 @@ class Interest:
                         self._add(user, cid)
                 await self.broker.settled()
                 for user, future in waiting:
-                    if future is not None and self._waiting.get(user) is future:
+                    if self._awaits(user, future):
                         del self._waiting[user]
                         future.set_result(None)
         finally:
             self._reading = False
+
+    def _awaits(self, user: str, future: asyncio.Future[None]) -> bool:
+        """Whether ``user`` still waits on ``future`` (not gone, nor back with another)."""
+        return self._waiting.get(user) is future
 
     def _add(self, user: str, cid: str) -> bool:
         watched = self._of.get(user)

@@ -214,8 +214,8 @@ class Session:
         self._hold_timer = asyncio.get_running_loop().call_later(
             self._limits.resume_window, self._window_passed
         )
-        if self._inbox and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+        if self._inbox:
+            self._start_draining()
 
     # Outbound ------------------------------------------------------------
 
@@ -366,7 +366,12 @@ class Session:
         if not self._paused and len(self._inbox) >= self._limits.pending_commands:
             self._paused = True
             self.connection.pause_reading(True)
-        if self._task is None and self.greeted:
+        if self.greeted:
+            self._start_draining()
+
+    def _start_draining(self) -> None:
+        """Handle the inbox's commands in a task, unless one already does."""
+        if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     def on_close(self) -> None:
