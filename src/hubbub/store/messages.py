@@ -110,7 +110,7 @@ async def _append_one(
         return original, False
     kind, role, name, pushed = head[:4]
     # Every check comes before anything is written, so a refused item leaves
-    # nothing to roll back (on SQLite the worker's savepoint would, too).
+    # nothing to roll back (on SQLite the worker then needs no savepoint).
     try:
         if not as_server:
             blocked = (
