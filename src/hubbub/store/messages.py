@@ -182,7 +182,7 @@ async def _append_one(
         # Two statements, each on an index: SQLite would read every member of
         # the conversation for one that filtered on "sender or hidden".
         await tx.run(
-            "UPDATE members SET read_seq = ?1, delivered_seq = MAX(delivered_seq, ?1), hidden = 0 "
+            "UPDATE members SET read_seq = ?1, delivered_seq = MAX(delivered_seq, ?1) "
             "WHERE conversation_id = ?2 AND user_id = ?3",
             seq,
             cid,
