@@ -201,11 +201,11 @@ class SQLiteWorker:
         """Every job in the one transaction, or ``None`` once one failed after writing.
 
         No savepoints here: a savepoint makes the full-text index write out
-        what it holds in memory, one small segment per job, which doubled the
-        cost of a message. A job that is refused before it writes anything
-        (the usual refusal: every check comes first) leaves nothing to undo,
-        which ``total_changes`` tells; any other failure, and every database
-        error, asks for the careful run.
+        what it holds in memory, one small segment per job, which made a
+        message cost about half as much again. A job that is refused before
+        it writes anything (the usual refusal: every check comes first)
+        leaves nothing to undo, which ``total_changes`` tells; any other
+        failure, and every database error, asks for the careful run.
         """
         outcomes: list[Outcome] = []
         for fn, args, future in group:
