@@ -3,7 +3,8 @@
     .venv/bin/python bench/store.py [--messages 30000]
 
 Runs ``messages.append`` the way the writer thread does (64 jobs in one
-transaction, no savepoint per job: store/sqlite_worker.py) on one connection
+transaction, no savepoint per job, the full-text entries written before the
+commit: store/sqlite_worker.py) on one connection
 with ``synchronous=OFF``, no worker thread, no event loop, and the server's
 garbage-collector settings, and
 prints CPU microseconds per stored message. Compare two checkouts by running
@@ -24,7 +25,7 @@ from hubbub import migrations
 from hubbub.models import SendItem
 from hubbub.server import GC_THRESHOLD
 from hubbub.store import conversations, messages
-from hubbub.store.sqlite import SQLiteTx, complete
+from hubbub.store.sqlite import SQLiteTx, complete, index_pending
 
 GROUP = 64
 
@@ -55,6 +56,7 @@ def main() -> None:
             item = SendItem(cids[n % 4], f"hello {n}", f"k{n}")
             (stored,) = complete(messages.append(SQLiteTx(conn), "u0", [item], n, False))
             assert not isinstance(stored, Exception), stored
+        index_pending(conn)
         conn.execute("COMMIT")
     spent = time.process_time() - started
     print(f"{spent / args.messages * 1e6:.1f} us CPU per stored message")

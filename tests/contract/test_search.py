@@ -9,9 +9,11 @@ import pytest
 
 from hubbub.errors import Forbidden, NotFound
 from hubbub.models import SearchPage, SendItem
-from hubbub.store import search, search_scan
+from hubbub.store import messages, search, search_scan
 from hubbub.store.base import Store
 from hubbub.store.sql import SQLStore
+from hubbub.store.sqlite import SQLiteStore
+from hubbub.store.tx import Tx
 
 NOW = 1_700_000_000_000
 KEYS = itertools.count()
@@ -194,3 +196,57 @@ async def everything_in(store: Store, cid: str, window: int) -> list[str]:
         found += ids(page)
         offset = page.next_offset
     return found
+
+
+async def _send_edit_delete(tx: Tx, group: str) -> tuple[str, str, str]:
+    """In one transaction: three messages, one edited and one deleted right after."""
+    stored = await messages.append(
+        tx, "bob", [SendItem(group, f"{word} draft", f"same-{word}") for word in WORDS], NOW, False
+    )
+    kept, edited, gone = (s[0].id for s in stored if not isinstance(s, Exception))
+    await messages.edit(tx, "bob", edited, "renamed final", NOW)
+    await messages.delete(tx, "bob", gone, NOW)
+    return kept, edited, gone
+
+
+WORDS = ("kept", "edited", "gone")
+
+
+async def test_sent_edited_and_deleted_in_one_transaction(store: Store) -> None:
+    """On SQLite a message's index entry is written with the rest of its transaction's,
+    at the end: what an edit or delete in the same transaction left is what is found."""
+    assert isinstance(store, SQLStore)
+    group = await store.create_group("ann", "g", ["bob"], NOW)
+    kept, edited, gone = await store.transaction(_send_edit_delete, group.id)
+    assert ids(await find(store, "ann", "kept")) == [kept]
+    assert ids(await find(store, "ann", "renamed")) == [edited]
+    assert ids(await find(store, "ann", "draft")) == [kept]  # not the old body, not the deleted
+    assert (await find(store, "ann", "gone")).results == []
+    await store.edit_message("bob", kept, "kept again", NOW)  # indexed by now: edited in place
+    await store.delete_message("bob", edited, NOW)
+    assert ids(await find(store, "ann", "again")) == [kept]
+    assert (await find(store, "ann", "draft")).results == []
+    assert (await find(store, "ann", "renamed")).results == []
+    if isinstance(store, SQLiteStore):
+        assert await store.transaction(_fts_state) == (0, 1)
+
+
+async def test_sends_committed_together_are_each_found(store: Store) -> None:
+    group = await store.create_group("ann", "g", ["bob"], NOW)
+    items = [SendItem(group.id, f"together w{n}x", f"t{n}") for n in range(40)]
+    stored = await asyncio.gather(*(store.append_messages("bob", [item], NOW) for item in items))
+    sent = [r[0][0].id for r in stored if not isinstance(r[0], Exception)]
+    assert len(sent) == 40
+    for n, mid in enumerate(sent):
+        assert ids(await find(store, "ann", f"w{n}x")) == [mid]
+    assert len(await everything(store, "ann", "together", 50, search.WINDOW)) == 40
+    if isinstance(store, SQLiteStore):
+        assert await store.transaction(_fts_state) == (0, 1)
+
+
+async def _fts_state(tx: Tx) -> tuple[int, int]:
+    """Messages still waiting for their index entry, and 1 if the index holds exactly the
+    messages' bodies (FTS5's integrity check against its content table raises if not)."""
+    waiting = await tx.value("SELECT COUNT(*) FROM messages_fts_pending")
+    await tx.run("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+    return waiting, 1

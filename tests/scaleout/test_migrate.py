@@ -13,9 +13,10 @@ import asyncpg
 from alembic import command
 
 from hubbub.migrations import config
+from hubbub.store.sqlite import index_pending
 from tests.services import fresh_postgres_sync
 
-HEAD = "0006"
+HEAD = "0007"
 
 
 def migrate(env: dict[str, str]) -> str:
@@ -90,6 +91,45 @@ def test_upgrade_from_0001_keeps_data(tmp_path: Path) -> None:
             "WHERE conversation_id = 'c1' AND hidden = 1"
         ).fetchall()
         assert "members_hidden" in str(plan)
+        # Messages indexed before the upgrade are found; one stored after it waits
+        # for the writer's statement before its commit.
+        assert db.execute(FOUND, ("kept",)).fetchone() == (4,)
+        db.execute(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
+            "client_msg_id, created_at) VALUES ('m5', 'c2', 2, 'bob', 'text', 'new', 'k5', 0)"
+        )
+        assert db.execute(FOUND, ("new",)).fetchone() == (0,)
+        index_pending(db)
+        assert db.execute(FOUND, ("new",)).fetchone() == (1,)
+        db.execute(INTEGRITY)
+
+
+FOUND = "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH ?"
+INTEGRITY = "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"
+"""Raises unless the full-text index holds exactly the messages' bodies."""
+
+
+def test_downgrade_from_0007_indexes_what_was_pending(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hubbub.db'}"
+    command.upgrade(config(url), "0007")
+    with sqlite3.connect(tmp_path / "hubbub.db") as db:
+        db.execute(
+            "INSERT INTO conversations (id, kind, title, created_by, created_at, last_seq, "
+            "last_activity_at) VALUES ('c1', 'group', 't', 'ann', 0, 1, 0)"
+        )
+        db.execute(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
+            "client_msg_id, created_at) VALUES ('m1', 'c1', 1, 'bob', 'text', 'waiting', 'k1', 0)"
+        )
+    command.downgrade(config(url), "0006")
+    with sqlite3.connect(tmp_path / "hubbub.db") as db:
+        assert db.execute(FOUND, ("waiting",)).fetchone() == (1,)
+        db.execute(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
+            "client_msg_id, created_at) VALUES ('m2', 'c1', 2, 'bob', 'text', 'direct', 'k2', 0)"
+        )
+        assert db.execute(FOUND, ("direct",)).fetchone() == (1,)  # the old trigger again
+        db.execute(INTEGRITY)
 
 
 def test_migrate_postgres() -> None:

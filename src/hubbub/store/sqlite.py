@@ -69,6 +69,23 @@ def complete(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a SQLite transaction awaited something other than its database")
 
 
+def index_pending(conn: sqlite3.Connection) -> None:
+    """Write the transaction's new messages into the full-text index: one statement.
+
+    Run by the writer before each commit. Inserting messages only queues
+    them (sqlite_0007.sql): an insert into FTS5 from the message's own
+    statement made it write its pending terms at that statement's savepoint,
+    a segment per message; here a group's messages make one segment. Edits
+    and deletes of a message still pending leave it to this statement.
+    """
+    if conn.execute("SELECT EXISTS (SELECT 1 FROM messages_fts_pending)").fetchone()[0]:
+        conn.execute(
+            "INSERT INTO messages_fts (rowid, body) SELECT m.rowid, m.body "
+            "FROM messages_fts_pending p JOIN messages m ON m.rowid = p.message_rowid"
+        )
+        conn.execute("DELETE FROM messages_fts_pending")
+
+
 def _job(
     conn: sqlite3.Connection,
     fn: Callable[..., Coroutine[Any, Any, T]],
@@ -87,7 +104,7 @@ class SQLiteStore(SQLStore):
         read_budget: float = READ_BUDGET,
     ) -> None:
         self.path = path
-        self._worker = SQLiteWorker(path, synchronous, busy_timeout)
+        self._worker = SQLiteWorker(path, synchronous, busy_timeout, before_commit=index_pending)
         self._readers = SQLiteReaders(path, _job, budget=read_budget)
 
     def observe_commits(self, observe: Callable[[float], None]) -> None:

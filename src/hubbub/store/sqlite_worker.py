@@ -7,7 +7,8 @@ the callers' futures (so nothing is acknowledged before it is durable). A
 job refused before it wrote anything leaves the others alone; one that
 failed after writing makes the worker roll the group back and run it again
 with a SAVEPOINT per job, so that the failing job alone is undone. A failed
-COMMIT fails the whole group.
+COMMIT (or ``before_commit``, the store's last statements of every group)
+fails the whole group.
 
 Checkpoints (copying the write-ahead log into the database file, with its
 fsync) would otherwise run inside whichever COMMIT crosses SQLite's
@@ -61,8 +62,17 @@ def unusable(exc: BaseException) -> bool:
 
 
 class SQLiteWorker:
-    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 5.0,
+        before_commit: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """``before_commit(connection)``: run in each group's transaction after its jobs;
+        if it fails, the group does."""
         self._path = path
+        self._before_commit = before_commit or _ignore
         self._synchronous = synchronous
         self._busy_timeout_ms = int(busy_timeout * 1000)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -182,6 +192,7 @@ class SQLiteWorker:
                     conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 outcomes = self._run_jobs_apart(conn, group)
+            self._before_commit(conn)
             conn.execute("COMMIT")
             self._committed.set()
             self.observe(time.perf_counter() - started)
@@ -243,7 +254,7 @@ class SQLiteWorker:
         return outcomes
 
 
-def _ignore(seconds: float) -> None:
+def _ignore(*args: object) -> None:
     pass
 
 

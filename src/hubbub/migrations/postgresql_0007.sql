@@ -1,0 +1,2 @@
+-- Nothing to change on PostgreSQL: its full-text column is written with the
+-- message (SQLite's pending full-text entries, sqlite_0007.sql).
