@@ -19,15 +19,17 @@ and prints, over HTTP as a client sees them, p50 and p99 of SAMPLES requests:
 then the acks of two unrelated users' sends (each in a direct conversation of
 its own, 25 a second each, over WebSocket), p50 and p99, while ME reads
 nothing, then the worst search (the common word across all), then the
-conversation list's first page, then both back to back: alternated ROUNDS
-times in the same run, with the p99 each adds to the idle one. Needs the
-machine's PostgreSQL for --backend postgresql (HUBBUB_TEST_POSTGRES_URL).
+conversation list's first page, then both back to back (ME from a process
+of its own, as another client would be): alternated ROUNDS times in the
+same run, with the p99 each adds to the idle one. Needs the machine's
+PostgreSQL for --backend postgresql (HUBBUB_TEST_POSTGRES_URL).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -36,7 +38,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,9 +181,8 @@ READS = {
 async def sends(node: Node, client: Client, seconds: float, reads: tuple[str, ...]) -> list[float]:
     """Ack latencies (ms) of two users' sends, 25/s each, while ME runs ``reads``."""
     latencies: list[float] = []
-    stop = time.monotonic() + seconds
 
-    async def sender(user: str, peer: str) -> None:
+    async def sender(user: str, peer: str, stop: float) -> None:
         r = await client.http.post(
             "/api/v1/conversations",
             headers={"Authorization": f"Bearer {token(user)}"},
@@ -213,18 +215,74 @@ async def sends(node: Node, client: Client, seconds: float, reads: tuple[str, ..
         finally:
             await ws.close()
 
-    async def reader() -> None:
-        while time.monotonic() < stop:
-            if "search" in reads:
-                await client.get(build.ME, "/api/v1/search", q=build.COMMON, limit=20)
-            if "list" in reads:
-                await client.get(build.ME, "/api/v1/conversations", limit=50)
-
-    tasks = [sender("sender1", "peer1"), sender("sender2", "peer2")]
-    if reads:
-        tasks.append(reader())
-    await asyncio.gather(*tasks)
+    async with reading(node, reads):
+        stop = time.monotonic() + seconds
+        await asyncio.gather(sender("sender1", "peer1", stop), sender("sender2", "peer2", stop))
     return latencies
+
+
+@contextlib.asynccontextmanager
+async def reading(node: Node, reads: tuple[str, ...]) -> AsyncIterator[None]:
+    """ME reading ``reads`` back to back, from a process of its own, while the body runs.
+
+    Not from this one: parsing a page of the list (hundreds of kilobytes of
+    HTTP and JSON) here would hold up the sends' acks in this process's
+    event loop, and the bench would time itself. That process runs at the
+    lowest priority: a reading client is not on the server's machine, and
+    here it would take the two cores' time from the server and the senders.
+    """
+    if not reads:
+        yield
+        return
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--read-from",
+        node.url,
+        "--read",
+        ",".join(reads),
+        "--read-token",
+        token(build.ME),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        if await child.stdout.readline() != b"ready\n":
+            raise SystemExit("the reading process did not start")
+        yield
+    finally:
+        child.stdin.close()  # its signal to stop
+        out, _ = await child.communicate()
+    done = json.loads(out)
+    if not done["reads"]:
+        raise SystemExit("the reading process read nothing")
+    if done["refused"]:
+        print(f"  reads refused while sending, by status: {done['refused']}")
+    if sum(done["refused"].values()) == done["reads"]:
+        raise SystemExit("every read was refused: the sends were timed beside nothing")
+
+
+async def read_until_stopped(url: str, reads: list[str], bearer: str) -> None:
+    """The reading process: ME's reads back to back until stdin closes."""
+    os.nice(19)
+    stopped = asyncio.ensure_future(asyncio.to_thread(sys.stdin.buffer.read))
+    count, refused = 0, Counter[int]()
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        headers = {"Authorization": f"Bearer {bearer}"}
+        calls = {
+            "search": ("/api/v1/search", {"q": build.COMMON, "limit": 20}),
+            "list": ("/api/v1/conversations", {"limit": 50}),
+        }
+        print("ready", flush=True)
+        while not stopped.done():
+            for name in reads:
+                path, params = calls[name]
+                r = await http.get(path, params=params, headers=headers)
+                count += 1
+                if r.status_code != 200:
+                    refused[r.status_code] += 1
+    print(json.dumps({"reads": count, "refused": refused}), flush=True)
 
 
 async def run(backend: str, shape: build.Shape, args: argparse.Namespace) -> None:
@@ -275,7 +333,13 @@ async def main() -> None:
     parser.add_argument("--send-seconds", type=float, default=8.0)
     parser.add_argument("--members", type=int, default=1000, help="of each conversation")
     parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument("--read-from", help=argparse.SUPPRESS)  # the reading process's
+    parser.add_argument("--read", help=argparse.SUPPRESS)
+    parser.add_argument("--read-token", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.read_from:
+        await read_until_stopped(args.read_from, args.read.split(","), args.read_token)
+        return
     if args.messages < 10_000:
         parser.error("--messages: at least 10,000")
     shape = build.Shape(messages=args.messages, members=args.members)
