@@ -217,7 +217,7 @@ async def test_sent_edited_and_deleted_in_one_transaction(store: Store) -> None:
     at the end: what an edit or delete in the same transaction left is what is found."""
     assert isinstance(store, SQLStore)
     group = await store.create_group("ann", "g", ["bob"], NOW)
-    kept, edited, gone = await store.transaction(_send_edit_delete, group.id)
+    kept, edited, _ = await store.transaction(_send_edit_delete, group.id)
     assert ids(await find(store, "ann", "kept")) == [kept]
     assert ids(await find(store, "ann", "renamed")) == [edited]
     assert ids(await find(store, "ann", "draft")) == [kept]  # not the old body, not the deleted
