@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
+from pathlib import Path
 
 import pytest
 
+from hubbub import migrations
 from hubbub.errors import Forbidden, NotFound
 from hubbub.models import SearchPage, SendItem
 from hubbub.store import messages, search, search_scan
 from hubbub.store.base import Store
 from hubbub.store.sql import SQLStore
-from hubbub.store.sqlite import SQLiteStore
+from hubbub.store.sqlite import SQLiteStore, index_pending
 from hubbub.store.tx import Tx
 
 NOW = 1_700_000_000_000
@@ -228,7 +231,7 @@ async def test_sent_edited_and_deleted_in_one_transaction(store: Store) -> None:
     assert (await find(store, "ann", "draft")).results == []
     assert (await find(store, "ann", "renamed")).results == []
     if isinstance(store, SQLiteStore):
-        assert await store.transaction(_fts_state) == (0, 1)
+        assert await store.transaction(_fts_state) == 0
 
 
 async def test_sends_committed_together_are_each_found(store: Store) -> None:
@@ -241,12 +244,50 @@ async def test_sends_committed_together_are_each_found(store: Store) -> None:
         assert ids(await find(store, "ann", f"w{n}x")) == [mid]
     assert len(await everything(store, "ann", "together", 50, search.WINDOW)) == 40
     if isinstance(store, SQLiteStore):
-        assert await store.transaction(_fts_state) == (0, 1)
+        assert await store.transaction(_fts_state) == 0
 
 
-async def _fts_state(tx: Tx) -> tuple[int, int]:
-    """Messages still waiting for their index entry, and 1 if the index holds exactly the
-    messages' bodies (FTS5's integrity check against its content table raises if not)."""
-    waiting = await tx.value("SELECT COUNT(*) FROM messages_fts_pending")
+async def _fts_state(tx: Tx) -> int:
+    """Messages still waiting for their index entry; raises unless the index holds exactly
+    the messages' bodies (FTS5's integrity check against its content table)."""
+    waiting: int = await tx.value("SELECT COUNT(*) FROM messages_fts_pending")
     await tx.run("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
-    return waiting, 1
+    return waiting
+
+
+def test_sqlite_hard_deletes_and_rolled_back_jobs_keep_the_index_whole(tmp_path: Path) -> None:
+    """Rows deleted outright in the transaction that stored them, and a savepoint rolled
+    back after storing, leave nothing for FTS5 to take out that it does not hold."""
+    path = tmp_path / "fts.db"
+    migrations.upgrade(f"sqlite:///{path}")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(
+        "INSERT INTO conversations (id, kind, title, created_by, created_at, last_seq, "
+        "last_activity_at) VALUES ('c1', 'group', 't', 'ann', 0, 0, 0)"
+    )
+    insert = (
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, client_msg_id, "
+        "created_at) VALUES (?, 'c1', ?, 'bob', 'text', ?, ?, 0)"
+    )
+    db.execute("BEGIN IMMEDIATE")
+    for seq, body in enumerate(["indexed first", "removed outright", "undone later"], 1):
+        db.execute(insert, (f"m{seq}", seq, body, f"k{seq}"))
+    db.execute("DELETE FROM messages WHERE id = 'm2'")  # pending: no entry to take out
+    db.execute("SAVEPOINT job")
+    db.execute(insert, ("m4", 4, "rolled back", "k4"))
+    db.execute("ROLLBACK TO job")
+    db.execute("RELEASE job")
+    db.execute("UPDATE messages SET body = 'undone edited' WHERE id = 'm3'")
+    index_pending(db)
+    db.execute("COMMIT")
+    db.execute("DELETE FROM messages WHERE id = 'm1'")  # indexed: its entry goes
+    found = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?"
+    assert [db.execute(found, (w,)).fetchall() for w in ("indexed", "removed", "rolled")] == [
+        [],
+        [],
+        [],
+    ]
+    assert len(db.execute(found, ("edited",)).fetchall()) == 1
+    assert db.execute("SELECT COUNT(*) FROM messages_fts_pending").fetchone() == (0,)
+    db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+    db.close()

@@ -129,6 +129,13 @@ def test_downgrade_from_0007_indexes_what_was_pending(tmp_path: Path) -> None:
             "client_msg_id, created_at) VALUES ('m2', 'c1', 2, 'bob', 'text', 'direct', 'k2', 0)"
         )
         assert db.execute(FOUND, ("direct",)).fetchone() == (1,)  # the old trigger again
+        db.execute("UPDATE messages SET body = 'changed' WHERE id = 'm1'")
+        db.execute("DELETE FROM messages WHERE id = 'm2'")
+        assert [db.execute(FOUND, (w,)).fetchone() for w in ("waiting", "changed", "direct")] == [
+            (0,),
+            (1,),
+            (0,),
+        ]
         db.execute(INTEGRITY)
 
 

@@ -27,7 +27,7 @@ def downgrade() -> None:
         "INSERT INTO messages_fts (rowid, body) SELECT m.rowid, m.body "
         "FROM messages_fts_pending p JOIN messages m ON m.rowid = p.message_rowid"
     )
-    for name in ("insert", "delete", "unqueue", "update"):
+    for name in ("insert", "delete", "update"):
         op.execute(f"DROP TRIGGER messages_fts_{name}")
     op.execute("DROP TABLE messages_fts_pending")
     op.execute(
