@@ -247,11 +247,15 @@ async def test_sends_committed_together_are_each_found(store: Store) -> None:
         assert await store.transaction(_fts_state) == 0
 
 
+INTEGRITY = "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"
+"""Raises unless the full-text index holds exactly the messages' bodies (FTS5's integrity
+check against its content table; it also fails while a message waits for its entry)."""
+
+
 async def _fts_state(tx: Tx) -> int:
-    """Messages still waiting for their index entry; raises unless the index holds exactly
-    the messages' bodies (FTS5's integrity check against its content table)."""
+    """Messages still waiting for their index entry; raises if the index is not whole."""
     waiting: int = await tx.value("SELECT COUNT(*) FROM messages_fts_pending")
-    await tx.run("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+    await tx.run(INTEGRITY)
     return waiting
 
 
@@ -289,5 +293,5 @@ def test_sqlite_hard_deletes_and_rolled_back_jobs_keep_the_index_whole(tmp_path:
     ]
     assert len(db.execute(found, ("edited",)).fetchall()) == 1
     assert db.execute("SELECT COUNT(*) FROM messages_fts_pending").fetchone() == (0,)
-    db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+    db.execute(INTEGRITY)
     db.close()

@@ -17,6 +17,16 @@ from hubbub.store.sqlite import index_pending
 from tests.services import fresh_postgres_sync
 
 HEAD = "0007"
+CONVERSATION = (
+    "INSERT INTO conversations (id, kind, title, created_by, created_at, last_seq, "
+    "last_activity_at) VALUES (?, 'group', ?, 'ann', 0, 1, 0)"
+)
+MESSAGE = (
+    "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, client_msg_id, "
+    "created_at) VALUES (?, ?, ?, 'bob', 'text', ?, ?, 0)"
+)
+"""Rows written by hand into a database of some revision: (id, title) and
+(id, conversation, seq, body, client_msg_id)."""
 
 
 def migrate(env: dict[str, str]) -> str:
@@ -44,28 +54,15 @@ def test_upgrade_from_0001_keeps_data(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hubbub.db'}"
     command.upgrade(config(url), "0001")
     with sqlite3.connect(tmp_path / "hubbub.db") as db:
-        db.execute(
-            "INSERT INTO conversations (id, kind, title, created_by, created_at, last_seq, "
-            "last_activity_at) VALUES ('c1', 'group', 't', 'ann', 0, 1, 0)"
-        )
+        db.execute(CONVERSATION, ("c1", "t"))
         db.execute(
             "INSERT INTO members (conversation_id, user_id, role, joined_at, hidden) "
             "VALUES ('c1', 'ann', 'owner', 0, 1)"
         )
         for seq in (1, 2, 3):
-            db.execute(
-                "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
-                f"client_msg_id, created_at) VALUES ('m{seq}', 'c1', {seq}, 'bob', 'text', "
-                f"'kept', 'k{seq}', 0)"
-            )
-        db.execute(
-            "INSERT INTO conversations (id, kind, title, created_by, created_at, last_seq, "
-            "last_activity_at) VALUES ('c2', 'group', 'u', 'ann', 0, 1, 0)"
-        )
-        db.execute(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
-            "client_msg_id, created_at) VALUES ('m4', 'c2', 1, 'bob', 'text', 'kept', 'k4', 0)"
-        )
+            db.execute(MESSAGE, (f"m{seq}", "c1", seq, "kept", f"k{seq}"))
+        db.execute(CONVERSATION, ("c2", "u"))
+        db.execute(MESSAGE, ("m4", "c2", 1, "kept", "k4"))
     assert "up to date" in migrate({"HUBBUB_DATA_DIR": str(tmp_path)})
     with sqlite3.connect(tmp_path / "hubbub.db") as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
@@ -94,10 +91,7 @@ def test_upgrade_from_0001_keeps_data(tmp_path: Path) -> None:
         # Messages indexed before the upgrade are found; one stored after it waits
         # for the writer's statement before its commit.
         assert db.execute(FOUND, ("kept",)).fetchone() == (4,)
-        db.execute(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
-            "client_msg_id, created_at) VALUES ('m5', 'c2', 2, 'bob', 'text', 'new', 'k5', 0)"
-        )
+        db.execute(MESSAGE, ("m5", "c2", 2, "new", "k5"))
         assert db.execute(FOUND, ("new",)).fetchone() == (0,)
         index_pending(db)
         assert db.execute(FOUND, ("new",)).fetchone() == (1,)
@@ -113,21 +107,12 @@ def test_downgrade_from_0007_indexes_what_was_pending(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hubbub.db'}"
     command.upgrade(config(url), "0007")
     with sqlite3.connect(tmp_path / "hubbub.db") as db:
-        db.execute(
-            "INSERT INTO conversations (id, kind, title, created_by, created_at, last_seq, "
-            "last_activity_at) VALUES ('c1', 'group', 't', 'ann', 0, 1, 0)"
-        )
-        db.execute(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
-            "client_msg_id, created_at) VALUES ('m1', 'c1', 1, 'bob', 'text', 'waiting', 'k1', 0)"
-        )
+        db.execute(CONVERSATION, ("c1", "t"))
+        db.execute(MESSAGE, ("m1", "c1", 1, "waiting", "k1"))
     command.downgrade(config(url), "0006")
     with sqlite3.connect(tmp_path / "hubbub.db") as db:
         assert db.execute(FOUND, ("waiting",)).fetchone() == (1,)
-        db.execute(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, kind, body, "
-            "client_msg_id, created_at) VALUES ('m2', 'c1', 2, 'bob', 'text', 'direct', 'k2', 0)"
-        )
+        db.execute(MESSAGE, ("m2", "c1", 2, "direct", "k2"))
         assert db.execute(FOUND, ("direct",)).fetchone() == (1,)  # the old trigger again
         db.execute("UPDATE messages SET body = 'changed' WHERE id = 'm1'")
         db.execute("DELETE FROM messages WHERE id = 'm2'")
