@@ -13,9 +13,10 @@ from hubbub import migrations
 from hubbub.errors import Forbidden, NotFound
 from hubbub.models import SearchPage, SendItem
 from hubbub.store import messages, search, search_scan
+from hubbub.store import sqlite as sqlite_store
 from hubbub.store.base import Store
 from hubbub.store.sql import SQLStore
-from hubbub.store.sqlite import SQLiteStore, index_pending
+from hubbub.store.sqlite import INDEX_SEGMENTS, SQLiteStore, index_pending
 from hubbub.store.tx import Tx
 
 NOW = 1_700_000_000_000
@@ -295,3 +296,41 @@ def test_sqlite_hard_deletes_and_rolled_back_jobs_keep_the_index_whole(tmp_path:
     assert db.execute("SELECT COUNT(*) FROM messages_fts_pending").fetchone() == (0,)
     db.execute(INTEGRITY)
     db.close()
+
+
+async def _index_shape(tx: Tx) -> tuple[int, int]:
+    """The index's segments, and its ``automerge`` setting (FTS5's default 4 when unset)."""
+    automerge = await tx.value("SELECT v FROM messages_fts_config WHERE k = 'automerge'")
+    return await tx.value(INDEX_SEGMENTS), 4 if automerge is None else int(automerge)
+
+
+async def _segments_after_sends(path: Path, sends: int) -> tuple[int, int]:
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        group = await store.create_group("ann", "g", ["bob"], NOW)
+        for n in range(sends):  # one at a time: a group commit, and a segment, each
+            (result,) = await store.append_messages(
+                "bob", [SendItem(group.id, f"note {n} about merging", f"s{n}")], NOW
+            )
+            assert not isinstance(result, Exception), result
+        await asyncio.sleep(0.2)  # the writer's idle steps
+        shape = await store.transaction(_index_shape)
+        assert len(await everything(store, "ann", "merging", 50, search.WINDOW)) == sends
+        assert await store.transaction(_fts_state) == 0
+        return shape
+    finally:
+        await store.close()
+
+
+async def test_sqlite_merges_its_index_between_groups_not_inside_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FTS5's own merging is off (it ran inside the commit that crossed its work unit);
+    the writer's steps between groups keep the segments few, and without them they pile
+    up (to FTS5's crisis merge of 16 on a level)."""
+    merged, automerge = await _segments_after_sends(tmp_path / "steps.db", 120)
+    monkeypatch.setattr(sqlite_store, "merge_index", lambda conn: False)
+    piled, _ = await _segments_after_sends(tmp_path / "none.db", 120)
+    assert automerge == 0
+    assert merged <= 8 < 12 <= piled

@@ -16,7 +16,7 @@ from hubbub.migrations import config
 from hubbub.store.sqlite import index_pending
 from tests.services import fresh_postgres_sync
 
-HEAD = "0007"
+HEAD = "0008"
 CONVERSATION = (
     "INSERT INTO conversations (id, kind, title, created_by, created_at, last_seq, "
     "last_activity_at) VALUES (?, 'group', ?, 'ann', 0, 1, 0)"
@@ -121,6 +121,18 @@ def test_downgrade_from_0007_indexes_what_was_pending(tmp_path: Path) -> None:
             (1,),
             (0,),
         ]
+        db.execute(INTEGRITY)
+
+
+def test_0008_hands_merging_to_the_writer_and_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hubbub.db'}"
+    automerge = "SELECT v FROM messages_fts_config WHERE k = 'automerge'"
+    command.upgrade(config(url), "0008")
+    with sqlite3.connect(tmp_path / "hubbub.db") as db:
+        assert db.execute(automerge).fetchone() == (0,)
+    command.downgrade(config(url), "0007")
+    with sqlite3.connect(tmp_path / "hubbub.db") as db:
+        assert db.execute(automerge).fetchone() == (4,)  # FTS5's own default again
         db.execute(INTEGRITY)
 
 

@@ -1,4 +1,4 @@
-"""The SQLite worker's checkpoints run beside the writer, not inside its commits."""
+"""The SQLite worker: checkpoints and upkeep beside the writer, not inside its commits."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
+from hubbub.store import sqlite_worker
 from hubbub.store.sqlite_worker import SQLiteWorker
 
 
@@ -107,3 +110,98 @@ async def test_a_job_that_fails_after_writing_is_undone_alone(tmp_path: Path) ->
         # The group ran up to the failure, then again with a savepoint per job.
         assert runs == ["a", "b", "a", "b", "c", "d"], fail
         assert _bodies(path) == ["first", "a", "c"], fail
+
+
+class Upkeep:
+    """A store's upkeep: ``work`` steps owed per group that asks, one paid per step."""
+
+    def __init__(self, work: int = 3, fail: bool = False) -> None:
+        self.work, self.fail = work, fail
+        self.owed = 0
+        self.done: list[int] = []  # the jobs run so far (see test_upkeep_keeps_pace...)
+        self.steps: list[tuple[int, int, bool]] = []  # (owed, jobs done, in a transaction)
+
+    def before_commit(self, conn: sqlite3.Connection) -> bool:
+        self.owed += self.work
+        return True
+
+    def step(self, conn: sqlite3.Connection) -> bool:
+        self.steps.append((self.owed, len(self.done), conn.in_transaction))
+        if self.fail:
+            raise sqlite3.OperationalError("disk I/O error")
+        if self.owed:
+            conn.execute("INSERT INTO t (body) VALUES ('upkeep')")  # committed on its own
+            self.owed -= 1
+        return self.owed > 0
+
+    def job(self, conn: sqlite3.Connection) -> None:
+        self.done.append(1)
+
+
+def _worker(path: Path, upkeep: Upkeep) -> SQLiteWorker:
+    return SQLiteWorker(path, before_commit=upkeep.before_commit, upkeep=upkeep.step)
+
+
+async def test_upkeep_runs_in_steps_of_its_own_when_nothing_waits(tmp_path: Path) -> None:
+    upkeep = Upkeep(work=3)
+    worker = _worker(tmp_path / "w.db", upkeep)
+    await worker.start()
+    try:
+        await worker.call(_create)
+        deadline = asyncio.get_running_loop().time() + 5
+        while upkeep.owed:
+            assert asyncio.get_running_loop().time() < deadline, upkeep.steps
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+    # Maybe one step at start (for what an earlier run left), then the three owed,
+    # each in a transaction of its own; once nothing is owed the writer waits, not spins.
+    owed = [each for each, _, _ in upkeep.steps]
+    assert owed[-3:] == [3, 2, 1] and len(owed) <= 4, upkeep.steps
+    assert all(in_tx for _, _, in_tx in upkeep.steps)
+    assert _bodies(tmp_path / "w.db") == ["upkeep"] * 3
+
+
+async def test_upkeep_keeps_pace_when_the_queue_never_empties(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_worker, "MAX_GROUP", 1)  # a group per job
+    upkeep = Upkeep(work=1000)  # never paid off
+    worker = _worker(tmp_path / "w.db", upkeep)
+    await worker.start()
+    try:
+        await worker.call(_create)
+        held = threading.Event()
+        hold = worker.call(lambda conn: held.wait(5))
+        await asyncio.sleep(0.05)  # the writer is inside the holding job
+        jobs = 40
+        futures = [worker.call(upkeep.job) for _ in range(jobs)]
+        before = len(upkeep.steps)
+        held.set()
+        await hold
+        await asyncio.gather(*futures)
+    finally:
+        await worker.stop()
+    # While the 40 waited (the queue never empty), a step every UPKEEP_EVERY groups.
+    during = [done for _, done, _ in upkeep.steps[before:] if 0 < done < jobs]
+    expected = jobs // sqlite_worker.UPKEEP_EVERY
+    assert expected - 2 <= len(during) <= expected, upkeep.steps
+
+
+async def test_failed_upkeep_is_logged_and_the_writer_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    upkeep = Upkeep(fail=True)
+    worker = _worker(tmp_path / "w.db", upkeep)
+    await worker.start()
+    try:
+        await worker.call(_create)
+        assert await worker.call(_insert, 2) == 2
+        await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+    assert "store upkeep failed: disk I/O error" in caplog.text
+    # At most one failed step per group that asked (and one at start), not a loop of retries.
+    assert 1 <= len(upkeep.steps) <= 3, upkeep.steps
+    assert _bodies(tmp_path / "w.db") == ["x" * 1000] * 2

@@ -16,6 +16,12 @@ threshold, stalling that group's acknowledgements for milliseconds. A second
 thread with its own connection runs them instead, after commits, at most
 every ``CHECKPOINT_INTERVAL`` seconds; a passive checkpoint never blocks the
 writer.
+
+Upkeep the store asks for after a group (``before_commit`` returns true:
+the full-text index's merging) runs the same way, off the groups' path: in
+small steps, each in a transaction of its own, when no job is waiting, and
+under a load that never lets the queue empty, one step every
+``UPKEEP_EVERY`` groups so that it keeps pace.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ T = TypeVar("T")
 Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 MAX_GROUP = 256
+UPKEEP_EVERY = 4
+"""Groups between two upkeep steps when jobs never stop coming."""
 CHECKPOINT_INTERVAL = 1.0
 # After a checkpoint has emptied it, a longer log file is cut back to this.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
@@ -67,12 +75,17 @@ class SQLiteWorker:
         path: Path,
         synchronous: str = "NORMAL",
         busy_timeout: float = 5.0,
-        before_commit: Callable[[sqlite3.Connection], None] | None = None,
+        before_commit: Callable[[sqlite3.Connection], bool] | None = None,
+        upkeep: Callable[[sqlite3.Connection], bool] | None = None,
     ) -> None:
-        """``before_commit(connection)``: run in each group's transaction after its jobs;
-        if it fails, the group does."""
+        """``before_commit(connection)``: run in each group's transaction after its jobs
+        (if it fails, the group does); true when it leaves ``upkeep(connection)`` work,
+        which runs in steps of its own and returns whether more may remain."""
         self._path = path
-        self._before_commit = before_commit or _ignore
+        self._before_commit = before_commit or _nothing
+        self._upkeep = upkeep or _nothing
+        self._upkeep_due = upkeep is not None  # what an earlier run left, once at start
+        self._since_upkeep = 0
         self._synchronous = synchronous
         self._busy_timeout_ms = int(busy_timeout * 1000)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -160,7 +173,14 @@ class SQLiteWorker:
         self._ready.set()
         try:
             while True:
-                job = self._jobs.get()
+                if self._upkeep_due:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        self._upkeep_step(conn)  # nobody is waiting: now is the time
+                        continue
+                else:
+                    job = self._jobs.get()
                 if job is None:
                     break
                 group = [job]
@@ -177,8 +197,27 @@ class SQLiteWorker:
                 self._run_group(conn, group)
                 if stop:
                     break
+                if self._upkeep_due and self._since_upkeep >= UPKEEP_EVERY:
+                    self._upkeep_step(conn)  # the queue never empties: keep pace
         finally:
             conn.close()
+
+    def _upkeep_step(self, conn: sqlite3.Connection) -> None:
+        self._since_upkeep = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            more = self._upkeep(conn)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            # Upkeep can wait: a later group asks for it again.
+            log.warning("store upkeep failed: %s", exc)
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            more = False
+        else:
+            self._committed.set()
+        self._upkeep_due = more
 
     def _run_group(self, conn: sqlite3.Connection, group: list[Job]) -> None:
         started = time.perf_counter()
@@ -192,9 +231,12 @@ class SQLiteWorker:
                     conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 outcomes = self._run_jobs_apart(conn, group)
-            self._before_commit(conn)
+            due = self._before_commit(conn)
             conn.execute("COMMIT")
             self._committed.set()
+            if due:
+                self._upkeep_due = True
+                self._since_upkeep += 1
             self.observe(time.perf_counter() - started)
         except Exception as exc:
             # Whatever failed, every caller gets an answer and the thread goes
@@ -256,6 +298,10 @@ class SQLiteWorker:
 
 def _ignore(*args: object) -> None:
     pass
+
+
+def _nothing(conn: sqlite3.Connection) -> bool:
+    return False
 
 
 def _resolve(outcomes: list[Outcome]) -> None:

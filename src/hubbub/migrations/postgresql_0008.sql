@@ -1,0 +1,2 @@
+-- Nothing to change on PostgreSQL: this revision is SQLite's full-text
+-- merging (sqlite_0008.sql).
