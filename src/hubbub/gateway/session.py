@@ -190,7 +190,9 @@ class Session:
         self._filling_bytes = 0
         self.connection = connection
         self._paused = False
-        self._inbox: deque[Command] = deque()
+        # Commands waiting to be handled: a deque while there are any (None when
+        # idle, as most connections are: an empty deque is 600 bytes).
+        self._inbox: deque[Command] | None = None
         self._task: asyncio.Task[None] | None = None
         self._first_command_seen = False
         self.last_activity = clock.monotonic()
@@ -362,6 +364,8 @@ class Session:
                 self.send(refusal)  # nothing before it waits for a reply
                 return
             command = Refusal(frame=refusal)
+        if self._inbox is None:
+            self._inbox = deque()
         self._inbox.append(command)
         if not self._paused and len(self._inbox) >= self._limits.pending_commands:
             self._paused = True
@@ -382,12 +386,14 @@ class Session:
         self._stop_hold_timer()
         self._hold(False)
         self._filling = None
-        self._inbox.clear()
+        if self._inbox is not None:
+            self._inbox.clear()
         self._early.clear()
 
     async def _drain(self) -> None:
         CONNECTION_ID.set(self.connection_id)  # for the log records of this task
         inbox = self._inbox
+        assert inbox is not None  # a drain starts when a command came
         try:
             while inbox and not self.closed:
                 command = inbox.popleft()
@@ -403,6 +409,8 @@ class Session:
                 if self._paused and len(inbox) < self._limits.pending_commands // 2:
                     self._paused = False
                     self.connection.pause_reading(False)
+            if not inbox:
+                self._inbox = None  # idle again (a later command makes a new one)
         finally:
             self._task = None
 
