@@ -16,6 +16,12 @@ Usage (from the repository root):
   .venv/bin/python bench/fanout.py --target ref --receivers 200 --runs 1
   .venv/bin/python bench/fanout.py --json results.json
   .venv/bin/python bench/fanout.py --target fallback   # hubbub over /ws, then over /sse
+  .venv/bin/python bench/fanout.py --before /tmp/old/src --mode throughput
+
+``--before SRC`` adds a third target, ``before``: hubbub run with another
+tree's code (an older commit's ``src/``), in the same runs as ``hubbub`` and
+the reference, so that whether the ratio against the reference fell is read
+from one run's figures (the paired ratio hubbub/before, run by run).
 
 Target ``sse`` is hubbub with its receivers on the HTTP fallback transport
 (``GET /sse``; the sender stays on the WebSocket); ``fallback`` runs ``hubbub``
@@ -150,7 +156,8 @@ class Bench:
 
     # ---------------------------------------------------------- hubbub --
 
-    def start_hubbub(self) -> dict[str, Any]:
+    def start_hubbub(self, src: str | None = None) -> dict[str, Any]:
+        """hubbub on a free port with its group and tokens; ``src``: that tree's code."""
         try:
             import httpx
             import jwt
@@ -169,10 +176,11 @@ class Bench:
         # senders are the load); set them high to measure what checking costs.
         for name in ("SEND_RATE", "CONNECT_RATE_PER_IP", "MAX_CONNECTIONS_PER_USER"):
             env.setdefault(f"HUBBUB_{name}", "0")
-        if not self.args.no_src_path and (REPO_DIR / "src" / "hubbub").is_dir():
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in [str(REPO_DIR / "src"), env.get("PYTHONPATH", "")] if p
-            )
+        code = src or (None if self.args.no_src_path else str(REPO_DIR / "src"))
+        if code is not None and (Path(code) / "hubbub").is_dir():
+            env["PYTHONPATH"] = os.pathsep.join(p for p in [code, env.get("PYTHONPATH", "")] if p)
+        elif src is not None:
+            raise BenchError(f"--before {src}: no hubbub package there")
         cmd = [
             *self.pin(self.args.server_cpu),
             *(self.args.python, "-m", "hubbub", "run"),
@@ -354,7 +362,10 @@ class Bench:
         server = None
         t0 = time.monotonic()
         try:
-            server = self.start_ref() if target == "ref" else self.start_hubbub()
+            if target == "ref":
+                server = self.start_ref()
+            else:
+                server = self.start_hubbub(self.args.before if target == "before" else None)
             res = self.run_loadgen(target, mode, server)
             record.update(res)
             record["target"] = target  # the load generator calls both hubbub targets hubbub
@@ -478,7 +489,24 @@ def summarize(results: list[dict[str, Any]], targets: list[str]) -> dict[str, An
         r = summary["ref"]["deliveries_per_sec"]
         summary["ratio_hubbub_ref_deliveries"] = round(h / r, 4) if h and r else None
         summary["paired_p99"] = paired_p99(results)
+    if "before" in summary:
+        b = summary["before"]["deliveries_per_sec"]
+        r = summary.get("ref", {}).get("deliveries_per_sec")
+        summary["ratio_before_ref_deliveries"] = round(b / r, 4) if b and r else None
+        summary["paired_hubbub_before"] = paired_ratios(results, "hubbub", "before")
     return summary
+
+
+def paired_ratios(results: list[dict[str, Any]], a: str, b: str) -> list[float]:
+    """Deliveries/s of target ``a`` over ``b``, run by run (throughput, both ok)."""
+    rate = {
+        (r["target"], r["run"]): r["deliveries_per_sec"]
+        for r in results
+        if r["mode"] == "throughput" and r.get("ok") and r.get("deliveries_per_sec")
+    }
+    runs = sorted({run for _, run in rate})
+    paired = [n for n in runs if (a, n) in rate and (b, n) in rate]
+    return [round(rate[(a, n)] / rate[(b, n)], 4) for n in paired]
 
 
 def render_table(
@@ -536,6 +564,15 @@ def render_table(
     if "ratio_hubbub_ref_deliveries" in summary:
         ratio = summary["ratio_hubbub_ref_deliveries"]
         out.append(f"ratio hubbub/ref deliveries/s: {'-' if ratio is None else f'{ratio:.3f}'}")
+    if "ratio_before_ref_deliveries" in summary:
+        ratio = summary["ratio_before_ref_deliveries"]
+        out.append(f"ratio before/ref deliveries/s: {'-' if ratio is None else f'{ratio:.3f}'}")
+        paired = summary["paired_hubbub_before"]
+        if paired:
+            out.append(
+                f"hubbub/before deliveries/s, run by run: {', '.join(f'{x:.3f}' for x in paired)}"
+                f" (median {median(paired):.3f})"
+            )
     out.append("deliveries/s, msgs/s and cpu: throughput mode; p50/p99: latency mode")
     out.append("srv MB: server resident memory at the end of a latency run (all connections open)")
     out.append("KB/conn: (srv MB - resident memory before the first connection) / receivers")
@@ -636,6 +673,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--python", default=default_python(), help="interpreter that runs hubbub")
     p.add_argument(
+        "--before",
+        metavar="SRC",
+        help="another tree's src/: a third target 'before', alternated with hubbub and ref",
+    )
+    p.add_argument(
         "--no-src-path",
         action="store_true",
         help="do not put the repository's src/ first on PYTHONPATH for hubbub "
@@ -674,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = {"both": ["hubbub", "ref"], "fallback": ["hubbub", "sse"]}.get(
         args.target, [args.target]
     )
+    if args.before and "hubbub" in targets:
+        targets.insert(targets.index("hubbub") + 1, "before")
     modes = ["throughput", "latency"] if args.mode == "both" else [args.mode]
     raise_fd_limit(2 * args.receivers + 4096)
     bench = Bench(args)
