@@ -4,8 +4,8 @@
 
 Runs ``messages.append`` the way the writer thread does under load (64 jobs
 in one transaction, no savepoint per job, the full-text entries written
-before the commit, a step of the index's merging every ``UPKEEP_EVERY``
-groups: store/sqlite_worker.py) on one connection
+before the commit, a step of the index's merging between two groups once
+``UPKEEP_AT`` is owed: store/sqlite_worker.py) on one connection
 with ``synchronous=OFF``, no worker thread, no event loop, and the server's
 garbage-collector settings, and
 prints CPU microseconds per stored message and the index's segments at the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import sqlite3
 import tempfile
 import time
@@ -34,9 +35,12 @@ from hubbub.store.sqlite import (
     index_pending,
     merge_index,
 )
-from hubbub.store.sqlite_worker import UPKEEP_EVERY
+from hubbub.store.sqlite_worker import UPKEEP_AT
 
 GROUP = 64
+WORDS = [f"w{n}" for n in range(20_000)]
+BODIES = [" ".join(random.Random(n).choices(WORDS, k=12)) for n in range(1000)]
+"""Twelve words of 20,000 each, so that the full-text index has real work."""
 
 
 def main() -> None:
@@ -59,17 +63,18 @@ def main() -> None:
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 10, 10)
     started = time.process_time()
+    owed = 0
     for start in range(0, args.messages, GROUP):
         conn.execute("BEGIN IMMEDIATE")
         for n in range(start, start + GROUP):
-            item = SendItem(cids[n % 4], f"hello {n}", f"k{n}")
+            item = SendItem(cids[n % 4], BODIES[n % len(BODIES)], f"k{n}")
             (stored,) = complete(messages.append(SQLiteTx(conn), "u0", [item], n, False))
             assert not isinstance(stored, Exception), stored
-        index_pending(conn)
+        owed += index_pending(conn)
         conn.execute("COMMIT")
-        if (start // GROUP) % UPKEEP_EVERY == UPKEEP_EVERY - 1:
+        if owed >= UPKEEP_AT:
             conn.execute("BEGIN IMMEDIATE")
-            merge_index(conn)
+            owed = merge_index(conn, owed)
             conn.execute("COMMIT")
     spent = time.process_time() - started
     segments = conn.execute(INDEX_SEGMENTS).fetchone()[0]

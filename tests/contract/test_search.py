@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from hubbub import migrations
 from hubbub.errors import Forbidden, NotFound
 from hubbub.models import SearchPage, SendItem
-from hubbub.store import messages, search, search_scan
+from hubbub.store import messages, search, search_scan, sqlite_worker
 from hubbub.store import sqlite as sqlite_store
 from hubbub.store.base import Store
 from hubbub.store.sql import SQLStore
@@ -334,3 +335,57 @@ async def test_sqlite_merges_its_index_between_groups_not_inside_them(
     piled, _ = await _segments_after_sends(tmp_path / "none.db", 120)
     assert automerge == 0
     assert merged <= 8 < 12 <= piled
+
+
+PACE_GROUPS = 160
+
+
+async def test_sqlite_index_merging_keeps_pace_outside_the_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups of 256 twelve-word messages back to back (the writer's queue never
+    empty): every commit adds exactly one segment to the index, none is merged inside
+    it (FTS5's crisis merge would, once a level held 16), and the steps between groups
+    keep the segments few."""
+    monkeypatch.setattr(sqlite_worker, "MAX_GROUP", 1)  # each call a group of its own
+    seen: list[tuple[str, int]] = []  # (where, the index's segments there)
+    index, merge = sqlite_store.index_pending, sqlite_store.merge_index
+
+    def indexing(conn: sqlite3.Connection) -> int:
+        segments = conn.execute(INDEX_SEGMENTS).fetchone()[0]
+        indexed = index(conn)
+        if indexed:  # a group of messages (not the group's creation)
+            seen.append(("group", segments))
+        return indexed
+
+    def merging(conn: sqlite3.Connection, owed: int) -> int:
+        seen.append(("step", conn.execute(INDEX_SEGMENTS).fetchone()[0]))
+        return merge(conn, owed)
+
+    monkeypatch.setattr(sqlite_store, "index_pending", indexing)
+    monkeypatch.setattr(sqlite_store, "merge_index", merging)
+    store = SQLiteStore(tmp_path / "pace.db")
+    await store.open()
+    try:
+        group = await store.create_group("ann", "g", ["bob"], NOW)
+        words = [f"w{n}" for n in range(20_000)]
+        pick = random.Random(7)
+        batches = [
+            [
+                SendItem(group.id, " ".join(pick.choices(words, k=12)), f"p{g}-{i}")
+                for i in range(256)
+            ]
+            for g in range(PACE_GROUPS)
+        ]
+        stored = await asyncio.gather(*(store.append_messages("bob", b, NOW) for b in batches))
+        assert all(not isinstance(r, Exception) for results in stored for r in results)
+        await asyncio.sleep(0.2)  # the idle steps after the last group
+        final = await store.transaction(_index_shape)
+    finally:
+        await store.close()
+    groups = [n for n, (where, _) in enumerate(seen) if where == "group"]
+    assert len(groups) >= PACE_GROUPS
+    after = [seen[n + 1][1] - seen[n][1] for n in groups if n + 1 < len(seen)]
+    assert after == [1] * len(after), "a commit merged segments"
+    assert sum(where == "step" for where, _ in seen) >= PACE_GROUPS // 2  # steps under load
+    assert final[0] <= 12, final

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from hubbub.errors import Unavailable
 from hubbub.store import sqlite_worker
 from hubbub.store.sqlite_worker import SQLiteWorker
 
@@ -113,33 +115,44 @@ async def test_a_job_that_fails_after_writing_is_undone_alone(tmp_path: Path) ->
 
 
 class Upkeep:
-    """A store's upkeep: ``work`` steps owed per group that asks, one paid per step."""
+    """A store's upkeep: each group owes ``work`` units; a step pays ``per_step`` of them."""
 
-    def __init__(self, work: int = 3, fail: bool = False) -> None:
-        self.work, self.fail = work, fail
-        self.owed = 0
+    def __init__(self, work: int = 3, per_step: int = 1, fail: bool = False) -> None:
+        self.work, self.per_step, self.fail = work, per_step, fail
         self.done: list[int] = []  # the jobs run so far (see test_upkeep_keeps_pace...)
         self.steps: list[tuple[int, int, bool]] = []  # (owed, jobs done, in a transaction)
 
-    def before_commit(self, conn: sqlite3.Connection) -> bool:
-        self.owed += self.work
-        return True
+    def before_commit(self, conn: sqlite3.Connection) -> int:
+        return self.work
 
-    def step(self, conn: sqlite3.Connection) -> bool:
-        self.steps.append((self.owed, len(self.done), conn.in_transaction))
+    def step(self, conn: sqlite3.Connection, owed: int) -> int:
+        self.steps.append((owed, len(self.done), conn.in_transaction))
         if self.fail:
-            raise sqlite3.OperationalError("disk I/O error")
-        if self.owed:
-            conn.execute("INSERT INTO t (body) VALUES ('upkeep')")  # committed on its own
-            self.owed -= 1
-        return self.owed > 0
+            failure = sqlite3.OperationalError("disk I/O error")
+            failure.sqlite_errorcode = sqlite3.SQLITE_IOERR  # as SQLite's own carry it
+            raise failure
+        conn.execute("INSERT INTO t (body) VALUES ('upkeep')")  # committed on its own
+        return max(owed - self.per_step, 0)
 
     def job(self, conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (body) VALUES ('job')")
         self.done.append(1)
 
 
-def _worker(path: Path, upkeep: Upkeep) -> SQLiteWorker:
-    return SQLiteWorker(path, before_commit=upkeep.before_commit, upkeep=upkeep.step)
+def _worker(path: Path, upkeep: Upkeep, busy_timeout: float = 5.0) -> SQLiteWorker:
+    with sqlite3.connect(path) as db:  # the steps' table, there from the start
+        db.execute("PRAGMA journal_mode=WAL")
+        _create(db)
+    return SQLiteWorker(
+        path, busy_timeout=busy_timeout, before_commit=upkeep.before_commit, upkeep=upkeep.step
+    )
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + 5
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
 
 
 async def test_upkeep_runs_in_steps_of_its_own_when_nothing_waits(tmp_path: Path) -> None:
@@ -147,31 +160,45 @@ async def test_upkeep_runs_in_steps_of_its_own_when_nothing_waits(tmp_path: Path
     worker = _worker(tmp_path / "w.db", upkeep)
     await worker.start()
     try:
-        await worker.call(_create)
-        deadline = asyncio.get_running_loop().time() + 5
-        while upkeep.owed:
-            assert asyncio.get_running_loop().time() < deadline, upkeep.steps
-            await asyncio.sleep(0.01)
+        await _until(lambda: len(upkeep.steps) == 1)  # at start: what an earlier run left
+        await worker.call(_insert, 1)  # a group that wrote: it owes 3
+        await _until(lambda: len(upkeep.steps) == 4)
         await asyncio.sleep(0.05)
     finally:
         await worker.stop()
-    # Maybe one step at start (for what an earlier run left), then the three owed,
-    # each in a transaction of its own; once nothing is owed the writer waits, not spins.
-    owed = [each for each, _, _ in upkeep.steps]
-    assert owed[-3:] == [3, 2, 1] and len(owed) <= 4, upkeep.steps
+    # One step each, in a transaction of its own; once nothing is owed the writer
+    # waits for jobs instead of spinning.
+    assert [owed for owed, _, _ in upkeep.steps] == [1, 3, 2, 1]
     assert all(in_tx for _, _, in_tx in upkeep.steps)
-    assert _bodies(tmp_path / "w.db") == ["upkeep"] * 3
+    assert _bodies(tmp_path / "w.db") == ["upkeep", "x" * 1000] + ["upkeep"] * 3
+
+
+async def test_a_group_that_wrote_nothing_owes_nothing(tmp_path: Path) -> None:
+    upkeep = Upkeep(work=0)
+    worker = _worker(tmp_path / "w.db", upkeep)
+    await worker.start()
+    try:
+        await _until(lambda: len(upkeep.steps) == 1)  # at start
+        assert await worker.call(_autocheckpoint) == 0  # reads only
+        await asyncio.sleep(0.05)
+        assert len(upkeep.steps) == 1
+        await worker.call(_insert, 1)  # writes: at least one unit, whatever the store says
+        await _until(lambda: len(upkeep.steps) == 2)
+        await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+    assert [owed for owed, _, _ in upkeep.steps] == [1, 1]
 
 
 async def test_upkeep_keeps_pace_when_the_queue_never_empties(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_worker, "MAX_GROUP", 1)  # a group per job
-    upkeep = Upkeep(work=1000)  # never paid off
+    at = sqlite_worker.UPKEEP_AT
+    upkeep = Upkeep(work=at // 2, per_step=at)  # every second group owes a step
     worker = _worker(tmp_path / "w.db", upkeep)
     await worker.start()
     try:
-        await worker.call(_create)
         held = threading.Event()
         hold = worker.call(lambda conn: held.wait(5))
         await asyncio.sleep(0.05)  # the writer is inside the holding job
@@ -183,25 +210,49 @@ async def test_upkeep_keeps_pace_when_the_queue_never_empties(
         await asyncio.gather(*futures)
     finally:
         await worker.stop()
-    # While the 40 waited (the queue never empty), a step every UPKEEP_EVERY groups.
+    # While the 40 waited (the queue never empty): a step whenever UPKEEP_AT was owed.
     during = [done for _, done, _ in upkeep.steps[before:] if 0 < done < jobs]
-    expected = jobs // sqlite_worker.UPKEEP_EVERY
-    assert expected - 2 <= len(during) <= expected, upkeep.steps
+    assert jobs // 2 - 2 <= len(during) <= jobs // 2, upkeep.steps
 
 
-async def test_failed_upkeep_is_logged_and_the_writer_goes_on(
+async def test_failed_upkeep_is_deferred_to_the_next_group(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     upkeep = Upkeep(fail=True)
     worker = _worker(tmp_path / "w.db", upkeep)
     await worker.start()
     try:
-        await worker.call(_create)
         assert await worker.call(_insert, 2) == 2
         await asyncio.sleep(0.05)
+        assert worker.last_failure is not None  # an I/O error: /health says so
     finally:
         await worker.stop()
-    assert "store upkeep failed: disk I/O error" in caplog.text
-    # At most one failed step per group that asked (and one at start), not a loop of retries.
+    assert "store upkeep deferred: disk I/O error" in caplog.text
+    # At most one failed step per group that wrote (and one at start), not a loop of retries.
     assert 1 <= len(upkeep.steps) <= 3, upkeep.steps
     assert _bodies(tmp_path / "w.db") == ["x" * 1000] * 2
+
+
+async def test_upkeep_never_waits_for_another_process_lock(tmp_path: Path) -> None:
+    """Another connection holds the write lock: a step gives up at once instead of
+    waiting out the busy timeout, so a job behind it waits once, not twice."""
+    path = tmp_path / "w.db"
+    upkeep = Upkeep(work=1)
+    worker = _worker(path, upkeep, busy_timeout=1.0)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # held: nobody else can write
+    loop = asyncio.get_running_loop()
+    await worker.start()  # its first step (for an earlier run) finds the lock taken
+    try:
+        await asyncio.sleep(0.1)
+        started = loop.time()
+        with pytest.raises(Unavailable):
+            await worker.call(_insert, 1)
+        assert loop.time() - started < 1.6  # its own 1 s, not the step's as well
+        other.execute("ROLLBACK")
+        assert await worker.call(_insert, 1) == 1
+        await _until(lambda: len(upkeep.steps) >= 1)  # deferred, then run after a group
+    finally:
+        other.close()
+        await worker.stop()
+    assert upkeep.steps[0][0] == 2  # the one owed at start and the group's

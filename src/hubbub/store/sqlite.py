@@ -27,7 +27,13 @@ from hubbub.store.tx import SQLITE, Dialect, Row, Tx
 MIN_FREE_BYTES = 1024 * 1024
 FAILURE_MEMORY = 10.0
 MERGE_PAGES = 16
-"""Leaf pages of the full-text index one merge step writes (about half a millisecond)."""
+"""Leaf pages of the full-text index a merge step writes at least (about half a
+millisecond on a store of 10M messages)."""
+MERGE_PAGES_MAX = 64
+"""The most a step writes (the step a send may wait behind, under load)."""
+MESSAGES_PER_PAGE = 4
+"""Messages indexed for which one page of merging is owed: four times what kept a
+store of 12-word messages in groups of 256 free of FTS5's crisis merges."""
 INDEX_SEGMENTS = "SELECT COUNT(DISTINCT id >> 37) FROM messages_fts_data WHERE id >= 1 << 37"
 """The full-text index's segments (FTS5 numbers the pages of segment N from ``N << 37``):
 what a search reads through, and what ``merge_index`` keeps few."""
@@ -74,7 +80,7 @@ def complete(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a SQLite transaction awaited something other than its database")
 
 
-def index_pending(conn: sqlite3.Connection) -> bool:
+def index_pending(conn: sqlite3.Connection) -> int:
     """Write the transaction's new messages into the full-text index: one statement.
 
     Run by the writer before each commit. Inserting messages only queues
@@ -82,37 +88,43 @@ def index_pending(conn: sqlite3.Connection) -> bool:
     statement made it write its pending terms at that statement's savepoint,
     a segment per message; here a group's messages make one segment. Edits
     and deletes of a message still pending leave it to this statement.
-    Whether it wrote anything: a new segment gives ``merge_index`` work.
+    Returns the messages it indexed: the merging ``merge_index`` then owes.
     """
     if not conn.execute("SELECT EXISTS (SELECT 1 FROM messages_fts_pending)").fetchone()[0]:
-        return False
-    conn.execute(
+        return 0
+    indexed = conn.execute(
         "INSERT INTO messages_fts (rowid, body) SELECT m.rowid, m.body "
         "FROM messages_fts_pending p JOIN messages m ON m.rowid = p.message_rowid"
-    )
+    ).rowcount
     conn.execute("DELETE FROM messages_fts_pending")
-    return True
+    return max(indexed, 1)
 
 
-def merge_index(conn: sqlite3.Connection) -> bool:
-    """One small step of the full-text index's merging; whether there may be more.
+def merge_index(conn: sqlite3.Connection, owed: int) -> int:
+    """One step of the full-text index's merging, for ``owed`` messages indexed; what is
+    still owed afterwards (0 once there is nothing left to merge).
 
     Each group adds a segment to the index, and a search reads every
     segment, so segments must be merged as they come. FTS5 would do it
     itself inside whichever commit crossed its work unit (64 leaf pages
     written): on a store of 10M messages every 64th one-message commit took
     15-20 ms, and the sends in that group and behind it waited.
-    sqlite_0008.sql turns that off; the writer runs this step in a
-    transaction of its own when no send is waiting, or every few groups
-    under load (``sqlite_worker.py``). It merges levels of at least four
-    segments (FTS5's ``usermerge``), as the automatic merging did, and FTS5
-    says a step did work when it changed two rows or more.
+    sqlite_0008.sql turns that off; the writer runs these steps in
+    transactions of their own, when no send is waiting or between groups
+    under load (``sqlite_worker.py``). A step merges ``owed /
+    MESSAGES_PER_PAGE`` leaf pages (at least ``MERGE_PAGES``, at most
+    ``MERGE_PAGES_MAX``), in levels of at least four segments (FTS5's
+    ``usermerge``), as the automatic merging did; it never does more than
+    there is to merge, so owing generously costs only empty steps. FTS5
+    says a step did work when it changed two rows or more; one that did
+    none means the index is merged.
     """
+    pages = min(max(owed // MESSAGES_PER_PAGE, MERGE_PAGES), MERGE_PAGES_MAX)
     before = conn.total_changes
-    conn.execute(
-        "INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?)", (MERGE_PAGES,)
-    )
-    return conn.total_changes - before >= 2
+    conn.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?)", (pages,))
+    if conn.total_changes - before < 2:
+        return 0
+    return max(owed - pages * MESSAGES_PER_PAGE, 1)  # until a step finds nothing to do
 
 
 def _job(

@@ -17,11 +17,14 @@ thread with its own connection runs them instead, after commits, at most
 every ``CHECKPOINT_INTERVAL`` seconds; a passive checkpoint never blocks the
 writer.
 
-Upkeep the store asks for after a group (``before_commit`` returns true:
-the full-text index's merging) runs the same way, off the groups' path: in
-small steps, each in a transaction of its own, when no job is waiting, and
-under a load that never lets the queue empty, one step every
-``UPKEEP_EVERY`` groups so that it keeps pace.
+Upkeep the store owes after a group (the full-text index's merging) runs
+the same way, off the groups' path, in steps of its own transaction: when
+no job is waiting, and, under a load that never lets the queue empty,
+between two groups once ``UPKEEP_AT`` units are owed, so that it keeps
+pace with what is written. ``before_commit`` says what a group owes (the
+store's units: rows it indexed); any group that wrote owes at least one
+(an edit or delete changes the index too). ``upkeep(connection, owed)``
+does one step and returns what is still owed (0: nothing left to do).
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ T = TypeVar("T")
 Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 MAX_GROUP = 256
-UPKEEP_EVERY = 4
-"""Groups between two upkeep steps when jobs never stop coming."""
+UPKEEP_AT = 64
+"""Upkeep owed (the store's units) that gets a step between two groups when jobs never
+stop coming; below it, upkeep waits for a moment with no job."""
 CHECKPOINT_INTERVAL = 1.0
 # After a checkpoint has emptied it, a longer log file is cut back to this.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
@@ -75,17 +79,18 @@ class SQLiteWorker:
         path: Path,
         synchronous: str = "NORMAL",
         busy_timeout: float = 5.0,
-        before_commit: Callable[[sqlite3.Connection], bool] | None = None,
-        upkeep: Callable[[sqlite3.Connection], bool] | None = None,
+        before_commit: Callable[[sqlite3.Connection], int] | None = None,
+        upkeep: Callable[[sqlite3.Connection, int], int] | None = None,
     ) -> None:
         """``before_commit(connection)``: run in each group's transaction after its jobs
-        (if it fails, the group does); true when it leaves ``upkeep(connection)`` work,
-        which runs in steps of its own and returns whether more may remain."""
+        (if it fails, the group does); returns the upkeep the group owes.
+        ``upkeep(connection, owed)``: one step of it; returns what is still owed."""
         self._path = path
         self._before_commit = before_commit or _nothing
-        self._upkeep = upkeep or _nothing
-        self._upkeep_due = upkeep is not None  # what an earlier run left, once at start
-        self._since_upkeep = 0
+        self._upkeep = upkeep
+        # Owed upkeep; at start one unit, for whatever an earlier run left.
+        self._owed = 0 if upkeep is None else 1
+        self._upkeep_held = False  # a step failed: none until the next group commits
         self._synchronous = synchronous
         self._busy_timeout_ms = int(busy_timeout * 1000)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -173,7 +178,7 @@ class SQLiteWorker:
         self._ready.set()
         try:
             while True:
-                if self._upkeep_due:
+                if self._owed and not self._upkeep_held:
                     try:
                         job = self._jobs.get_nowait()
                     except queue.Empty:
@@ -197,30 +202,42 @@ class SQLiteWorker:
                 self._run_group(conn, group)
                 if stop:
                     break
-                if self._upkeep_due and self._since_upkeep >= UPKEEP_EVERY:
+                if self._owed >= UPKEEP_AT and not self._upkeep_held:
                     self._upkeep_step(conn)  # the queue never empties: keep pace
         finally:
             conn.close()
 
     def _upkeep_step(self, conn: sqlite3.Connection) -> None:
-        self._since_upkeep = 0
+        assert self._upkeep is not None
+        started = time.perf_counter()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            more = self._upkeep(conn)
+            # Upkeep never waits for another process's lock: a job would wait
+            # behind that wait, and then again for its own.
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            owed = self._upkeep(conn, self._owed)
             conn.execute("COMMIT")
         except Exception as exc:
-            # Upkeep can wait: a later group asks for it again.
-            log.warning("store upkeep failed: %s", exc)
+            # Upkeep can wait: it is tried again after the next group.
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-            more = False
-        else:
-            self._committed.set()
-        self._upkeep_due = more
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if unusable(exc) and code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                self.last_failure = time.monotonic()  # a full disk, failing I/O: /health
+            log.warning("store upkeep deferred: %s", exc)
+            self._upkeep_held = True
+            return
+        self._committed.set()
+        self.observe(time.perf_counter() - started)
+        self._owed = owed
 
     def _run_group(self, conn: sqlite3.Connection, group: list[Job]) -> None:
         started = time.perf_counter()
+        changes = conn.total_changes
         try:
             conn.execute("BEGIN IMMEDIATE")
             outcomes = self._run_jobs(conn, group)
@@ -231,13 +248,13 @@ class SQLiteWorker:
                     conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 outcomes = self._run_jobs_apart(conn, group)
-            due = self._before_commit(conn)
+            owed = self._before_commit(conn)
             conn.execute("COMMIT")
             self._committed.set()
-            if due:
-                self._upkeep_due = True
-                self._since_upkeep += 1
             self.observe(time.perf_counter() - started)
+            if self._upkeep is not None and conn.total_changes != changes:
+                self._owed += max(owed, 1)
+                self._upkeep_held = False
         except Exception as exc:
             # Whatever failed, every caller gets an answer and the thread goes
             # on: a worker that died here would leave all later calls waiting.
@@ -300,8 +317,8 @@ def _ignore(*args: object) -> None:
     pass
 
 
-def _nothing(conn: sqlite3.Connection) -> bool:
-    return False
+def _nothing(conn: sqlite3.Connection) -> int:
+    return 0
 
 
 def _resolve(outcomes: list[Outcome]) -> None:
