@@ -236,7 +236,7 @@ class Metrics:
         )
         self.store_commit = Histogram(
             "hubbub_store_commit_seconds",
-            "Store transactions: a SQLite group commit, or a PostgreSQL transaction",
+            "Store transactions: a SQLite group commit or upkeep step, or a PostgreSQL transaction",
             ["database"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
