@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hubbub.broker.base import Broker, Delivery
 from hubbub.broker.memory import MemoryBroker
@@ -115,6 +116,34 @@ async def test_online_while_any_process_serves(presences: list[Any]) -> None:
     else:
         assert await a.went_offline("ann") is True
     assert await a.online(["ann"]) == set()
+
+
+async def test_redis_lost_between_the_sets_and_the_heartbeats_is_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis answers the membership pipeline, then drops the connection before the
+    heartbeats are read (as when it restarts): announced anyway, as when the pipeline
+    fails, with a warning and no traceback."""
+    need(REDIS_URL, 6379, "Redis")
+    prefix = f"hubbub:test:{uuid.uuid4().hex}:"
+    a, b = (RedisPresence(REDIS_URL, ttl=5, prefix=prefix) for _ in range(2))
+    await a.start()
+    await b.start()
+    try:
+        assert await b.came_online("eve") is True  # served by b: a must read b's heartbeat
+
+        async def closed(*args: object, **kwargs: object) -> None:
+            raise RedisConnectionError("Connection closed by server.")
+
+        monkeypatch.setattr(a._client, "mget", closed)
+        assert await a.came_online("eve") is True
+        assert await a.went_offline("eve") is True
+    finally:
+        await a.stop()
+        await b.stop()
+    assert "presence not recorded for eve: Connection closed by server." in caplog.text
+    assert "presence not cleared for eve: Connection closed by server." in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 async def test_a_dead_process_takes_its_users_offline() -> None:

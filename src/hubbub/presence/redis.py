@@ -81,10 +81,11 @@ class RedisPresence:
                 pipe.sadd(self._key("proc-users", self.pid), user)
                 pipe.smembers(self._key("presence", user))
                 added, _, serving = await pipe.execute()
+            # The heartbeats are read in the same try: Redis can go away between.
+            return bool(added) and await self._live(serving) == {self.pid}
         except (RedisError, OSError) as exc:
             log.warning("presence not recorded for %s: %s", user, exc)
             return True
-        return bool(added) and await self._live(serving) == {self.pid}
 
     async def went_offline(self, user: str) -> bool:
         try:
@@ -93,10 +94,10 @@ class RedisPresence:
                 pipe.srem(self._key("proc-users", self.pid), user)
                 pipe.smembers(self._key("presence", user))
                 _, _, serving = await pipe.execute()
+            return not await self._live(serving)
         except (RedisError, OSError) as exc:
             log.warning("presence not cleared for %s: %s", user, exc)
             return True
-        return not await self._live(serving)
 
     async def online(self, users: list[str]) -> set[str]:
         if not users:
