@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +34,15 @@ UNLIMITED = {
 """Limits off: the tests connect from one address and send fast, unless a test sets one."""
 NO_PUSH_SERVICE = "http://127.0.0.1:9/--/api/v2/push/send"
 """Where pushes go unless a test sets a stand-in: a port nothing listens on, never Expo."""
+
+
+async def until(check: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait (real time, polling) until ``check()`` is true; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
 
 
 def free_port() -> int:

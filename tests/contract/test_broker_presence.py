@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,13 +22,7 @@ from hubbub.service.fanout import Fanout
 from hubbub.service.presence import ANNOUNCE_CONCURRENCY, PresenceService
 from hubbub.store.sqlite import SQLiteStore
 from tests.services import REDIS_URL, need
-
-
-async def until(check: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
+from tests.support import until
 
 
 @pytest.fixture(params=["memory", "redis"])

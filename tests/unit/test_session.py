@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -40,6 +40,7 @@ from hubbub.protocol import events
 from hubbub.protocol.wsframe import text_frame, unframe
 from hubbub.server import Hubbub
 from hubbub.service.watches import Watcher
+from tests.support import until
 
 if TYPE_CHECKING:
     from hubbub.gateway.server import Gateway
@@ -1237,15 +1238,6 @@ async def real(tmp_path: Path) -> AsyncIterator[Real]:
             app.gateway.detach(session)
         await app.presence.drain()
         await app.stop()
-
-
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for the store's thread (real time), at most ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 def briefs(out: FakeOutbound) -> list[str]:

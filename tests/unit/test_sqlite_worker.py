@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from hubbub.errors import Unavailable
 from hubbub.store import sqlite_worker
 from hubbub.store.sqlite_worker import SQLiteWorker
+from tests.support import until
 
 
 def _create(conn: sqlite3.Connection) -> None:
@@ -148,21 +148,14 @@ def _worker(path: Path, upkeep: Upkeep, busy_timeout: float = 5.0) -> SQLiteWork
     )
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    deadline = asyncio.get_running_loop().time() + 5
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.01)
-
-
 async def test_upkeep_runs_in_steps_of_its_own_when_nothing_waits(tmp_path: Path) -> None:
     upkeep = Upkeep(work=3)
     worker = _worker(tmp_path / "w.db", upkeep)
     await worker.start()
     try:
-        await _until(lambda: len(upkeep.steps) == 1)  # at start: what an earlier run left
+        await until(lambda: len(upkeep.steps) == 1)  # at start: what an earlier run left
         await worker.call(_insert, 1)  # a group that wrote: it owes 3
-        await _until(lambda: len(upkeep.steps) == 4)
+        await until(lambda: len(upkeep.steps) == 4)
         await asyncio.sleep(0.05)
     finally:
         await worker.stop()
@@ -178,12 +171,12 @@ async def test_a_group_that_wrote_nothing_owes_nothing(tmp_path: Path) -> None:
     worker = _worker(tmp_path / "w.db", upkeep)
     await worker.start()
     try:
-        await _until(lambda: len(upkeep.steps) == 1)  # at start
+        await until(lambda: len(upkeep.steps) == 1)  # at start
         assert await worker.call(_autocheckpoint) == 0  # reads only
         await asyncio.sleep(0.05)
         assert len(upkeep.steps) == 1
         await worker.call(_insert, 1)  # writes: at least one unit, whatever the store says
-        await _until(lambda: len(upkeep.steps) == 2)
+        await until(lambda: len(upkeep.steps) == 2)
         await asyncio.sleep(0.05)
     finally:
         await worker.stop()
@@ -251,7 +244,7 @@ async def test_upkeep_never_waits_for_another_process_lock(tmp_path: Path) -> No
         assert loop.time() - started < 1.6  # its own 1 s, not the step's as well
         other.execute("ROLLBACK")
         assert await worker.call(_insert, 1) == 1
-        await _until(lambda: len(upkeep.steps) >= 1)  # deferred, then run after a group
+        await until(lambda: len(upkeep.steps) >= 1)  # deferred, then run after a group
     finally:
         other.close()
         await worker.stop()
